@@ -1,0 +1,403 @@
+"""The Python API: :func:`register` in one call, :class:`Registration` step by step.
+
+References
+----------
+B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
+signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
+DOI 10.1016/j.ultramic.2018.04.008
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from daskreg import pipeline
+from daskreg.kernels import correlate, shift
+from daskreg.kernels import shiftmatrix as sm
+from daskreg.params import RegistrationParams
+from daskreg.result import RegistrationResult
+from daskreg.stack import as_stack
+from daskreg.validate import check_stack, frame_quality
+
+__all__ = ["Registration", "register"]
+
+# Frames shifted at once while averaging; bounds memory at a few frame copies.
+_AVERAGE_BLOCK = 16
+# Parameters that change the measured shift matrix (the rest only change its analysis).
+_MEASURE_PARAMS = frozenset(
+    {
+        "mask", "n", "n1", "n2", "theta", "correlation", "find_maxima", "num_peaks",
+        "sigma_guess", "window_radius", "num_iter", "min_window_frac", "band", "precision",
+    }
+)
+
+
+class Registration:
+    """Step-by-step registration of one stack, in memory (the tutorial's flow).
+
+    Parameters
+    ----------
+    stack : array_like or xarray.DataArray
+        Frames on axis 0 (numpy), or a DataArray with dims ``(frame, y, x)``; anything
+        :func:`daskreg.open_stack` accepts.
+    **params
+        Initial parameters, as for :func:`register`.
+
+    Examples
+    --------
+    >>> from daskreg.synthetic import lattice_series
+    >>> series = lattice_series(6, (96, 96), seed=1)
+    >>> reg = Registration(series.stack)
+    >>> mask = reg.set_mask("hann", n=4)
+    >>> matrix = reg.find_shifts(find_maxima="gf")
+    >>> scores = reg.find_outliers(threshold=2.0)
+    >>> result = reg.average()
+    >>> result.shifts.shape
+    (6, 2)
+    """
+
+    def __init__(self, stack: Any, **params: Any) -> None:
+        self.params = RegistrationParams(**params)
+        self.stack = as_stack(stack)
+        check_stack(self.stack, self.params)
+        self._frames: np.ndarray | None = None
+        self._spectra: np.ndarray | None = None
+        self._initial_bad: dict[int, str] | None = None
+        self._raw: tuple[np.ndarray, ...] | None = None
+        self._analysis: pipeline.MatrixAnalysis | None = None
+        self.timings: dict[str, float] = {}
+
+    # -- parameters --------------------------------------------------------------------
+    def _update(self, **changes: Any) -> None:
+        self.params = self.params.replace(**changes)
+        check_stack(self.stack, self.params)
+        if _MEASURE_PARAMS.intersection(changes):
+            self._raw = None
+        self._analysis = None
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames in the stack."""
+        return int(self.stack.sizes["frame"])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """``(ny, nx)`` of one frame."""
+        return int(self.stack.sizes["y"]), int(self.stack.sizes["x"])
+
+    def set_mask(
+        self,
+        mask: str | np.ndarray = "bandpass",
+        n: float = 4.0,
+        *,
+        n1: float | None = None,
+        n2: float | None = None,
+        theta: float = 0.0,
+    ) -> xr.DataArray:
+        """Choose the Fourier mask; returns it centred, for display.
+
+        Parameters
+        ----------
+        mask : str or ndarray
+            A kind (``"bandpass"``, ``"lowpass"``, ``"hann"``, ``"hamming"``,
+            ``"blackman"``, ``"gaussian"``, ``"none"``), ``"elliptical"`` (with ``n1``,
+            ``n2``, ``theta``), or an array on the centred grid of
+            :func:`daskreg.fourier_grids`.
+        n : float
+            Cutoff: features smaller than about ``n`` pixels are ignored.
+        n1, n2, theta : float
+            Elliptical Gaussian: feature sizes along its axes, angle (radians) of the
+            ``n1`` axis from +x towards +y.
+        """
+        self._update(mask=mask, n=n, n1=n1, n2=n2, theta=theta)
+        return self.fourier_mask
+
+    @property
+    def fourier_mask(self) -> xr.DataArray:
+        """The current mask on the centred grid, dims (ky, kx) in cycles per frame."""
+        full = pipeline.build_mask(self.params, self.frame_shape)
+        ny, nx = self.frame_shape
+        return xr.DataArray(
+            np.fft.fftshift(full),
+            dims=("ky", "kx"),
+            coords={
+                "ky": np.fft.fftshift(np.fft.fftfreq(ny) * ny),
+                "kx": np.fft.fftshift(np.fft.fftfreq(nx) * nx),
+            },
+            name="fourier_mask",
+        )
+
+    def set_bad_frames(self, bad_frames: Any) -> None:
+        """Frames to leave out (indices), on top of those found automatically."""
+        self._update(bad_frames=tuple(int(b) for b in np.atleast_1d(bad_frames)))
+
+    def set_frames(self, start: int, stop: int) -> None:
+        """Use only frames ``start <= i < stop`` (the reference's ``set_nz``)."""
+        self._update(frames=(start, stop))
+
+    # -- steps -------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._frames is not None:
+            return
+        start = time.perf_counter()
+        frames = np.asarray(self.stack.values)
+        finite, std = frame_quality(frames)
+        bad: dict[int, str] = {}
+        for k in np.flatnonzero(~finite):
+            bad[int(k)] = "contains NaN or infinite pixels"
+        for k in np.flatnonzero(finite & (std == 0)):
+            bad[int(k)] = "constant frame (no contrast, e.g. beam blanked)"
+        if bad:
+            # Unusable frames are zeroed in a private copy; the caller's array is untouched.
+            frames = frames.astype(np.float64, copy=True)
+            frames[sorted(bad)] = 0.0
+        self._frames = frames
+        self._initial_bad = bad if self.params.detect_bad_frames else {}
+        if not self.params.detect_bad_frames and bad:
+            from daskreg.errors import NonFiniteError
+
+            raise NonFiniteError(
+                f"frames {sorted(bad)} hold NaN/inf pixels or no contrast; pass "
+                "detect_bad_frames=True to exclude them, or bad_frames=[...]"
+            )
+        self.timings["load"] = time.perf_counter() - start
+
+    def find_shifts(self, **params: Any) -> xr.DataArray:
+        """Correlate every pair (or a band of pairs) and measure the raw shift matrix.
+
+        Parameters
+        ----------
+        **params
+            Any of ``correlation``, ``find_maxima``, ``num_peaks``, ``sigma_guess``,
+            ``window_radius``, ``num_iter``, ``min_window_frac``, ``band``,
+            ``precision`` and the mask parameters.
+
+        Returns
+        -------
+        xarray.DataArray
+            The raw shift matrix, dims (frame_i, frame_j, axis).
+        """
+        if params:
+            self._update(**params)
+        self._measure()
+        return self._matrix_da(self._raw[0], "shift_matrix")
+
+    def _measure(self) -> None:
+        if self._raw is not None:
+            return
+        p = self.params
+        self._load()
+        start = time.perf_counter()
+        if self._spectra is None or self._spectra.dtype != p.spectrum_dtype:
+            self._spectra = correlate.frame_spectra(self._frames, dtype=p.spectrum_dtype)
+        shape = self.frame_shape
+        mask_half = correlate.half_plane_mask(pipeline.build_mask(p, shape))
+        i, j = pipeline.pair_indices(self.n_frames, p.band)
+        found = pipeline.measure_pairs(self._spectra[i], self._spectra[j], mask_half, shape, p)
+        matrix = sm.assemble_shift_matrix(self.n_frames, i, j, found.shifts)
+        measured = np.zeros((self.n_frames, self.n_frames), dtype=bool)
+        measured[i, j] = measured[j, i] = True
+        fit_ok = np.ones_like(measured)
+        fit_ok[i, j] = fit_ok[j, i] = found.ok
+        energy = correlate.masked_energy(self._spectra, mask_half, shape)
+        quality = np.full(measured.shape, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            quality[i, j] = quality[j, i] = found.peak / np.sqrt(energy[i] * energy[j])
+        self._raw = (matrix, measured, fit_ok, quality)
+        self._analysis = None
+        self.timings["pairs"] = time.perf_counter() - start
+
+    def find_outliers(self, method: str = "transitivity", **params: Any) -> xr.DataArray:
+        """Find outlier pairs: ``"transitivity"`` (``threshold``, ``maxpaths``) or ``"nn"``
+        (``max_shift``). Returns the transitivity scores (NaN for ``"nn"``)."""
+        self._update(outliers=method, **params)
+        return self._matrix_da(self._analyse().scores, "transitivity_score")
+
+    def _analyse(self) -> pipeline.MatrixAnalysis:
+        self._measure()
+        if self._analysis is None:
+            start = time.perf_counter()
+            matrix, measured, fit_ok, quality = self._raw
+            self._analysis = pipeline.analyse_shift_matrix(
+                matrix, measured, fit_ok, self.params, self._initial_bad, quality
+            )
+            self.timings["outliers_and_shifts"] = time.perf_counter() - start
+        return self._analysis
+
+    def correct(self) -> xr.DataArray:
+        """Refill outlier elements from transitivity; returns the corrected matrix."""
+        return self._matrix_da(self._analyse().corrected, "shift_matrix_corrected")
+
+    def average(self, crop: bool | None = None) -> RegistrationResult:
+        """Shift the used frames by the Fourier shift theorem, average, and crop.
+
+        Parameters
+        ----------
+        crop : bool, optional
+            Crop to the region every frame covers (default: the ``crop`` parameter).
+
+        Returns
+        -------
+        RegistrationResult
+        """
+        if crop is not None:
+            self._update(crop=crop)
+        analysis = self._analyse()
+        start = time.perf_counter()
+        shifts = analysis.shifts
+        total = np.zeros(self.frame_shape)
+        for lo in range(0, self.n_frames, _AVERAGE_BLOCK):
+            block = slice(lo, lo + _AVERAGE_BLOCK)
+            total += shift.registered_sum(self._frames[block], shifts[block])
+        average = total / analysis.used.sum()
+        self.timings["average"] = time.perf_counter() - start
+        return RegistrationResult(self._result_dataset(analysis, average))
+
+    def run(self) -> RegistrationResult:
+        """All steps with the current parameters."""
+        return self.average()
+
+    # -- labelled outputs --------------------------------------------------------------
+    def _matrix_da(self, values: np.ndarray, name: str) -> xr.DataArray:
+        frames = np.arange(self.n_frames)
+        dims: tuple[str, ...] = ("frame_i", "frame_j")
+        coords: dict[str, Any] = {"frame_i": frames, "frame_j": frames}
+        if values.ndim == 3:
+            dims += ("axis",)
+            coords["axis"] = ["y", "x"]
+        return xr.DataArray(values, dims=dims, coords=coords, name=name)
+
+    def _result_dataset(
+        self, analysis: pipeline.MatrixAnalysis, average: np.ndarray
+    ) -> xr.Dataset:
+        matrix, measured, fit_ok, quality = self._raw
+        shape = self.frame_shape
+        bounds = shift.crop_bounds(analysis.shifts, shape)
+        frame_axis = ("frame", "axis")
+        pair_dims = ("frame_i", "frame_j")
+        ds = xr.Dataset(
+            {
+                "shifts": (frame_axis, analysis.shifts),
+                "shift_uncertainty": (frame_axis, analysis.uncertainty),
+                "bad_frames": ("frame", ~analysis.used),
+                "shift_matrix": ((*pair_dims, "axis"), matrix),
+                "shift_matrix_corrected": ((*pair_dims, "axis"), analysis.corrected),
+                "outliers": (pair_dims, analysis.outliers),
+                "measured": (pair_dims, measured),
+                "fit_ok": (pair_dims, fit_ok),
+                "transitivity_score": (pair_dims, analysis.scores),
+                "correlation_quality": (pair_dims, quality),
+                "average_full": (("y", "x"), average),
+                "coverage": (("y", "x"), shift.coverage(analysis.shifts, shape)),
+            },
+            coords={
+                "frame": self.stack["frame"].values,
+                "frame_i": np.arange(self.n_frames),
+                "frame_j": np.arange(self.n_frames),
+                "axis": ["y", "x"],
+                "y": self.stack["y"].values,
+                "x": self.stack["x"].values,
+            },
+        )
+        attrs = self.stack.attrs
+        ds.attrs.update(
+            params=self.params.to_json(),
+            crop=int(self.params.crop),
+            threshold_used=analysis.threshold if analysis.threshold is not None else "none",
+            bad_frame_reasons=json.dumps({str(k): v for k, v in analysis.bad_reason.items()}),
+            timings=json.dumps(self.timings),
+            **bounds._asdict(),
+        )
+        for key in ("pixel_size", "unit", "source"):
+            if key in attrs:
+                ds.attrs[key] = attrs[key]
+        from daskreg import __version__
+
+        ds.attrs["daskreg_version"] = __version__
+        return ds
+
+
+def register(stack: Any, **params: Any) -> RegistrationResult:
+    """Register a series of frames and average it.
+
+    Parameters
+    ----------
+    stack : array_like or xarray.DataArray
+        Frames on axis 0, or a DataArray with dims ``(frame, y, x)``.
+    mask : str or ndarray, default "bandpass"
+        Fourier mask: ``"bandpass"``, ``"lowpass"``, ``"hann"``, ``"hamming"``,
+        ``"blackman"``, ``"gaussian"``, ``"none"``, ``"elliptical"`` (with ``n1``, ``n2``,
+        ``theta``), or an array on the centred grid of :func:`daskreg.fourier_grids`.
+    n : float, default 4
+        Mask cutoff: features smaller than about ``n`` pixels are ignored.
+    n1, n2, theta : float
+        Elliptical mask: feature sizes (pixels) along its two axes and the angle
+        (radians) of the ``n1`` axis from +x towards +y.
+    correlation : {"cc", "mc", "pc", "phase"}, default "cc"
+        Cross, mutual, the reference's phase correlation, or the normalised phase
+        correlation (see :func:`daskreg.kernels.correlate.correlation_spectra`).
+    find_maxima : {"pixel", "gf", "com"}, default "gf"
+        How the maximum of each correlation is located.
+    num_peaks : int, default 5
+        ``gf``: number of distinct local maxima fitted.
+    sigma_guess : float, default 2
+        ``gf``: starting Gaussian width, pixels.
+    window_radius : int, default 6
+        ``gf``: fit window is ``(2 window_radius + 1)^2``.
+    num_iter, min_window_frac : int, float
+        ``com`` only.
+    outliers : {"transitivity", "nn", None}, default "transitivity"
+        Outlier test on the shift matrix.
+    threshold : float, optional
+        Transitivity score (pixels) at which a pair is an outlier; default: chosen from
+        the data (:func:`daskreg.pipeline.auto_threshold`).
+    maxpaths : int, default 5
+        Transitivity: number of two-step paths per pair.
+    max_shift : float, default 1
+        ``nn``: largest difference (pixels) from a neighbouring matrix element.
+    bad_frames : sequence of int, default ()
+        Frames to leave out, on top of those found automatically.
+    frames : (start, stop), optional
+        Use only this half-open range of frames.
+    crop : bool, default True
+        Crop the average to the region every frame covers.
+    solver : {"mean", "lstsq"}, default "mean"
+        Final shifts as row means of the corrected matrix (the reference) or as a
+        least-squares solve over the valid pairs.
+    band : int, optional
+        Correlate only pairs with ``|i - j| <= band`` (long time series).
+    detect_bad_frames : bool, default True
+        Leave out frames with NaN/inf pixels or no contrast (with their reason).
+    precision : {"single", "double"}, default "single"
+        Precision of the spectra and correlations.
+
+    Returns
+    -------
+    RegistrationResult
+
+    Raises
+    ------
+    DaskregError
+        A subclass naming the problem, for bad stacks or parameters.
+
+    Notes
+    -----
+    Sign convention: frame ``i`` holds the specimen displaced by ``+shifts[i]``;
+    shifting it by ``-shifts[i]`` aligns it. Shifts are relative to the mean position
+    of the used frames, ``(dy, dx)`` in pixels.
+
+    Examples
+    --------
+    >>> from daskreg.synthetic import lattice_series
+    >>> series = lattice_series(8, (128, 128), seed=3)
+    >>> result = register(series.stack, mask="hann", n=4)
+    >>> err = result.shifts.values - (series.shifts - series.shifts.mean(axis=0))
+    >>> bool(abs(err).max() < 0.2)
+    True
+    """
+    return Registration(stack, **params).run()

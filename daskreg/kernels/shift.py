@@ -1,0 +1,124 @@
+"""Sub-pixel frame shifts by the Fourier shift theorem, the registered sum, and crop bounds.
+
+A frame shifted by ``d`` has its content moved by ``+d``: ``out[y, x] = frame[y - dy,
+x - dx]`` (periodic). To align frame ``i`` shift it by ``-s_i`` (see
+:mod:`daskreg.kernels.shiftmatrix` for the sign convention). The output is the real
+part of the shifted transform (the reference takes the absolute value, which turns
+negative pixels positive).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import scipy.fft
+
+__all__ = ["fourier_shift_frames", "registered_sum", "CropBounds", "crop_bounds", "coverage"]
+
+
+def fourier_shift_frames(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Shift each frame by its own sub-pixel ``(dy, dx)`` (periodic boundaries).
+
+    Parameters
+    ----------
+    frames : ndarray, shape (..., ny, nx)
+        Real frames.
+    shifts : ndarray, shape (..., 2)
+        ``(dy, dx)`` per frame, in pixels.
+
+    Returns
+    -------
+    ndarray of float64, shape (..., ny, nx)
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    shifts = np.asarray(shifts, dtype=np.float64)
+    ny, nx = frames.shape[-2:]
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    dy = shifts[..., 0, None, None]
+    dx = shifts[..., 1, None, None]
+    phase = np.exp(-2j * np.pi * (ky * dy + kx * dx))
+    spectrum = scipy.fft.rfft2(frames, workers=-1)
+    return scipy.fft.irfft2(spectrum * phase, s=(ny, nx), workers=-1)
+
+
+def registered_sum(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Sum of a block of frames after aligning each (shift by ``-shifts``).
+
+    Parameters
+    ----------
+    frames : ndarray, shape (F, ny, nx)
+    shifts : ndarray, shape (F, 2)
+        Displacement ``s_i`` of each frame; frames with a NaN shift are skipped.
+
+    Returns
+    -------
+    ndarray of float64, shape (ny, nx)
+    """
+    shifts = np.asarray(shifts, dtype=np.float64)
+    keep = np.isfinite(shifts).all(axis=-1)
+    if not keep.any():
+        return np.zeros(np.shape(frames)[-2:])
+    return fourier_shift_frames(np.asarray(frames)[keep], -shifts[keep]).sum(axis=0)
+
+
+class CropBounds(NamedTuple):
+    """Region of the average that every aligned frame covers: ``avg[ymin:ymax, xmin:xmax]``.
+
+    ``ymax`` and ``xmax`` are exclusive slice ends (positive, unlike the reference).
+    """
+
+    ymin: int
+    ymax: int
+    xmin: int
+    xmax: int
+
+
+def crop_bounds(shifts: np.ndarray, shape: tuple[int, int]) -> CropBounds:
+    """Crop bounds of the average from the displacements of the used frames.
+
+    Aligning frame ``i`` moves its content by ``-s_i``, so its data covers
+    ``[-s_i, n - s_i)`` along each axis; the bounds are the intersection over frames,
+    rounded inwards.
+
+    Parameters
+    ----------
+    shifts : ndarray, shape (F, 2)
+        ``(dy, dx)`` of each frame; NaN rows (unused frames) are ignored.
+    shape : tuple of int
+        Frame shape ``(ny, nx)``.
+    """
+    shifts = np.asarray(shifts, dtype=np.float64)
+    shifts = shifts[np.isfinite(shifts).all(axis=1)]
+    bounds = []
+    for axis, size in enumerate(shape):
+        low = math.ceil(max(0.0, float(-shifts[:, axis].min()))) if len(shifts) else 0
+        high = size - math.ceil(max(0.0, float(shifts[:, axis].max()))) if len(shifts) else size
+        bounds.extend([low, max(low, high)])
+    return CropBounds(*bounds)
+
+
+def coverage(shifts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Number of aligned frames whose data covers each pixel of the uncropped average.
+
+    Parameters
+    ----------
+    shifts : ndarray, shape (F, 2)
+        ``(dy, dx)`` of each frame; NaN rows are ignored.
+    shape : tuple of int
+
+    Returns
+    -------
+    ndarray of int, shape (ny, nx)
+    """
+    shifts = np.asarray(shifts, dtype=np.float64)
+    shifts = shifts[np.isfinite(shifts).all(axis=1)]
+    per_axis = []
+    for axis, size in enumerate(shape):
+        pos = np.arange(size)[None, :]
+        low = np.ceil(np.maximum(0.0, -shifts[:, axis]))[:, None]
+        high = size - np.ceil(np.maximum(0.0, shifts[:, axis]))[:, None]
+        per_axis.append((pos >= low) & (pos < high))
+    return np.einsum("fy,fx->yx", per_axis[0].astype(int), per_axis[1].astype(int))

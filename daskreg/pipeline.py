@@ -1,0 +1,368 @@
+"""The steps of the method on in-memory arrays, shared by every engine.
+
+The numpy engine (:class:`daskreg.Registration`) and the Dask engine
+(:mod:`daskreg.parallel`) both call these: building the mask, measuring a block of
+pairs, and analysing the assembled shift matrix (outliers, bad frames, correction,
+final shifts). Nothing here knows where the frames come from.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from daskreg.errors import ParameterError, RegistrationWarning, TooFewFramesError
+from daskreg.kernels import correlate, masks, peaks
+from daskreg.kernels import shiftmatrix as sm
+from daskreg.params import RegistrationParams
+
+__all__ = [
+    "build_mask",
+    "pair_indices",
+    "measure_pairs",
+    "MatrixAnalysis",
+    "analyse_shift_matrix",
+    "auto_threshold",
+    "weak_frames",
+]
+
+# Correlation maps held at once while measuring pairs (float32 values).
+_PAIR_BATCH_BYTES = 128 * 2**20
+# A frame whose pairs are mostly outliers is itself bad (blank, torn, out of focus).
+BAD_FRAME_OUTLIER_FRACTION = 0.5
+# A frame correlating this much worse than the series (relative to its median) is bad.
+WEAK_FRAME_DROP = 0.1
+
+
+def build_mask(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray:
+    """The Fourier mask of ``params`` for frames of ``shape``, in FFT order.
+
+    Raises
+    ------
+    ParameterError
+        A user mask of the wrong shape, or a cutoff that leaves no frequency.
+    """
+    if isinstance(params.mask, np.ndarray):
+        if params.mask.shape != tuple(shape):
+            raise ParameterError(
+                f"the user mask has shape {params.mask.shape} but frames are {tuple(shape)}; "
+                "build it on daskreg.fourier_grids(frame_shape)"
+            )
+        mask = np.fft.ifftshift(params.mask)
+    elif params.mask == "elliptical":
+        mask = masks.elliptical_mask(shape, params.n1, params.n2, params.theta)
+    else:
+        mask = masks.fourier_mask(shape, params.mask, params.n)
+    # The DC term is zero after mean subtraction, so a mask must pass something else.
+    passed = mask.copy()
+    passed[0, 0] = 0
+    if not np.any(passed):
+        raise ParameterError(
+            f"the Fourier mask {params.mask!r} with n={params.n} keeps no spatial frequency for "
+            f"frames of {tuple(shape)}: the cutoff is finer than one cycle per frame; use a "
+            f"smaller n (at most {min(shape) / 2:g})"
+        )
+    return mask
+
+
+def pair_indices(n_frames: int, band: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices ``(i, j)``, ``i < j``, of all pairs or of a band ``j - i <= band``."""
+    i, j = np.triu_indices(n_frames, 1)
+    if band is not None:
+        keep = (j - i) <= band
+        i, j = i[keep], j[keep]
+    return i, j
+
+
+def measure_pairs(
+    spec_i: np.ndarray,
+    spec_j: np.ndarray,
+    mask_half: np.ndarray,
+    shape: tuple[int, int],
+    params: RegistrationParams,
+) -> peaks.PeakResult:
+    """Correlate pairs of frame spectra and locate each maximum.
+
+    Parameters
+    ----------
+    spec_i, spec_j : ndarray, shape (P, ny, nx // 2 + 1)
+        Spectra of the first and second frame of each pair.
+    mask_half : ndarray
+        :func:`daskreg.kernels.correlate.half_plane_mask` of :func:`build_mask`.
+    shape : tuple of int
+    params : RegistrationParams
+
+    Returns
+    -------
+    PeakResult
+        ``r_ij = s_j - s_i`` per pair, success flags and peak heights.
+    """
+    n_pairs = spec_i.shape[0]
+    batch = max(1, _PAIR_BATCH_BYTES // (4 * shape[0] * shape[1]))
+    results = []
+    for start in range(0, n_pairs, batch):
+        sl = slice(start, start + batch)
+        corr = correlate.correlation_maps(
+            spec_i[sl], spec_j[sl], mask_half, shape, params.correlation
+        )
+        results.append(
+            peaks.find_shifts(
+                corr,
+                params.find_maxima,
+                num_peaks=params.num_peaks,
+                sigma_guess=params.sigma_guess,
+                window_radius=params.window_radius,
+                num_iter=params.num_iter,
+                min_window_frac=params.min_window_frac,
+            )
+        )
+    if not results:
+        return peaks.PeakResult(np.zeros((0, 2)), np.zeros(0, bool), np.zeros(0))
+    return peaks.PeakResult(
+        np.concatenate([r.shifts for r in results]),
+        np.concatenate([r.ok for r in results]),
+        np.concatenate([r.peak for r in results]),
+    )
+
+
+@dataclass
+class MatrixAnalysis:
+    """Everything decided from the shift matrix.
+
+    Attributes
+    ----------
+    measured : (N, N) bool
+        Pairs whose correlation was computed (all pairs, or a band).
+    outliers : (N, N) bool
+        Pairs rejected (outlier test, failed fits, or pairs of bad frames found here).
+    scores : (N, N) float
+        Transitivity scores (NaN where not computed).
+    threshold : float or None
+        Transitivity threshold used (auto-chosen when ``params.threshold`` is None).
+    valid : (N, N) bool
+        Pairs used for the shifts (diagonal of used frames included).
+    corrected : (N, N, 2) float
+        Shift matrix with invalid elements between used frames refilled.
+    used : (N,) bool
+        Frames that enter the average.
+    bad_reason : dict
+        Why each excluded frame was excluded (frame -> text).
+    shifts : (N, 2) float
+        Final displacement of each frame (NaN for unused frames).
+    uncertainty : (N, 2) float
+        One-sigma uncertainty of each shift from the least-squares residuals.
+    """
+
+    measured: np.ndarray
+    outliers: np.ndarray
+    scores: np.ndarray
+    threshold: float | None
+    valid: np.ndarray
+    corrected: np.ndarray
+    used: np.ndarray
+    bad_reason: dict[int, str]
+    shifts: np.ndarray
+    uncertainty: np.ndarray
+
+
+def auto_threshold(scores: np.ndarray, valid: np.ndarray) -> float:
+    """Transitivity threshold from the data: ``max(1 px, 5 x median score of valid pairs)``.
+
+    Good pairs score about ``2 sqrt(3)`` times the per-axis pair error (a few tenths of
+    a pixel at low dose) while a unit-cell hop scores about one lattice spacing, so five
+    times the typical score separates them without a hand-tuned number; the 1 px floor
+    keeps clean, near-perfect series from rejecting sub-pixel noise.
+    """
+    upper = np.triu(valid, 1) & np.isfinite(scores)
+    if not upper.any():
+        return 1.0
+    return float(max(1.0, 5.0 * np.median(scores[upper])))
+
+
+def weak_frames(quality: np.ndarray, measured: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Frames whose correlation with the others is far weaker than the series'.
+
+    A torn frame (a jump mid-scan) correlates consistently with every other frame, so
+    transitivity cannot catch it, but only part of it matches: its correlation
+    coefficients drop (to about the fraction of rows on the larger side of the tear).
+    Blank and defocused frames drop too. A frame is weak when the median coefficient
+    of its pairs is below the series median by more than six robust standard
+    deviations and by more than ``WEAK_FRAME_DROP`` of the median.
+
+    Parameters
+    ----------
+    quality : ndarray, shape (N, N)
+        Correlation coefficient of each measured pair (peak / sqrt(E_i E_j)).
+    measured : ndarray of bool, shape (N, N)
+    used : ndarray of bool, shape (N,)
+
+    Returns
+    -------
+    ndarray of int
+        Indices of weak frames.
+    """
+    pairs = measured & np.outer(used, used) & ~np.eye(len(used), dtype=bool)
+    per_frame = np.full(len(used), np.nan)
+    for k in np.flatnonzero(used & pairs.any(axis=1)):
+        per_frame[k] = np.median(quality[k, pairs[k]])
+    values = per_frame[np.isfinite(per_frame)]
+    if len(values) < 3:
+        return np.zeros(0, dtype=int)
+    centre = np.median(values)
+    spread = 1.4826 * np.median(np.abs(values - centre))
+    limit = centre - max(6.0 * spread, WEAK_FRAME_DROP * abs(centre))
+    with np.errstate(invalid="ignore"):
+        return np.flatnonzero(per_frame < limit)
+
+
+def analyse_shift_matrix(
+    matrix: np.ndarray,
+    measured: np.ndarray,
+    fit_ok: np.ndarray,
+    params: RegistrationParams,
+    initial_bad: dict[int, str] | None = None,
+    quality: np.ndarray | None = None,
+) -> MatrixAnalysis:
+    """Outliers, bad frames, correction and final shifts from a raw shift matrix.
+
+    Parameters
+    ----------
+    matrix : ndarray, shape (N, N, 2)
+        Antisymmetric raw matrix ``R[i, j] = s_j - s_i``.
+    measured : ndarray of bool, shape (N, N)
+        Symmetric; pairs whose correlation was computed.
+    fit_ok : ndarray of bool, shape (N, N)
+        Symmetric; False where the maximum finder failed.
+    params : RegistrationParams
+    initial_bad : dict, optional
+        Frames already known to be bad (frame -> reason), e.g. found before correlation.
+    quality : ndarray, shape (N, N), optional
+        Correlation coefficients of the pairs; weak frames (:func:`weak_frames`) are
+        left out when ``params.detect_bad_frames``.
+
+    Returns
+    -------
+    MatrixAnalysis
+
+    Raises
+    ------
+    TooFewFramesError
+        Fewer than two frames remain usable.
+    """
+    n_frames = matrix.shape[0]
+    bad_reason = dict(initial_bad or {})
+    bad_reason.update({b: "listed in bad_frames" for b in params.bad_frames if b < n_frames})
+    used = sm.frame_mask(n_frames, np.array(sorted(bad_reason), dtype=int), params.frames)
+    _require_frames(used, bad_reason)
+    if quality is not None and params.detect_bad_frames:
+        for k in weak_frames(quality, measured, used):
+            bad_reason[int(k)] = (
+                "correlates much worse than the other frames (torn, blank or defocused?)"
+            )
+            used[k] = False
+        _require_frames(used, bad_reason)
+
+    rejected = measured & ~fit_ok
+    outliers = rejected.copy()
+    scores = np.full((n_frames, n_frames), np.nan)
+    threshold = params.threshold
+    if params.outliers is not None:
+        for _ in range(2):
+            base = measured & ~rejected & np.outer(used, used)
+            outliers, scores, threshold = _find_outliers(matrix, base, used, params)
+            outliers |= rejected
+            newly_bad = _frames_mostly_outliers(outliers, measured, used)
+            if not newly_bad:
+                break
+            for b in newly_bad:
+                bad_reason[b] = "most of its pairs are outliers"
+            used[newly_bad] = False
+            _require_frames(used, bad_reason)
+
+    valid = measured & ~outliers & np.outer(used, used)
+    np.fill_diagonal(valid, used)
+    if sm.connected_frames(valid, used).sum() < 2:
+        warnings.warn(
+            "outlier rejection left no two frames linked by a valid pair; using every "
+            "measured pair instead (too few frames to tell outliers apart)",
+            RegistrationWarning,
+            stacklevel=3,
+        )
+        outliers = rejected.copy()
+        valid = measured & ~rejected & np.outer(used, used)
+        np.fill_diagonal(valid, used)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RegistrationWarning)
+        corrected, kept = sm.correct_shift_matrix(matrix, valid, used)
+    for frame in np.flatnonzero(used & ~kept):
+        bad_reason[int(frame)] = "no valid pair links it to the other frames"
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=3)
+    used = kept
+    _require_frames(used, bad_reason)
+    valid &= np.outer(used, used)
+
+    found = sorted(set(bad_reason) - set(params.bad_frames) - set(initial_bad or {}))
+    if found:
+        warnings.warn(
+            "left out frames " + "; ".join(f"{k}: {bad_reason[k]}" for k in found),
+            RegistrationWarning,
+            stacklevel=3,
+        )
+    lstsq_shifts, uncertainty = sm.solve_shifts(matrix, valid, used)
+    shifts = lstsq_shifts if params.solver == "lstsq" else sm.shifts_from_rows(corrected, used)
+    return MatrixAnalysis(
+        measured=measured,
+        outliers=outliers & ~np.eye(n_frames, dtype=bool),
+        scores=scores,
+        threshold=threshold,
+        valid=valid,
+        corrected=corrected,
+        used=used,
+        bad_reason=dict(sorted(bad_reason.items())),
+        shifts=shifts,
+        uncertainty=uncertainty,
+    )
+
+
+def _find_outliers(
+    matrix: np.ndarray, base: np.ndarray, used: np.ndarray, params: RegistrationParams
+) -> tuple[np.ndarray, np.ndarray, float | None]:
+    if params.outliers == "nn":
+        outliers = sm.nn_outliers(matrix, used, params.max_shift) & base
+        return outliers, np.full(base.shape, np.nan), None
+    scores = sm.transitivity_scores(matrix, base, used, params.maxpaths)
+    threshold = params.threshold
+    if threshold is None:
+        threshold = auto_threshold(scores, base)
+    with np.errstate(invalid="ignore"):
+        outliers = (scores >= threshold) & base
+    return outliers, scores, threshold
+
+
+def _frames_mostly_outliers(
+    outliers: np.ndarray, measured: np.ndarray, used: np.ndarray
+) -> list[int]:
+    pairs = measured & np.outer(used, used) & ~np.eye(len(used), dtype=bool)
+    n_pairs = pairs.sum(axis=1)
+    n_out = (outliers & pairs).sum(axis=1)
+    frac = np.where(n_pairs > 0, n_out / np.maximum(n_pairs, 1), 0.0)
+    candidates = np.flatnonzero(used & (frac > BAD_FRAME_OUTLIER_FRACTION))
+    # With most frames failing, the fault is in the parameters, not the frames.
+    if len(candidates) > used.sum() // 2:
+        return []
+    return candidates.tolist()
+
+
+def _require_frames(used: np.ndarray, bad_reason: dict[int, str]) -> None:
+    if used.sum() >= 2:
+        return
+    reasons = "; ".join(f"frame {k}: {v}" for k, v in sorted(bad_reason.items())) or "none"
+    raise TooFewFramesError(
+        f"only {int(used.sum())} usable frame(s) remain of {len(used)} (excluded: {reasons}); "
+        "registration needs at least 2 linked frames: check bad_frames/frames, or loosen the "
+        "outlier threshold"
+    )

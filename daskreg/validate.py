@@ -1,0 +1,88 @@
+"""Validation of stacks at the public boundary.
+
+Kernels trust their input; everything a user passes is checked here once, and every
+error names the problem, the value seen and the fix.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from daskreg.errors import StackDtypeError, StackShapeError, TooFewFramesError
+from daskreg.params import RegistrationParams
+
+__all__ = ["FRAME_DIMS", "check_stack", "frame_quality"]
+
+FRAME_DIMS = ("frame", "y", "x")
+MIN_FRAMES = 3
+
+
+def check_stack(stack: xr.DataArray, params: RegistrationParams) -> None:
+    """Check a stack's dims, dtype, number of frames and frame size against ``params``.
+
+    Raises
+    ------
+    StackShapeError, StackDtypeError, TooFewFramesError
+    """
+    if stack.dims[-3:] != FRAME_DIMS:
+        raise StackShapeError(
+            f"a stack needs dims (..., 'frame', 'y', 'x'); got {stack.dims} with shape "
+            f"{stack.shape}. Rename or transpose it, e.g. "
+            "stack.transpose(..., 'frame', 'y', 'x')"
+        )
+    dtype = stack.dtype
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)) or (
+        dtype == np.bool_
+    ):
+        raise StackDtypeError(
+            f"frames must hold real numbers; got dtype {dtype}. Convert first, e.g. "
+            "stack.astype('float32') (for complex data pass its abs() or real part)"
+        )
+    n_frames, ny, nx = stack.shape[-3:]
+    if n_frames < MIN_FRAMES:
+        raise TooFewFramesError(
+            f"registration needs at least {MIN_FRAMES} frames; got {n_frames} "
+            f"(shape {stack.shape}). A single image has nothing to register; for frames "
+            "stored on the last axis open it with frame_axis=-1"
+        )
+    if params.find_maxima == "gf":
+        side = 2 * params.window_radius + 1
+        if min(ny, nx) < side:
+            raise StackShapeError(
+                f"frames of {ny}x{nx} pixels are smaller than the Gaussian-fit window "
+                f"({side}x{side}, window_radius={params.window_radius}); pass a smaller "
+                f"window_radius (at most {(min(ny, nx) - 1) // 2})"
+            )
+    if min(ny, nx) < 4:
+        raise StackShapeError(
+            f"frames of {ny}x{nx} pixels are too small to register; frames need at least 4 "
+            "pixels along y and x"
+        )
+
+
+def frame_quality(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Finite flag and standard deviation of each frame of a block.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (F, ny, nx)
+
+    Returns
+    -------
+    finite : ndarray of bool, shape (F,)
+        False where a frame holds a NaN or infinite pixel.
+    std : ndarray of float64, shape (F,)
+        Standard deviation of the finite pixels (0 for a constant frame).
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    finite_px = np.isfinite(frames)
+    finite = finite_px.all(axis=(1, 2))
+    clean = np.where(finite_px, frames, np.nan)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        # An all-NaN frame has no std; it is reported through ``finite``.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        std = np.nanstd(clean, axis=(1, 2))
+    return finite, np.nan_to_num(std)
