@@ -9,7 +9,6 @@ DOI 10.1016/j.ultramic.2018.04.008
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -18,9 +17,8 @@ import xarray as xr
 
 from daskreg import pipeline
 from daskreg.kernels import correlate, shift
-from daskreg.kernels import shiftmatrix as sm
 from daskreg.params import RegistrationParams
-from daskreg.result import RegistrationResult
+from daskreg.result import RegistrationResult, build_result
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack, frame_quality
 
@@ -68,7 +66,7 @@ class Registration:
         self._frames: np.ndarray | None = None
         self._spectra: np.ndarray | None = None
         self._initial_bad: dict[int, str] | None = None
-        self._raw: tuple[np.ndarray, ...] | None = None
+        self._raw: pipeline.PairMeasurements | None = None
         self._analysis: pipeline.MatrixAnalysis | None = None
         self.timings: dict[str, float] = {}
 
@@ -185,7 +183,7 @@ class Registration:
         if params:
             self._update(**params)
         self._measure()
-        return self._matrix_da(self._raw[0], "shift_matrix")
+        return self._matrix_da(self._raw.matrix, "shift_matrix")
 
     def _measure(self) -> None:
         if self._raw is not None:
@@ -199,16 +197,8 @@ class Registration:
         mask_half = correlate.half_plane_mask(pipeline.build_mask(p, shape))
         i, j = pipeline.pair_indices(self.n_frames, p.band)
         found = pipeline.measure_pairs(self._spectra[i], self._spectra[j], mask_half, shape, p)
-        matrix = sm.assemble_shift_matrix(self.n_frames, i, j, found.shifts)
-        measured = np.zeros((self.n_frames, self.n_frames), dtype=bool)
-        measured[i, j] = measured[j, i] = True
-        fit_ok = np.ones_like(measured)
-        fit_ok[i, j] = fit_ok[j, i] = found.ok
         energy = correlate.masked_energy(self._spectra, mask_half, shape)
-        quality = np.full(measured.shape, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            quality[i, j] = quality[j, i] = found.peak / np.sqrt(energy[i] * energy[j])
-        self._raw = (matrix, measured, fit_ok, quality)
+        self._raw = pipeline.assemble_pairs(self.n_frames, i, j, found, energy)
         self._analysis = None
         self.timings["pairs"] = time.perf_counter() - start
 
@@ -222,9 +212,8 @@ class Registration:
         self._measure()
         if self._analysis is None:
             start = time.perf_counter()
-            matrix, measured, fit_ok, quality = self._raw
             self._analysis = pipeline.analyse_shift_matrix(
-                matrix, measured, fit_ok, self.params, self._initial_bad, quality
+                self._raw, self.params, self._initial_bad
             )
             self.timings["outliers_and_shifts"] = time.perf_counter() - start
         return self._analysis
@@ -256,7 +245,11 @@ class Registration:
             total += shift.registered_sum(self._frames[block], shifts[block])
         average = total / analysis.used.sum()
         self.timings["average"] = time.perf_counter() - start
-        return RegistrationResult(self._result_dataset(analysis, average))
+        first_two = np.flatnonzero(analysis.used)[:2]
+        examples = pipeline.example_views(*self._frames[first_two], self.params)
+        return build_result(
+            self.stack, self.params, self._raw, analysis, average, self.timings, examples
+        )
 
     def run(self) -> RegistrationResult:
         """All steps with the current parameters."""
@@ -271,55 +264,6 @@ class Registration:
             dims += ("axis",)
             coords["axis"] = ["y", "x"]
         return xr.DataArray(values, dims=dims, coords=coords, name=name)
-
-    def _result_dataset(
-        self, analysis: pipeline.MatrixAnalysis, average: np.ndarray
-    ) -> xr.Dataset:
-        matrix, measured, fit_ok, quality = self._raw
-        shape = self.frame_shape
-        bounds = shift.crop_bounds(analysis.shifts, shape)
-        frame_axis = ("frame", "axis")
-        pair_dims = ("frame_i", "frame_j")
-        ds = xr.Dataset(
-            {
-                "shifts": (frame_axis, analysis.shifts),
-                "shift_uncertainty": (frame_axis, analysis.uncertainty),
-                "bad_frames": ("frame", ~analysis.used),
-                "shift_matrix": ((*pair_dims, "axis"), matrix),
-                "shift_matrix_corrected": ((*pair_dims, "axis"), analysis.corrected),
-                "outliers": (pair_dims, analysis.outliers),
-                "measured": (pair_dims, measured),
-                "fit_ok": (pair_dims, fit_ok),
-                "transitivity_score": (pair_dims, analysis.scores),
-                "correlation_quality": (pair_dims, quality),
-                "average_full": (("y", "x"), average),
-                "coverage": (("y", "x"), shift.coverage(analysis.shifts, shape)),
-            },
-            coords={
-                "frame": self.stack["frame"].values,
-                "frame_i": np.arange(self.n_frames),
-                "frame_j": np.arange(self.n_frames),
-                "axis": ["y", "x"],
-                "y": self.stack["y"].values,
-                "x": self.stack["x"].values,
-            },
-        )
-        attrs = self.stack.attrs
-        ds.attrs.update(
-            params=self.params.to_json(),
-            crop=int(self.params.crop),
-            threshold_used=analysis.threshold if analysis.threshold is not None else "none",
-            bad_frame_reasons=json.dumps({str(k): v for k, v in analysis.bad_reason.items()}),
-            timings=json.dumps(self.timings),
-            **bounds._asdict(),
-        )
-        for key in ("pixel_size", "unit", "source"):
-            if key in attrs:
-                ds.attrs[key] = attrs[key]
-        from daskreg import __version__
-
-        ds.attrs["daskreg_version"] = __version__
-        return ds
 
 
 def register(stack: Any, **params: Any) -> RegistrationResult:

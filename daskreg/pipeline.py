@@ -22,10 +22,13 @@ __all__ = [
     "build_mask",
     "pair_indices",
     "measure_pairs",
+    "PairMeasurements",
+    "assemble_pairs",
     "MatrixAnalysis",
     "analyse_shift_matrix",
     "auto_threshold",
     "weak_frames",
+    "example_views",
 ]
 
 # Correlation maps held at once while measuring pairs (float32 values).
@@ -116,6 +119,7 @@ def measure_pairs(
                 window_radius=params.window_radius,
                 num_iter=params.num_iter,
                 min_window_frac=params.min_window_frac,
+                bias=correlate.window_autocorrelation(tuple(shape)),
             )
         )
     if not results:
@@ -125,6 +129,58 @@ def measure_pairs(
         np.concatenate([r.ok for r in results]),
         np.concatenate([r.peak for r in results]),
     )
+
+
+@dataclass
+class PairMeasurements:
+    """The raw outcome of the pair stage, as N x N matrices.
+
+    Attributes
+    ----------
+    matrix : (N, N, 2) float
+        Antisymmetric ``R[i, j] = s_j - s_i``.
+    measured : (N, N) bool
+        Pairs whose correlation was computed.
+    fit_ok : (N, N) bool
+        False where the maximum finder failed.
+    quality : (N, N) float
+        Correlation coefficient of each pair, ``peak / sqrt(E_i E_j)`` (NaN if unmeasured).
+    """
+
+    matrix: np.ndarray
+    measured: np.ndarray
+    fit_ok: np.ndarray
+    quality: np.ndarray
+
+
+def assemble_pairs(
+    n_frames: int,
+    i: np.ndarray,
+    j: np.ndarray,
+    found: peaks.PeakResult,
+    energy: np.ndarray,
+) -> PairMeasurements:
+    """N x N matrices from the pair results of any engine.
+
+    Parameters
+    ----------
+    n_frames : int
+    i, j : ndarray of int, shape (P,)
+        Pair indices.
+    found : PeakResult
+        Shifts, success flags and peak heights of the pairs, in the same order.
+    energy : ndarray, shape (N,)
+        :func:`daskreg.kernels.correlate.masked_energy` of every frame.
+    """
+    matrix = sm.assemble_shift_matrix(n_frames, i, j, found.shifts)
+    measured = np.zeros((n_frames, n_frames), dtype=bool)
+    measured[i, j] = measured[j, i] = True
+    fit_ok = np.ones_like(measured)
+    fit_ok[i, j] = fit_ok[j, i] = found.ok
+    quality = np.full(measured.shape, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        quality[i, j] = quality[j, i] = found.peak / np.sqrt(energy[i] * energy[j])
+    return PairMeasurements(matrix, measured, fit_ok, quality)
 
 
 @dataclass
@@ -218,29 +274,20 @@ def weak_frames(quality: np.ndarray, measured: np.ndarray, used: np.ndarray) -> 
 
 
 def analyse_shift_matrix(
-    matrix: np.ndarray,
-    measured: np.ndarray,
-    fit_ok: np.ndarray,
+    pairs: PairMeasurements,
     params: RegistrationParams,
     initial_bad: dict[int, str] | None = None,
-    quality: np.ndarray | None = None,
 ) -> MatrixAnalysis:
     """Outliers, bad frames, correction and final shifts from a raw shift matrix.
 
     Parameters
     ----------
-    matrix : ndarray, shape (N, N, 2)
-        Antisymmetric raw matrix ``R[i, j] = s_j - s_i``.
-    measured : ndarray of bool, shape (N, N)
-        Symmetric; pairs whose correlation was computed.
-    fit_ok : ndarray of bool, shape (N, N)
-        Symmetric; False where the maximum finder failed.
+    pairs : PairMeasurements
+        The pair stage's matrices; weak frames (:func:`weak_frames` on
+        ``pairs.quality``) are left out when ``params.detect_bad_frames``.
     params : RegistrationParams
     initial_bad : dict, optional
         Frames already known to be bad (frame -> reason), e.g. found before correlation.
-    quality : ndarray, shape (N, N), optional
-        Correlation coefficients of the pairs; weak frames (:func:`weak_frames`) are
-        left out when ``params.detect_bad_frames``.
 
     Returns
     -------
@@ -251,12 +298,13 @@ def analyse_shift_matrix(
     TooFewFramesError
         Fewer than two frames remain usable.
     """
+    matrix, measured, fit_ok, quality = pairs.matrix, pairs.measured, pairs.fit_ok, pairs.quality
     n_frames = matrix.shape[0]
     bad_reason = dict(initial_bad or {})
     bad_reason.update({b: "listed in bad_frames" for b in params.bad_frames if b < n_frames})
     used = sm.frame_mask(n_frames, np.array(sorted(bad_reason), dtype=int), params.frames)
     _require_frames(used, bad_reason)
-    if quality is not None and params.detect_bad_frames:
+    if params.detect_bad_frames:
         for k in weak_frames(quality, measured, used):
             bad_reason[int(k)] = (
                 "correlates much worse than the other frames (torn, blank or defocused?)"
@@ -366,3 +414,34 @@ def _require_frames(used: np.ndarray, bad_reason: dict[int, str]) -> None:
         "registration needs at least 2 linked frames: check bad_frames/frames, or loosen the "
         "outlier threshold"
     )
+
+
+def example_views(
+    frame_a: np.ndarray, frame_b: np.ndarray, params: RegistrationParams
+) -> dict[str, np.ndarray]:
+    """What a reader of the report looks at: one frame, the mask, one pair's correlation.
+
+    Parameters
+    ----------
+    frame_a, frame_b : ndarray, shape (ny, nx)
+        Two used frames (the first two, by convention).
+    params : RegistrationParams
+
+    Returns
+    -------
+    dict
+        ``example_frame`` (ny, nx); ``fourier_mask`` (ny, nx), centred; and
+        ``example_correlation`` (ny, nx), centred so that zero shift is at
+        ``(ny // 2, nx // 2)``.
+    """
+    shape = frame_a.shape
+    mask = build_mask(params, shape)
+    spectra = correlate.frame_spectra(np.stack([frame_a, frame_b]), dtype=params.spectrum_dtype)
+    corr = correlate.correlation_maps(
+        spectra[:1], spectra[1:], correlate.half_plane_mask(mask), shape, params.correlation
+    )[0]
+    return {
+        "example_frame": np.asarray(frame_a, dtype=np.float64),
+        "fourier_mask": np.fft.fftshift(mask),
+        "example_correlation": np.fft.fftshift(corr),
+    }

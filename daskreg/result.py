@@ -17,10 +17,11 @@ import numpy as np
 import xarray as xr
 
 from daskreg.io.average_tif import write_average_tif
-from daskreg.kernels.shift import CropBounds
+from daskreg.kernels.shift import CropBounds, coverage, crop_bounds
 from daskreg.params import RegistrationParams
+from daskreg.pipeline import MatrixAnalysis, PairMeasurements
 
-__all__ = ["RegistrationResult"]
+__all__ = ["RegistrationResult", "build_result"]
 
 _CROP_KEYS = ("ymin", "ymax", "xmin", "xmax")
 
@@ -98,9 +99,7 @@ class RegistrationResult:
     @property
     def params(self) -> RegistrationParams:
         """The processing parameters (a user mask array is not stored)."""
-        values = json.loads(self.dataset.attrs["params"])
-        values.pop("mask_array", None)
-        return RegistrationParams.from_dict(values)
+        return RegistrationParams.from_dict(json.loads(self.dataset.attrs["params"]))
 
     @property
     def crop(self) -> CropBounds:
@@ -132,7 +131,7 @@ class RegistrationResult:
         attrs = ds.attrs
         return {
             "params": json.loads(attrs["params"]),
-            "crop": dict(zip(_CROP_KEYS, self.crop)),
+            "crop": dict(zip(_CROP_KEYS, self.crop, strict=True)),
             "cropped": bool(attrs.get("crop", 1)),
             "n_frames": int(ds.sizes["frame"]),
             "frame_shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
@@ -166,3 +165,99 @@ class RegistrationResult:
         )
 
     save = save_tif
+
+
+def build_result(
+    stack: xr.DataArray,
+    params: RegistrationParams,
+    pairs: PairMeasurements,
+    analysis: MatrixAnalysis,
+    average: np.ndarray,
+    timings: dict[str, float],
+    examples: dict[str, np.ndarray] | None = None,
+) -> RegistrationResult:
+    """Label the outcome of any engine as a :class:`RegistrationResult`.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        The registered stack (only its coords and attrs are read).
+    params : RegistrationParams
+    pairs : PairMeasurements
+    analysis : MatrixAnalysis
+    average : ndarray, shape (ny, nx)
+        Uncropped average of the used frames.
+    timings : dict
+        Seconds per stage, recorded in the attrs.
+    examples : dict, optional
+        :func:`daskreg.pipeline.example_views` of the first two used frames, kept so
+        that the report can be drawn from the result alone.
+    """
+    from daskreg import __version__
+
+    shape = average.shape
+    n_frames = pairs.matrix.shape[0]
+    frame_axis = ("frame", "axis")
+    pair_dims = ("frame_i", "frame_j")
+    ds = xr.Dataset(
+        {
+            "shifts": (frame_axis, analysis.shifts),
+            "shift_uncertainty": (frame_axis, analysis.uncertainty),
+            "bad_frames": ("frame", ~analysis.used),
+            "shift_matrix": ((*pair_dims, "axis"), pairs.matrix),
+            "shift_matrix_corrected": ((*pair_dims, "axis"), analysis.corrected),
+            "outliers": (pair_dims, analysis.outliers),
+            "measured": (pair_dims, pairs.measured),
+            "fit_ok": (pair_dims, pairs.fit_ok),
+            "transitivity_score": (pair_dims, analysis.scores),
+            "correlation_quality": (pair_dims, pairs.quality),
+            "average_full": (("y", "x"), average),
+            "coverage": (("y", "x"), coverage(analysis.shifts, shape)),
+        },
+        coords={
+            "frame": stack["frame"].values,
+            "frame_i": np.arange(n_frames),
+            "frame_j": np.arange(n_frames),
+            "axis": ["y", "x"],
+            "y": stack["y"].values,
+            "x": stack["x"].values,
+        },
+    )
+    ds.attrs.update(
+        params=params.to_json(),
+        crop=int(params.crop),
+        threshold_used=analysis.threshold if analysis.threshold is not None else "none",
+        bad_frame_reasons=json.dumps({str(k): v for k, v in analysis.bad_reason.items()}),
+        timings=json.dumps(timings),
+        daskreg_version=__version__,
+        **crop_bounds(analysis.shifts, shape)._asdict(),
+    )
+    for key in ("pixel_size", "unit", "source"):
+        if key in stack.attrs:
+            ds.attrs[key] = stack.attrs[key]
+    if examples:
+        _add_examples(ds, examples, shape)
+        ds.attrs["example_pair"] = json.dumps(
+            [int(k) for k in np.flatnonzero(analysis.used)[:2]]
+        )
+    return RegistrationResult(ds)
+
+
+def _add_examples(ds: xr.Dataset, examples: dict[str, np.ndarray], shape: tuple[int, int]) -> None:
+    """Store the report's example views with coordinates a plot can label."""
+    ny, nx = shape
+    centred_y = np.arange(ny) - ny // 2
+    centred_x = np.arange(nx) - nx // 2
+    ds["example_frame"] = (("y", "x"), examples["example_frame"])
+    ds["fourier_mask"] = xr.DataArray(
+        examples["fourier_mask"],
+        dims=("ky", "kx"),
+        coords={"ky": centred_y, "kx": centred_x},
+        attrs={"units": "cycles per frame"},
+    )
+    ds["example_correlation"] = xr.DataArray(
+        examples["example_correlation"],
+        dims=("shift_y", "shift_x"),
+        coords={"shift_y": centred_y, "shift_x": centred_x},
+        attrs={"units": "pixels"},
+    )

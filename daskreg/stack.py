@@ -22,7 +22,10 @@ def as_stack(stack: Any) -> xr.DataArray:
         return xr.DataArray(
             stack,
             dims=("frame", "y", "x"),
-            coords={name: np.arange(size) for name, size in zip(("frame", "y", "x"), stack.shape)},
+            coords={
+                name: np.arange(size)
+                for name, size in zip(("frame", "y", "x"), stack.shape, strict=True)
+            },
         )
     from daskreg.io import open_stack
 

@@ -107,7 +107,8 @@ def _gauss_model(params: np.ndarray, dy: np.ndarray, dx: np.ndarray):
     u = dx - x0
     v = dy - y0
     quad = a * u**2 + 2 * b * u * v + c * v**2
-    expo = np.exp(-np.minimum(quad, 700.0))
+    # Clipped so a wandering fit (not positive definite) overflows neither way.
+    expo = np.exp(-np.clip(quad, -50.0, 700.0))
     g = amp * expo
     jac = np.stack(
         [
@@ -171,13 +172,13 @@ def fit_gaussians(
         jtj = np.einsum("mpi,mpj->mij", jac[idx], jac[idx])
         jtr = np.einsum("mpi,mp->mi", jac[idx], resid)
         diag = np.einsum("mii->mi", jtj)
-        lhs = jtj + (damping[idx, None] * (diag + 1e-12 * scale[idx, None] ** 2))[:, :, None] * np.eye(
-            _N_PARAMS
-        )
+        ridge = damping[idx, None] * (diag + 1e-12 * scale[idx, None] ** 2)
+        lhs = jtj + ridge[:, :, None] * np.eye(_N_PARAMS)
         try:
             step = np.linalg.solve(lhs, jtr[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(m, r, rcond=None)[0] for m, r in zip(lhs, jtr)])
+            # A degenerate window (e.g. flat) makes its system singular; pinv steps it safely.
+            step = (np.linalg.pinv(lhs) @ jtr[:, :, None])[:, :, 0]
         trial = params[idx] + step
         trial_model, trial_jac = _gauss_model(trial, dy[idx], dx[idx])
         trial_cost = (((data[idx] - trial_model) / scale[idx, None]) ** 2).sum(axis=1)
@@ -228,7 +229,11 @@ def _shift_pixel(corr: np.ndarray) -> PeakResult:
 
 
 def _shift_gaussian_fit(
-    corr: np.ndarray, num_peaks: int, sigma_guess: float, window_radius: int
+    corr: np.ndarray,
+    num_peaks: int,
+    sigma_guess: float,
+    window_radius: int,
+    bias: np.ndarray | None,
 ) -> PeakResult:
     n_pairs, ny, nx = corr.shape
     centres, valid = local_maxima(corr, num_peaks)
@@ -237,12 +242,19 @@ def _shift_gaussian_fit(
     scale = np.abs(corr).reshape(n_pairs, -1).max(axis=1)
     scale = np.where(scale > 0, scale, 1.0)
     windows = _windows(corr, centres, window_radius) / scale[:, None, None, None]
+    if bias is not None:
+        bias_windows = _windows(np.broadcast_to(bias, (n_pairs, ny, nx)), centres, window_radius)
+        windows = windows / bias_windows
     n_cand = centres.shape[1]
     params, ok = fit_gaussians(windows.reshape(-1, *windows.shape[2:]), sigma_guess)
     params = params.reshape(n_pairs, n_cand, _N_PARAMS)
     ok = ok.reshape(n_pairs, n_cand) & valid
 
-    height = np.where(ok, params[..., 0] + params[..., 1], -np.inf)
+    height = params[..., 0] + params[..., 1]
+    if bias is not None:
+        # Rank on the map's own scale: undoing the bias must not favour far candidates.
+        height = height * bias[centres[..., 0], centres[..., 1]]
+    height = np.where(ok, height, -np.inf)
     best = height.argmax(axis=1)
     rows = np.arange(n_pairs)
     fitted = ok[rows, best]
@@ -296,6 +308,7 @@ def find_shifts(
     window_radius: int = 6,
     num_iter: int = 2,
     min_window_frac: float = 3.0,
+    bias: np.ndarray | None = None,
 ) -> PeakResult:
     """Shift of each pair from the maximum of its correlation map.
 
@@ -311,6 +324,11 @@ def find_shifts(
         min_window_frac`` of the frame (offered for completeness; unreliable on lattices).
     num_peaks, sigma_guess, window_radius : see ``method``
     num_iter, min_window_frac : see ``method``
+    bias : ndarray, shape (ny, nx), optional
+        ``gf``: a known smooth factor multiplying every map (the window autocorrelation,
+        :func:`daskreg.kernels.correlate.window_autocorrelation`), divided out inside
+        the fit windows so that the sub-pixel centres are unbiased. Candidates are
+        still found and ranked on the maps as they are.
 
     Returns
     -------
@@ -321,7 +339,7 @@ def find_shifts(
     if method == "pixel":
         return _shift_pixel(corr)
     if method == "gf":
-        return _shift_gaussian_fit(corr, num_peaks, sigma_guess, window_radius)
+        return _shift_gaussian_fit(corr, num_peaks, sigma_guess, window_radius, bias)
     if method == "com":
         return _shift_centre_of_mass(corr, num_iter, min_window_frac)
     raise ValueError(f"unknown find_maxima {method!r}; expected one of {FIND_MAXIMA}")

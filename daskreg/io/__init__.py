@@ -1,0 +1,20 @@
+"""Reading STEM image stacks into lazy, calibrated DataArrays, and ingesting them into Zarr.
+
+:func:`open_stack` reads, lazily wherever the format allows:
+
+- ``.dm3``/``.dm4`` (Gatan), ``.ser``/``.emi`` (FEI TIA), ``.emd`` (Berkeley and Velox),
+  ``.hspy`` through RosettaSciIO plugins;
+- ``.tif``/``.tiff`` (ImageJ, OME, plain) through tifffile as a Zarr view;
+- ``.zarr`` stores, ``.nc`` files through zarr/xarray;
+- numpy and dask arrays, xarray DataArrays and HyperSpy signals.
+
+:func:`ingest` writes a stack to a Zarr v3 store: a group whose array ``stack`` has
+dimension names ``(…, frame, y, x)``, is chunked along frames only and carries the
+calibration attributes, beside 1-D coordinate arrays ``frame``, ``y``, ``x``
+(``xarray.open_zarr(store)["stack"]`` reads it too).
+"""
+
+from daskreg.io._ingest import ingest
+from daskreg.io._open import SUPPORTED_EXTENSIONS, open_stack
+
+__all__ = ["SUPPORTED_EXTENSIONS", "ingest", "open_stack"]

@@ -1,0 +1,104 @@
+"""Zarr stores: read any store holding an image array, and write the daskreg store layout.
+
+Store layout written by :func:`write_store` (via ``xarray.Dataset.to_zarr``, Zarr format 3):
+a group with the array ``stack`` (dimension names ``(…, frame, y, x)``, chunked along frames
+only), 1-D coordinate arrays ``frame``, ``y``, ``x``, and on ``stack`` the attributes
+``pixel_size``, ``unit``, ``source``, ``signal_title``, ``original_metadata``. Later steps
+may add arrays (e.g. ``result``) beside ``stack``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import xarray as xr
+import zarr
+
+from daskreg.io._objects import raw_from_dataarray
+from daskreg.io._raw import RawStack, reading
+from daskreg.io._select import Candidate, choose_signal
+
+__all__ = ["STACK_NAME", "is_zarr_store", "read_zarr", "write_store"]
+
+#: Name of the image stack array in a daskreg store.
+STACK_NAME = "stack"
+
+_FORMAT = "Zarr"
+# Files that mark a directory as a Zarr v3 node, or a v2 array/group.
+_MARKERS = ("zarr.json", ".zarray", ".zgroup")
+
+
+def is_zarr_store(path: Path) -> bool:
+    """True if ``path`` is a directory holding a Zarr array or group."""
+    return path.is_dir() and any((path / marker).is_file() for marker in _MARKERS)
+
+
+def read_zarr(path: Path, signal: int | str | None) -> RawStack:
+    """Open the image array of a Zarr store lazily.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A Zarr store directory: an array, or a group whose array ``stack`` or ``data``, or
+        else its largest array of 2 or more dimensions, is read.
+    signal : int, str or None
+        Name or index (among the group's arrays of 2 or more dimensions) of the array.
+
+    Returns
+    -------
+    RawStack
+        Dimension names from the array's Zarr v3 ``dimension_names`` (or xarray's v2
+        ``_ARRAY_DIMENSIONS``), coordinates from same-named 1-D arrays of the group,
+        calibration from the attributes daskreg writes.
+    """
+    with reading(path, _FORMAT):
+        node = zarr.open(str(path), mode="r")
+        if isinstance(node, zarr.Array):
+            members: list[tuple[str, Any]] = [(path.name, node)]
+        else:
+            # 1-D arrays are coordinates (xarray writes frame, y, x beside the stack).
+            # Sorted, so that signal=<index> does not depend on the store's listing order.
+            members = sorted(
+                ((name, array) for name, array in node.arrays() if array.ndim >= 2),
+                key=lambda member: member[0],
+            )
+        candidates = [Candidate(name, array.shape, array.ndim >= 2) for name, array in members]
+        index = choose_signal(candidates, signal, source=str(path), preferred=(STACK_NAME, "data"))
+        array = members[index][1]
+        dims = _dimension_names(array)
+        in_group = isinstance(node, zarr.Group) and dims is not None
+        coords = _coordinates(node, array, dims) if in_group else {}
+        stack = xr.DataArray(da.from_zarr(array), dims=dims, coords=coords, attrs=dict(array.attrs))
+    return raw_from_dataarray(stack, default_source=str(path))
+
+
+def write_store(stack: xr.DataArray, path: Path) -> None:
+    """Write a stack in the daskreg store layout, chunk by chunk.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        As returned by :func:`~daskreg.io.open_stack`; its dask chunks become the Zarr
+        chunks.
+    path : pathlib.Path
+        A path that does not exist yet.
+    """
+    stack.to_dataset(name=STACK_NAME).to_zarr(path, mode="w-", zarr_format=3, consolidated=False)
+
+
+def _dimension_names(array: Any) -> tuple[str, ...] | None:
+    names = getattr(array.metadata, "dimension_names", None) or array.attrs.get("_ARRAY_DIMENSIONS")
+    if names is None or None in names:
+        return None
+    return tuple(str(name) for name in names)
+
+
+def _coordinates(group: Any, array: Any, dims: tuple[str, ...]) -> dict[str, Any]:
+    coords = {}
+    for dim, size in zip(dims, array.shape, strict=True):
+        member = group.get(dim)
+        if isinstance(member, zarr.Array) and member.shape == (size,):
+            coords[dim] = (dim, member[...], dict(member.attrs))
+    return coords
