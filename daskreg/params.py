@@ -120,7 +120,7 @@ class RegistrationParams:
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
-        if self.mask == "elliptical":
+        if out["mask"] == "elliptical":
             out["theta_degrees"] = float(np.degrees(self.theta))
         return out
 

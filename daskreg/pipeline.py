@@ -16,6 +16,7 @@ import numpy as np
 from daskreg.errors import ParameterError, RegistrationWarning, TooFewFramesError
 from daskreg.kernels import correlate, masks, peaks
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.params import RegistrationParams
 
 __all__ = [
@@ -70,13 +71,31 @@ def build_mask(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray
     return mask
 
 
-def pair_indices(n_frames: int, band: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices ``(i, j)``, ``i < j``, of all pairs or of a band ``j - i <= band``."""
-    i, j = np.triu_indices(n_frames, 1)
-    if band is not None:
-        keep = (j - i) <= band
-        i, j = i[keep], j[keep]
-    return i, j
+def pair_indices(
+    n_frames: int, band: int | None = None, *, rows: slice | None = None, cols: slice | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices ``(i, j)``, ``i < j``, of all pairs or of a band ``j - i <= band``.
+
+    Parameters
+    ----------
+    n_frames : int
+    band : int, optional
+    rows, cols : slice, optional
+        Only pairs with ``i`` in ``rows`` and ``j`` in ``cols`` (a block of the pair
+        matrix, as the Dask engine schedules them); default all frames.
+
+    Returns
+    -------
+    i, j : ndarray of int, shape (P,)
+        Sorted by ``i``, then ``j``. Never builds all N^2 pairs to keep a band.
+    """
+    i = np.arange(n_frames)[rows or slice(None)]
+    j = np.arange(n_frames)[cols or slice(None)]
+    lo = np.searchsorted(j, i, side="right")
+    hi = np.full_like(lo, len(j)) if band is None else np.searchsorted(j, i + band, "right")
+    counts = np.maximum(hi - lo, 0)
+    starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+    return np.repeat(i, counts), j[starts + np.arange(counts.sum())]
 
 
 def measure_pairs(
@@ -133,7 +152,7 @@ def measure_pairs(
 
 @dataclass
 class PairMeasurements:
-    """The raw outcome of the pair stage, as N x N matrices.
+    """The raw outcome of the pair stage, as N x N matrices (or their band).
 
     Attributes
     ----------
@@ -145,12 +164,16 @@ class PairMeasurements:
         False where the maximum finder failed.
     quality : (N, N) float
         Correlation coefficient of each pair, ``peak / sqrt(E_i E_j)`` (NaN if unmeasured).
+    layout : PairLayout
+        How the matrices are stored: dense ``(N, N)``, or ``(N, 2 band + 1)`` by offset
+        ``j - i`` when a band leaves pairs out (:func:`daskreg.kernels.layout.pair_layout`).
     """
 
     matrix: np.ndarray
     measured: np.ndarray
     fit_ok: np.ndarray
     quality: np.ndarray
+    layout: PairLayout
 
 
 def assemble_pairs(
@@ -159,8 +182,9 @@ def assemble_pairs(
     j: np.ndarray,
     found: peaks.PeakResult,
     energy: np.ndarray,
+    band: int | None = None,
 ) -> PairMeasurements:
-    """N x N matrices from the pair results of any engine.
+    """N x N matrices (or their band) from the pair results of any engine.
 
     Parameters
     ----------
@@ -171,16 +195,21 @@ def assemble_pairs(
         Shifts, success flags and peak heights of the pairs, in the same order.
     energy : ndarray, shape (N,)
         :func:`daskreg.kernels.correlate.masked_energy` of every frame.
+    band : int, optional
+        The band the pairs were chosen with (``params.band``): picks the storage.
     """
-    matrix = sm.assemble_shift_matrix(n_frames, i, j, found.shifts)
-    measured = np.zeros((n_frames, n_frames), dtype=bool)
-    measured[i, j] = measured[j, i] = True
-    fit_ok = np.ones_like(measured)
-    fit_ok[i, j] = fit_ok[j, i] = found.ok
-    quality = np.full(measured.shape, np.nan)
+    layout = pair_layout(n_frames, band)
+    matrix = sm.assemble_shift_matrix(n_frames, i, j, found.shifts, layout)
+    measured = layout.full(False)
+    fit_ok = layout.full(True)
+    quality = layout.full(np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        quality[i, j] = quality[j, i] = found.peak / np.sqrt(energy[i] * energy[j])
-    return PairMeasurements(matrix, measured, fit_ok, quality)
+        coefficient = found.peak / np.sqrt(energy[i] * energy[j])
+    for a, b in ((i, j), (j, i)):
+        layout.put(measured, a, b, True)
+        layout.put(fit_ok, a, b, found.ok)
+        layout.put(quality, a, b, coefficient)
+    return PairMeasurements(matrix, measured, fit_ok, quality, layout)
 
 
 @dataclass
@@ -223,21 +252,37 @@ class MatrixAnalysis:
     uncertainty: np.ndarray
 
 
-def auto_threshold(scores: np.ndarray, valid: np.ndarray) -> float:
+def auto_threshold(
+    scores: np.ndarray, valid: np.ndarray, layout: PairLayout | None = None
+) -> float:
     """Transitivity threshold from the data: ``max(1 px, 5 x median score of valid pairs)``.
 
     Good pairs score about ``2 sqrt(3)`` times the per-axis pair error (a few tenths of
     a pixel at low dose) while a unit-cell hop scores about one lattice spacing, so five
     times the typical score separates them without a hand-tuned number; the 1 px floor
     keeps clean, near-perfect series from rejecting sub-pixel noise.
+
+    Parameters
+    ----------
+    scores : ndarray, shape (N, N)
+        :func:`daskreg.kernels.shiftmatrix.transitivity_scores`.
+    valid : ndarray of bool, shape (N, N)
+    layout : PairLayout, optional
+        Storage of both (default dense).
     """
-    upper = np.triu(valid, 1) & np.isfinite(scores)
+    layout = pair_layout(len(valid)) if layout is None else layout
+    upper = valid & layout.upper() & np.isfinite(scores)
     if not upper.any():
         return 1.0
     return float(max(1.0, 5.0 * np.median(scores[upper])))
 
 
-def weak_frames(quality: np.ndarray, measured: np.ndarray, used: np.ndarray) -> np.ndarray:
+def weak_frames(
+    quality: np.ndarray,
+    measured: np.ndarray,
+    used: np.ndarray,
+    layout: PairLayout | None = None,
+) -> np.ndarray:
     """Frames whose correlation with the others is far weaker than the series'.
 
     A torn frame (a jump mid-scan) correlates consistently with every other frame, so
@@ -253,13 +298,16 @@ def weak_frames(quality: np.ndarray, measured: np.ndarray, used: np.ndarray) -> 
         Correlation coefficient of each measured pair (peak / sqrt(E_i E_j)).
     measured : ndarray of bool, shape (N, N)
     used : ndarray of bool, shape (N,)
+    layout : PairLayout, optional
+        Storage of ``quality`` and ``measured`` (default dense).
 
     Returns
     -------
     ndarray of int
         Indices of weak frames.
     """
-    pairs = measured & np.outer(used, used) & ~np.eye(len(used), dtype=bool)
+    layout = pair_layout(len(used)) if layout is None else layout
+    pairs = measured & layout.outer(used, used) & ~layout.diagonal()
     per_frame = np.full(len(used), np.nan)
     for k in np.flatnonzero(used & pairs.any(axis=1)):
         per_frame[k] = np.median(quality[k, pairs[k]])
@@ -299,13 +347,14 @@ def analyse_shift_matrix(
         Fewer than two frames remain usable.
     """
     matrix, measured, fit_ok, quality = pairs.matrix, pairs.measured, pairs.fit_ok, pairs.quality
+    layout = pairs.layout
     n_frames = matrix.shape[0]
     bad_reason = dict(initial_bad or {})
     bad_reason.update({b: "listed in bad_frames" for b in params.bad_frames if b < n_frames})
     used = sm.frame_mask(n_frames, np.array(sorted(bad_reason), dtype=int), params.frames)
     _require_frames(used, bad_reason)
     if params.detect_bad_frames:
-        for k in weak_frames(quality, measured, used):
+        for k in weak_frames(quality, measured, used, layout):
             bad_reason[int(k)] = (
                 "correlates much worse than the other frames (torn, blank or defocused?)"
             )
@@ -314,14 +363,14 @@ def analyse_shift_matrix(
 
     rejected = measured & ~fit_ok
     outliers = rejected.copy()
-    scores = np.full((n_frames, n_frames), np.nan)
+    scores = layout.full(np.nan)
     threshold = params.threshold
     if params.outliers is not None:
         for _ in range(2):
-            base = measured & ~rejected & np.outer(used, used)
-            outliers, scores, threshold = _find_outliers(matrix, base, used, params)
+            base = measured & ~rejected & layout.outer(used, used)
+            outliers, scores, threshold = _find_outliers(matrix, base, used, params, layout)
             outliers |= rejected
-            newly_bad = _frames_mostly_outliers(outliers, measured, used)
+            newly_bad = _frames_mostly_outliers(outliers, measured, used, layout)
             if not newly_bad:
                 break
             for b in newly_bad:
@@ -329,9 +378,9 @@ def analyse_shift_matrix(
             used[newly_bad] = False
             _require_frames(used, bad_reason)
 
-    valid = measured & ~outliers & np.outer(used, used)
-    np.fill_diagonal(valid, used)
-    if sm.connected_frames(valid, used).sum() < 2:
+    valid = measured & ~outliers & layout.outer(used, used)
+    layout.set_diagonal(valid, used)
+    if sm.connected_frames(valid, used, layout).sum() < 2:
         warnings.warn(
             "outlier rejection left no two frames linked by a valid pair; using every "
             "measured pair instead (too few frames to tell outliers apart)",
@@ -339,32 +388,36 @@ def analyse_shift_matrix(
             stacklevel=3,
         )
         outliers = rejected.copy()
-        valid = measured & ~rejected & np.outer(used, used)
-        np.fill_diagonal(valid, used)
+        valid = measured & ~rejected & layout.outer(used, used)
+        layout.set_diagonal(valid, used)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RegistrationWarning)
-        corrected, kept = sm.correct_shift_matrix(matrix, valid, used)
+        corrected, kept = sm.correct_shift_matrix(matrix, valid, used, layout)
     for frame in np.flatnonzero(used & ~kept):
         bad_reason[int(frame)] = "no valid pair links it to the other frames"
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=3)
     used = kept
     _require_frames(used, bad_reason)
-    valid &= np.outer(used, used)
+    valid &= layout.outer(used, used)
 
-    found = sorted(set(bad_reason) - set(params.bad_frames) - set(initial_bad or {}))
+    found = sorted(set(bad_reason) - set(params.bad_frames))
     if found:
         warnings.warn(
             "left out frames " + "; ".join(f"{k}: {bad_reason[k]}" for k in found),
             RegistrationWarning,
             stacklevel=3,
         )
-    lstsq_shifts, uncertainty = sm.solve_shifts(matrix, valid, used)
-    shifts = lstsq_shifts if params.solver == "lstsq" else sm.shifts_from_rows(corrected, used)
+    lstsq_shifts, uncertainty = sm.solve_shifts(matrix, valid, used, layout)
+    shifts = (
+        lstsq_shifts
+        if params.solver == "lstsq"
+        else sm.shifts_from_rows(corrected, used, layout)
+    )
     return MatrixAnalysis(
         measured=measured,
-        outliers=outliers & ~np.eye(n_frames, dtype=bool),
+        outliers=outliers & ~layout.diagonal(),
         scores=scores,
         threshold=threshold,
         valid=valid,
@@ -377,24 +430,28 @@ def analyse_shift_matrix(
 
 
 def _find_outliers(
-    matrix: np.ndarray, base: np.ndarray, used: np.ndarray, params: RegistrationParams
+    matrix: np.ndarray,
+    base: np.ndarray,
+    used: np.ndarray,
+    params: RegistrationParams,
+    layout: PairLayout,
 ) -> tuple[np.ndarray, np.ndarray, float | None]:
     if params.outliers == "nn":
-        outliers = sm.nn_outliers(matrix, used, params.max_shift) & base
+        outliers = sm.nn_outliers(matrix, used, params.max_shift, layout) & base
         return outliers, np.full(base.shape, np.nan), None
-    scores = sm.transitivity_scores(matrix, base, used, params.maxpaths)
+    scores = sm.transitivity_scores(matrix, base, used, params.maxpaths, layout)
     threshold = params.threshold
     if threshold is None:
-        threshold = auto_threshold(scores, base)
+        threshold = auto_threshold(scores, base, layout)
     with np.errstate(invalid="ignore"):
         outliers = (scores >= threshold) & base
     return outliers, scores, threshold
 
 
 def _frames_mostly_outliers(
-    outliers: np.ndarray, measured: np.ndarray, used: np.ndarray
+    outliers: np.ndarray, measured: np.ndarray, used: np.ndarray, layout: PairLayout
 ) -> list[int]:
-    pairs = measured & np.outer(used, used) & ~np.eye(len(used), dtype=bool)
+    pairs = measured & layout.outer(used, used) & ~layout.diagonal()
     n_pairs = pairs.sum(axis=1)
     n_out = (outliers & pairs).sum(axis=1)
     frac = np.where(n_pairs > 0, n_out / np.maximum(n_pairs, 1), 0.0)

@@ -11,6 +11,10 @@ Matrices are stored as one array ``R`` of shape ``(N, N, 2)`` (last axis ``y, x`
 a boolean ``valid`` of shape ``(N, N)``: True where the element is used. The diagonal of
 a used frame is valid (its zero takes part in the row means, which is exact for a
 consistent matrix: ``mean_j (s_j - s_i) = mean(s) - s_i``).
+
+For a band of pairs ``|i - j| <= w`` every function also takes the banded storage
+``(N, 2w + 1[, 2])`` of :class:`~daskreg.kernels.layout.BandLayout` when passed
+``layout=``; without it matrices are dense.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from scipy.linalg import cholesky_banded, solveh_banded
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from daskreg.errors import RegistrationWarning
+from daskreg.kernels.layout import BandLayout, DenseLayout, PairLayout
 
 __all__ = [
     "assemble_shift_matrix",
@@ -38,10 +44,26 @@ __all__ = [
 # Rows of the matrix processed together by the path searches: bounds the temporaries
 # at about block * N * paths elements whatever N is.
 _ROW_BLOCK = 64
+# Narrow (banded) storages take more rows per block, up to about this many elements.
+_BLOCK_ELEMENTS = 2**18
+
+
+def _layout(matrix: np.ndarray, layout: PairLayout | None) -> PairLayout:
+    return DenseLayout(matrix.shape[0]) if layout is None else layout
+
+
+def _row_blocks(rows: np.ndarray, layout: PairLayout, depth: int = 1):
+    size = max(_ROW_BLOCK, _BLOCK_ELEMENTS // (layout.n_cols * depth))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def assemble_shift_matrix(
-    n_frames: int, i: np.ndarray, j: np.ndarray, shifts: np.ndarray
+    n_frames: int,
+    i: np.ndarray,
+    j: np.ndarray,
+    shifts: np.ndarray,
+    layout: PairLayout | None = None,
 ) -> np.ndarray:
     """Antisymmetric shift matrix from pair measurements.
 
@@ -52,15 +74,18 @@ def assemble_shift_matrix(
         Frame indices of each pair.
     shifts : ndarray, shape (P, 2)
         Measured ``r_ij = s_j - s_i`` as ``(dy, dx)``.
+    layout : PairLayout, optional
+        Storage (default dense); a band must hold every pair.
 
     Returns
     -------
-    ndarray of float64, shape (n_frames, n_frames, 2)
+    ndarray of float64, shape (n_frames, n_frames, 2) or the layout's
         ``R[i, j] = r_ij``, ``R[j, i] = -r_ij``, zero elsewhere.
     """
-    matrix = np.zeros((n_frames, n_frames, 2))
-    matrix[i, j] = shifts
-    matrix[j, i] = -np.asarray(shifts)
+    layout = DenseLayout(n_frames) if layout is None else layout
+    matrix = layout.full(0.0, trailing=(2,))
+    layout.put(matrix, i, j, shifts)
+    layout.put(matrix, j, i, -np.asarray(shifts))
     return matrix
 
 
@@ -91,45 +116,53 @@ def frame_mask(
     return used
 
 
-def _path_candidates(n_frames: int, rows: np.ndarray, n_offsets: int) -> np.ndarray:
-    """Intermediate frames k for pairs (rows, all j), nearest the pair's midpoint first.
+def _path_candidates(rows: np.ndarray, cols: np.ndarray, n_offsets: int) -> np.ndarray:
+    """Intermediate frames k for pairs (rows, cols), nearest the pair's midpoint first.
 
     Preferring k between i and j keeps both legs short, which is what matters for
     drifting series and for banded pair sets.
     """
     steps = np.arange(1, n_offsets + 1) // 2
     offsets = np.where(np.arange(1, n_offsets + 1) % 2 == 0, steps, -steps)
-    mid = (rows[:, None] + np.arange(n_frames)[None, :]) // 2
+    mid = (rows[:, None] + cols) // 2
     return mid[..., None] + offsets
 
 
-def _path_residuals(matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, maxpaths: int):
+def _path_residuals(
+    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, maxpaths: int, layout: PairLayout
+):
     """Yield (rows, residual, selected) per row block for 2-step paths i -> k -> j."""
-    n_frames = matrix.shape[0]
+    n_frames = layout.n_frames
     n_offsets = min(n_frames + 1, 2 * (maxpaths + 2 + int((~used).sum())))
-    cols = np.arange(n_frames)
-    for start in range(0, n_frames, _ROW_BLOCK):
-        rows = np.arange(start, min(start + _ROW_BLOCK, n_frames))
-        k = _path_candidates(n_frames, rows, n_offsets)
-        inside = (k >= 0) & (k < n_frames)
+    if layout.band is not None:
+        # Beyond the band's reach from the midpoint no leg is stored: no candidate there.
+        n_offsets = min(n_offsets, 2 * layout.band + 3)
+    for rows in _row_blocks(np.arange(n_frames), layout, n_offsets):
+        cols, held = layout.columns(rows)
+        k = _path_candidates(rows, cols, n_offsets)
+        inside = (k >= 0) & (k < n_frames) & held[..., None]
         k = np.clip(k, 0, n_frames - 1)
-        ii, jj = rows[:, None, None], cols[None, :, None]
+        ii, jj = rows[:, None, None], cols[..., None]
         ok = (
             inside
             & (k != ii)
             & (k != jj)
             & used[k]
-            & valid[ii, k]
-            & valid[k, jj]
+            & layout.take(valid, ii, k, False)
+            & layout.take(valid, k, jj, False)
         )
         selected = ok & (np.cumsum(ok, axis=-1) <= maxpaths)
-        path = matrix[ii, k] + matrix[k, jj]
+        path = layout.take(matrix, ii, k, 0.0) + layout.take(matrix, k, jj, 0.0)
         residual = np.linalg.norm(path - matrix[rows][:, :, None, :], axis=-1)
         yield rows, residual, selected
 
 
 def transitivity_scores(
-    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, maxpaths: int = 5
+    matrix: np.ndarray,
+    valid: np.ndarray,
+    used: np.ndarray,
+    maxpaths: int = 5,
+    layout: PairLayout | None = None,
 ) -> np.ndarray:
     """Transitivity score of every pair.
 
@@ -146,10 +179,12 @@ def transitivity_scores(
     used : ndarray of bool, shape (N,)
         Frames that may serve as intermediates.
     maxpaths : int, default 5
+    layout : PairLayout, optional
+        Storage of ``matrix`` and ``valid`` (default dense).
 
     Returns
     -------
-    ndarray of float64, shape (N, N)
+    ndarray of float64, shape (N, N) or the layout's
         NaN where a pair has no path (then it cannot be judged) and on the diagonal.
 
     Notes
@@ -159,14 +194,14 @@ def transitivity_scores(
     statistic (for pair errors of standard deviation ``e`` per axis its mean is about
     ``1.25 * sqrt(3) * e``) and vectorises over all pairs.
     """
-    n_frames = matrix.shape[0]
-    scores = np.full((n_frames, n_frames), np.nan)
-    for rows, residual, selected in _path_residuals(matrix, valid, used, maxpaths):
+    layout = _layout(matrix, layout)
+    scores = layout.full(np.nan)
+    for rows, residual, selected in _path_residuals(matrix, valid, used, maxpaths, layout):
         count = selected.sum(axis=-1)
         total = np.where(selected, residual, 0.0).sum(axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):
             scores[rows] = np.where(count > 0, total / count, np.nan)
-    np.fill_diagonal(scores, np.nan)
+    layout.set_diagonal(scores, np.nan)
     return scores
 
 
@@ -176,6 +211,7 @@ def transitivity_outliers(
     used: np.ndarray,
     threshold: float,
     maxpaths: int = 5,
+    layout: PairLayout | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs whose transitivity score reaches ``threshold`` pixels.
 
@@ -186,13 +222,15 @@ def transitivity_outliers(
     scores : ndarray of float64, shape (N, N)
         From :func:`transitivity_scores`.
     """
-    scores = transitivity_scores(matrix, valid, used, maxpaths)
+    scores = transitivity_scores(matrix, valid, used, maxpaths, layout)
     with np.errstate(invalid="ignore"):
         outliers = scores >= threshold
     return outliers, scores
 
 
-def nn_outliers(matrix: np.ndarray, used: np.ndarray, max_shift: float) -> np.ndarray:
+def nn_outliers(
+    matrix: np.ndarray, used: np.ndarray, max_shift: float, layout: PairLayout | None = None
+) -> np.ndarray:
     """Outliers by nearest-neighbour smoothness of the shift matrix.
 
     Drift is smooth in time, so neighbouring matrix elements differ little. An element
@@ -200,43 +238,65 @@ def nn_outliers(matrix: np.ndarray, used: np.ndarray, max_shift: float) -> np.nd
     than ``max_shift`` pixels along y, or along x. Neighbours are taken within the used
     frames only (bad frames and frames outside the range are skipped, edges handled);
     the allowance is 3 for an inner element and one less for each matrix edge it sits
-    on (the reference's rule, fixed at the last row).
+    on (the reference's rule, fixed at the last row). In a band, neighbours outside it
+    are missing like those beyond the edges, but the allowance stays.
 
     Parameters
     ----------
     matrix : ndarray, shape (N, N, 2)
     used : ndarray of bool, shape (N,)
     max_shift : float
+    layout : PairLayout, optional
+        Storage of ``matrix`` (default dense).
 
     Returns
     -------
-    ndarray of bool, shape (N, N)
+    ndarray of bool, shape (N, N) or the layout's
     """
+    layout = _layout(matrix, layout)
     index = np.flatnonzero(used)
-    sub = matrix[np.ix_(index, index)]
     m = len(index)
-    padded = np.full((m + 2, m + 2, 2), np.nan)
-    padded[1:-1, 1:-1] = sub
-    jumps = np.zeros((m, m, 2), dtype=int)
-    for da in (-1, 0, 1):
-        for db in (-1, 0, 1):
-            neighbour = padded[1 + da : m + 1 + da, 1 + db : m + 1 + db]
-            with np.errstate(invalid="ignore"):
-                jumps += np.abs(neighbour - sub) > max_shift
-    edge = np.zeros(m, dtype=int)
-    edge[[0, -1]] = 1
-    allowed = 3 - edge[:, None] - edge[None, :]
-    sub_out = (jumps > allowed[..., None]).any(axis=-1)
-    outliers = np.zeros(matrix.shape[:2], dtype=bool)
-    outliers[np.ix_(index, index)] = sub_out
+    # Neighbours are adjacent among the used frames: work in positions among them.
+    position = np.full(layout.n_frames, -1)
+    position[index] = np.arange(m)
+    outliers = layout.full(False)
+    for rows in _row_blocks(index, layout, 9):
+        cols, held = layout.columns(rows)
+        a, b = position[rows][:, None], position[cols]
+        centre = matrix[rows]
+        jumps = np.zeros(centre.shape, dtype=int)
+        for da in (-1, 0, 1):
+            for db in (-1, 0, 1):
+                na, nb = a + da, b + db
+                exists = (na >= 0) & (na < m) & (nb >= 0) & (nb < m)
+                neighbour = layout.take(
+                    matrix, index[np.clip(na, 0, m - 1)], index[np.clip(nb, 0, m - 1)], np.nan
+                )
+                neighbour = np.where(exists[..., None], neighbour, np.nan)
+                with np.errstate(invalid="ignore"):
+                    jumps += np.abs(neighbour - centre) > max_shift
+        edge_a = ((a == 0) | (a == m - 1)).astype(int)
+        edge_b = ((b == 0) | (b == m - 1)).astype(int)
+        allowed = 3 - edge_a - edge_b
+        # r_ii = 0 by definition; it cannot be wrong.
+        element = held & (b >= 0) & (a != b)
+        outliers[rows] = (jumps > allowed[..., None]).any(axis=-1) & element
     return outliers
 
 
-def connected_frames(valid: np.ndarray, used: np.ndarray) -> np.ndarray:
+def connected_frames(
+    valid: np.ndarray, used: np.ndarray, layout: PairLayout | None = None
+) -> np.ndarray:
     """Used frames in the largest group linked by valid pairs (ties: the earliest group)."""
+    layout = _layout(valid, layout)
     index = np.flatnonzero(used)
-    links = valid[np.ix_(index, index)] & ~np.eye(len(index), dtype=bool)
-    _, labels = connected_components(csr_matrix(links), directed=False)
+    position = np.full(layout.n_frames, -1)
+    position[index] = np.arange(len(index))
+    i, j = layout.nonzero(valid & layout.outer(used, used) & ~layout.diagonal())
+    links = csr_matrix(
+        (np.ones(len(i), dtype=bool), (position[i], position[j])), shape=(len(index),) * 2
+    )
+    _, labels = connected_components(links, directed=False)
     sizes = np.bincount(labels)
     keep = np.zeros_like(used)
     keep[index[labels == sizes.argmax()]] = True
@@ -244,7 +304,7 @@ def connected_frames(valid: np.ndarray, used: np.ndarray) -> np.ndarray:
 
 
 def correct_shift_matrix(
-    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray
+    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, layout: PairLayout | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Refill invalid elements between used frames from transitivity.
 
@@ -261,15 +321,19 @@ def correct_shift_matrix(
     valid : ndarray of bool, shape (N, N)
         Elements to trust (outliers and bad frames already False).
     used : ndarray of bool, shape (N,)
+    layout : PairLayout, optional
+        Storage of ``matrix`` and ``valid`` (default dense). In a band only paths
+        whose legs lie in the band count; an element no such path reaches stays NaN.
 
     Returns
     -------
-    corrected : ndarray, shape (N, N, 2)
+    corrected : ndarray, shape (N, N, 2) or the layout's
         Valid elements unchanged; every pair of returned used frames filled.
     used : ndarray of bool, shape (N,)
         The frames kept (``used`` minus the disconnected ones).
     """
-    keep = connected_frames(valid, used)
+    layout = _layout(matrix, layout)
+    keep = connected_frames(valid, used, layout)
     dropped = np.flatnonzero(used & ~keep)
     if dropped.size:
         warnings.warn(
@@ -278,39 +342,63 @@ def correct_shift_matrix(
             RegistrationWarning,
             stacklevel=2,
         )
-    block = np.outer(keep, keep)
+    block = layout.outer(keep, keep)
     known = valid & block
-    np.fill_diagonal(known, keep)
+    layout.set_diagonal(known, keep)
     corrected = np.where(known[..., None], matrix, 0.0)
-    legs = known & ~np.eye(len(keep), dtype=bool)
+    legs = known & ~layout.diagonal()
     while True:
         missing = block & ~known
         if not missing.any():
             break
         weight = legs.astype(float)
-        count = weight @ weight
+        count = layout.matmul(weight, weight)
         fill = missing & (count > 0)
         if not fill.any():
             break
         for axis in range(2):
             comp = corrected[..., axis] * weight
-            total = comp @ weight + weight @ comp
+            total = layout.matmul(comp, weight) + layout.matmul(weight, comp)
             with np.errstate(invalid="ignore", divide="ignore"):
                 corrected[..., axis] = np.where(fill, total / count, corrected[..., axis])
         known |= fill
         legs |= fill
+    # Only a band can leave elements unreachable (a connected dense block always fills).
+    corrected[block & ~known] = np.nan
     return corrected, keep
 
 
-def shifts_from_rows(corrected: np.ndarray, used: np.ndarray) -> np.ndarray:
+def shifts_from_rows(
+    corrected: np.ndarray, used: np.ndarray, layout: PairLayout | None = None
+) -> np.ndarray:
     """Per-frame shifts ``s_i = -mean_j R[i, j]`` over used frames (the reference's row means).
+
+    Parameters
+    ----------
+    corrected : ndarray, shape (N, N, 2) or the layout's
+        From :func:`correct_shift_matrix`.
+    used : ndarray of bool, shape (N,)
+    layout : PairLayout, optional
+        Storage of ``corrected`` (default dense).
 
     Returns
     -------
     ndarray of float64, shape (N, 2)
         ``(dy, dx)`` displacement of each used frame relative to the mean position of
         the used frames; NaN for unused frames.
+
+    Notes
+    -----
+    In a band a row holds only the frames near ``i``, so its mean would be relative
+    to a different set of frames for every row. The shifts are then the least-squares
+    solve (:func:`solve_shifts`) over the filled band, which is the row mean's
+    generalisation: on a complete matrix, with the same gauge, it gives exactly the
+    row means.
     """
+    layout = _layout(corrected, layout)
+    if layout.band is not None:
+        filled = layout.outer(used, used) & np.isfinite(corrected).all(axis=-1)
+        return solve_shifts(corrected, filled, used, layout)[0]
     index = np.flatnonzero(used)
     shifts = np.full((corrected.shape[0], 2), np.nan)
     shifts[index] = -corrected[np.ix_(index, index)].mean(axis=1)
@@ -318,7 +406,7 @@ def shifts_from_rows(corrected: np.ndarray, used: np.ndarray) -> np.ndarray:
 
 
 def solve_shifts(
-    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray
+    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, layout: PairLayout | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares shifts from all valid pairs, with a per-frame uncertainty.
 
@@ -332,6 +420,9 @@ def solve_shifts(
     valid : ndarray of bool, shape (N, N)
     used : ndarray of bool, shape (N,)
         Frames to solve for; they must be connected by valid pairs.
+    layout : PairLayout, optional
+        Storage of ``matrix`` and ``valid`` (default dense). A band is solved as a
+        banded system (LAPACK band Cholesky), never as an N x N matrix.
 
     Returns
     -------
@@ -341,7 +432,27 @@ def solve_shifts(
         One-sigma standard error of each shift from the pair residuals (NaN when the
         pairs leave no redundancy).
     """
+    layout = _layout(matrix, layout)
     index = np.flatnonzero(used)
+    m = len(index)
+    if isinstance(layout, BandLayout):
+        solution, resid, cov_diag = _solve_band(matrix, valid, used, layout)
+    else:
+        solution, resid, cov_diag = _solve_dense(matrix, valid, index)
+    dof = resid.shape[0] - (m - 1)
+    shifts = np.full((layout.n_frames, 2), np.nan)
+    uncertainty = np.full((layout.n_frames, 2), np.nan)
+    shifts[index] = solution
+    if dof > 0:
+        variance = (resid**2).sum(axis=0) / dof
+        uncertainty[index] = np.sqrt(np.clip(cov_diag, 0, None)[:, None] * variance[None, :])
+    return shifts, uncertainty
+
+
+def _solve_dense(
+    matrix: np.ndarray, valid: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solution, residuals of the valid pairs and ``diag(pinv(L))`` of the used frames."""
     m = len(index)
     weight = (valid[np.ix_(index, index)] & ~np.eye(m, dtype=bool)).astype(float)
     sub = matrix[np.ix_(index, index)]
@@ -352,12 +463,69 @@ def solve_shifts(
     solution = inverse @ rhs
     upper = np.triu(weight, 1) > 0
     resid = (solution[None, :, :] - solution[:, None, :] - sub)[upper]
-    dof = resid.shape[0] - (m - 1)
-    shifts = np.full((matrix.shape[0], 2), np.nan)
-    uncertainty = np.full((matrix.shape[0], 2), np.nan)
-    shifts[index] = solution
-    if dof > 0:
-        variance = (resid**2).sum(axis=0) / dof
-        cov_diag = np.clip(np.diag(inverse - gauge), 0, None)
-        uncertainty[index] = np.sqrt(cov_diag[:, None] * variance[None, :])
-    return shifts, uncertainty
+    return solution, resid, np.diag(inverse - gauge)
+
+
+def _solve_band(
+    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, layout: BandLayout
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_solve_dense` for a band, in O(N w^2).
+
+    The graph Laplacian ``L`` of the valid pairs is singular (shifts are defined up to
+    a common offset). Grounding the first used frame leaves ``L0`` (symmetric positive
+    definite, banded with the band's width, since dropping frames only brings the
+    others closer); its solution re-centred to zero mean is the dense gauge's, and
+    ``pinv(L) = P Z P`` with ``Z = L0^-1`` padded by a zero row and column and
+    ``P = I - 1 1^T / m`` gives the variances from the band of ``Z`` alone.
+    """
+    index = np.flatnonzero(used)
+    m, w = len(index), layout.width
+    position = np.full(layout.n_frames, -1)
+    position[index] = np.arange(m)
+    i, j = layout.nonzero(valid & layout.upper() & layout.outer(used, used))
+    a, b = position[i], position[j]
+    shifts = layout.take(matrix, i, j, 0.0)
+    rhs = np.zeros((m, 2))
+    np.add.at(rhs, a, -shifts)
+    np.add.at(rhs, b, shifts)
+    # L0 = L without the grounded frame 0, in LAPACK upper band storage: ab[w + r - c, c].
+    ab = np.zeros((w + 1, m - 1))
+    ab[w] = np.bincount(np.concatenate([a, b]), minlength=m)[1:]
+    inner = a > 0
+    np.add.at(ab, (w + a[inner] - b[inner], b[inner] - 1), -1.0)
+    grounded = np.zeros((m, 2))
+    ones = np.ones((m - 1, 1))
+    solved = solveh_banded(ab, np.hstack([rhs[1:], ones]))
+    grounded[1:] = solved[:, :2]
+    solution = grounded - grounded.mean(axis=0)
+    resid = solution[b] - solution[a] - shifts
+    z_ones = np.concatenate([[0.0], solved[:, 2]])
+    z_diag = np.concatenate([[0.0], _band_inverse_diagonal(ab)])
+    cov_diag = z_diag - 2.0 * z_ones / m + z_ones.sum() / m**2
+    return solution, resid, cov_diag
+
+
+def _band_inverse_diagonal(ab: np.ndarray) -> np.ndarray:
+    """Diagonal of ``A^-1`` for a banded SPD ``A`` (upper band storage), in O(n w^2).
+
+    Takahashi's recurrence on the Cholesky factor ``A = U^T U``: for ``j >= i``,
+    ``Z_ij = (delta_ij / u_ii - sum_k u_ik Z_kj) / u_ii`` over ``i < k <= i + w``, run
+    from the last row up, needs only the band of ``Z``.
+    """
+    w, n = ab.shape[0] - 1, ab.shape[1]
+    u = cholesky_banded(ab, lower=False)
+    # Row i of U in the band, u_row[i, d] = U[i, i + d]; zero past the matrix.
+    u_row = np.zeros((n + w, w + 1))
+    for d in range(w + 1):
+        u_row[: n - d, d] = u[w - d, d:]
+    z_band = np.zeros((n + w, w + 1))  # z_band[i, d] = Z[i, i + d]
+    ks = np.arange(1, w + 1)
+    low, dist = np.minimum.outer(ks, ks), np.abs(ks[:, None] - ks[None, :])
+    for i in range(n - 1, -1, -1):
+        block = z_band[i + low, dist]
+        coupling = u_row[i, 1:]
+        diag = u_row[i, 0]
+        z_row = -(coupling @ block) / diag
+        z_band[i, 1:] = z_row
+        z_band[i, 0] = (1.0 / diag - coupling @ z_row) / diag
+    return z_band[:n, 0]

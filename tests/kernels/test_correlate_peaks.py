@@ -45,8 +45,10 @@ def test_half_plane_equals_real_part_of_full_inverse():
     a, b = _smooth_image((40, 50), 1), _smooth_image((40, 50), 2)
     rng = np.random.default_rng(3)
     user = rng.random((40, 50))  # not Hermitian: the real part symmetrises it
-    spec_full = np.fft.fft2((np.stack([a, b]) - np.stack([a, b]).mean(axis=(1, 2), keepdims=True))
-                            * correlate.hann_window((40, 50)))
+    spec_full = np.fft.fft2(
+        (np.stack([a, b]) - np.stack([a, b]).mean(axis=(1, 2), keepdims=True))
+        * correlate.hann_window((40, 50))
+    )
     expected = np.fft.ifft2(user * spec_full[1] * np.conj(spec_full[0])).real
     spec = correlate.frame_spectra(np.stack([a, b]), dtype=np.complex128)
     got = correlate.correlation_maps(

@@ -93,5 +93,11 @@ def test_mask_support():
 
 def test_every_kind_is_covered():
     assert set(MASK_KINDS) == {
-        "bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian", "none"
+        "bandpass",
+        "lowpass",
+        "hann",
+        "hamming",
+        "blackman",
+        "gaussian",
+        "none",
     }
