@@ -3,14 +3,23 @@
 __version__ = "0.1.0"
 
 from daskreg.api import Registration, register
+from daskreg.apply import align_stack, apply_shifts
+from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
+from daskreg.io.results import load_result, save_result
 from daskreg.kernels.masks import fourier_grids
 from daskreg.result import RegistrationResult
 
 __all__ = [
     "Registration",
     "RegistrationResult",
+    "align_stack",
+    "apply_shifts",
     "fourier_grids",
+    "ingest",
+    "load_result",
+    "open_stack",
     "read_average_tif",
     "register",
+    "save_result",
 ]

@@ -10,15 +10,16 @@ DOI 10.1016/j.ultramic.2018.04.008
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
 from daskreg import pipeline
+from daskreg.errors import ParameterError
 from daskreg.kernels import correlate, shift
 from daskreg.params import RegistrationParams
-from daskreg.result import RegistrationResult, build_result
+from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack, frame_quality
 
@@ -64,7 +65,6 @@ class Registration:
         self.stack = as_stack(stack)
         check_stack(self.stack, self.params)
         self._frames: np.ndarray | None = None
-        self._spectra: np.ndarray | None = None
         self._initial_bad: dict[int, str] | None = None
         self._raw: pipeline.PairMeasurements | None = None
         self._analysis: pipeline.MatrixAnalysis | None = None
@@ -144,25 +144,15 @@ class Registration:
             return
         start = time.perf_counter()
         frames = np.asarray(self.stack.values)
-        finite, std = frame_quality(frames)
-        bad: dict[int, str] = {}
-        for k in np.flatnonzero(~finite):
-            bad[int(k)] = "contains NaN or infinite pixels"
-        for k in np.flatnonzero(finite & (std == 0)):
-            bad[int(k)] = "constant frame (no contrast, e.g. beam blanked)"
+        bad = pipeline.initial_bad_frames(
+            pipeline.unusable_frames(*frame_quality(frames)), self.params
+        )
         if bad:
             # Unusable frames are zeroed in a private copy; the caller's array is untouched.
             frames = frames.astype(np.float64, copy=True)
             frames[sorted(bad)] = 0.0
         self._frames = frames
-        self._initial_bad = bad if self.params.detect_bad_frames else {}
-        if not self.params.detect_bad_frames and bad:
-            from daskreg.errors import NonFiniteError
-
-            raise NonFiniteError(
-                f"frames {sorted(bad)} hold NaN/inf pixels or no contrast; pass "
-                "detect_bad_frames=True to exclude them, or bad_frames=[...]"
-            )
+        self._initial_bad = bad
         self.timings["load"] = time.perf_counter() - start
 
     def find_shifts(self, **params: Any) -> xr.DataArray:
@@ -178,7 +168,8 @@ class Registration:
         Returns
         -------
         xarray.DataArray
-            The raw shift matrix, dims (frame_i, frame_j, axis).
+            The raw shift matrix, dims (frame_i, frame_j, axis); with a band narrower
+            than the series, (frame_i, offset, axis) (see :func:`daskreg.result.pair_coords`).
         """
         if params:
             self._update(**params)
@@ -191,14 +182,13 @@ class Registration:
         p = self.params
         self._load()
         start = time.perf_counter()
-        if self._spectra is None or self._spectra.dtype != p.spectrum_dtype:
-            self._spectra = correlate.frame_spectra(self._frames, dtype=p.spectrum_dtype)
-        shape = self.frame_shape
-        mask_half = correlate.half_plane_mask(pipeline.build_mask(p, shape))
+        setup = pipeline.pair_setup(p, self.frame_shape)
+        spectra = setup.spectra(self._frames)
         i, j = pipeline.pair_indices(self.n_frames, p.band)
-        found = pipeline.measure_pairs(self._spectra[i], self._spectra[j], mask_half, shape, p)
-        energy = correlate.masked_energy(self._spectra, mask_half, shape)
-        self._raw = pipeline.assemble_pairs(self.n_frames, i, j, found, energy)
+        found = pipeline.measure_pairs(spectra, spectra, i, j, setup)
+        self._raw = pipeline.assemble_pairs(
+            self.n_frames, i, j, found, setup.energy(spectra), p.band
+        )
         self._analysis = None
         self.timings["pairs"] = time.perf_counter() - start
 
@@ -257,22 +247,36 @@ class Registration:
 
     # -- labelled outputs --------------------------------------------------------------
     def _matrix_da(self, values: np.ndarray, name: str) -> xr.DataArray:
-        frames = np.arange(self.n_frames)
-        dims: tuple[str, ...] = ("frame_i", "frame_j")
-        coords: dict[str, Any] = {"frame_i": frames, "frame_j": frames}
+        pair_dims, coords = pair_coords(self._raw.layout)
+        dims: tuple[str, ...] = pair_dims
         if values.ndim == 3:
             dims += ("axis",)
             coords["axis"] = ["y", "x"]
         return xr.DataArray(values, dims=dims, coords=coords, name=name)
 
 
-def register(stack: Any, **params: Any) -> RegistrationResult:
+def register(
+    stack: Any,
+    *,
+    engine: Literal["auto", "numpy", "dask"] = "auto",
+    client: Any = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    memory_limit: str | int | None = None,
+    chunks: int | None = None,
+    progress: bool = True,
+    save_stack: str | None = None,
+    temp_dir: str | None = None,
+    **params: Any,
+) -> RegistrationResult | list[RegistrationResult]:
     """Register a series of frames and average it.
 
     Parameters
     ----------
-    stack : array_like or xarray.DataArray
-        Frames on axis 0, or a DataArray with dims ``(frame, y, x)``.
+    stack : array_like, dask array, xarray.DataArray or path
+        Frames on axis 0, or a DataArray with dims ``(frame, y, x)``, optionally with
+        leading dims ``(series..., frame, y, x)`` (each series entry is registered on
+        its own); a path is opened with :func:`daskreg.io.open_stack`.
     mask : str or ndarray, default "bandpass"
         Fourier mask: ``"bandpass"``, ``"lowpass"``, ``"hann"``, ``"hamming"``,
         ``"blackman"``, ``"gaussian"``, ``"none"``, ``"elliptical"`` (with ``n1``, ``n2``,
@@ -320,9 +324,48 @@ def register(stack: Any, **params: Any) -> RegistrationResult:
     precision : {"single", "double"}, default "single"
         Precision of the spectra and correlations.
 
+    Other Parameters
+    ----------------
+    engine : {"auto", "numpy", "dask"}, default "auto"
+        Where to compute. ``"numpy"``: in this process, in memory. ``"dask"``: a Dask
+        task graph (frame chunks, block pairs, reductions) on a cluster, out of core.
+        ``"auto"``: numpy for an in-memory ``(frame, y, x)`` array when no option below
+        is given; Dask for dask-backed or Zarr-backed stacks, paths, leading dims, or
+        any of ``client``, ``scheduler``, ``n_workers``, ``memory_limit``, ``chunks``,
+        ``save_stack``. The two engines give the same result.
+    client : distributed.Client, optional
+        Run on this client's cluster (it is left open).
+    scheduler : str, optional
+        Address of a running scheduler (``"tcp://host:8786"``), connected to for this
+        call; or ``"synchronous"``, ``"threads"`` or ``"processes"`` to use a local Dask
+        scheduler without a cluster. Default: the current ``distributed`` client if
+        there is one, else a ``LocalCluster`` started and closed by this call.
+    n_workers : int, optional
+        Worker processes of that ``LocalCluster`` (default: one per core, one thread
+        each).
+    memory_limit : str or int, optional
+        Memory limit per worker of that ``LocalCluster`` (e.g. ``"1GiB"``; default:
+        this machine's memory shared evenly).
+    chunks : int, optional
+        Frames per Dask chunk: the unit of the spectra tasks and the block size of the
+        pair tasks. Default: the stack's own chunks, else up to 64 MiB and at least 8
+        chunks.
+    progress : bool, default True
+        Print the dashboard link and show progress (a widget in notebooks, a text bar
+        in the terminal).
+    save_stack : str, optional
+        Also write every frame, aligned (NaN for unused frames), to this new Zarr store
+        (dims as the input; read it back with :func:`daskreg.io.open_stack`).
+    temp_dir : str, optional
+        Folder for spectra spilled to Zarr when they do not fit the cluster's memory;
+        every worker must see it (default: the system temporary folder).
+
     Returns
     -------
-    RegistrationResult
+    RegistrationResult or list of RegistrationResult
+        One result; for a stack with leading dims, one per series entry (C order), each
+        with its leading coordinates as scalar coords, so that
+        ``xarray.concat([r.dataset for r in results], dim="series")`` combines them.
 
     Raises
     ------
@@ -344,4 +387,27 @@ def register(stack: Any, **params: Any) -> RegistrationResult:
     >>> bool(abs(err).max() < 0.2)
     True
     """
-    return Registration(stack, **params).run()
+    options = {
+        "client": client,
+        "scheduler": scheduler,
+        "n_workers": n_workers,
+        "memory_limit": memory_limit,
+        "chunks": chunks,
+        "save_stack": save_stack,
+    }
+    stack = as_stack(stack)
+    in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
+    if engine not in ("auto", "numpy", "dask"):
+        raise ParameterError(f"engine={engine!r} is not one of ['auto', 'numpy', 'dask']")
+    chosen = {k: v for k, v in options.items() if v is not None}
+    if engine == "numpy" and (chosen or stack.ndim > 3):
+        raise ParameterError(
+            f"engine='numpy' registers one (frame, y, x) stack in memory; got options "
+            f"{sorted(chosen)} and dims {stack.dims}. Use engine='dask' (or 'auto')"
+        )
+    if engine == "numpy" or (engine == "auto" and in_memory and not chosen):
+        return Registration(stack, **params).run()
+    from daskreg.parallel.engine import Execution, register_dask
+
+    execution = Execution(progress=progress, temp_dir=temp_dir, **options)
+    return register_dask(stack, RegistrationParams(**params), execution)

@@ -13,15 +13,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daskreg.errors import ParameterError, RegistrationWarning, TooFewFramesError
+from daskreg.errors import (
+    NonFiniteError,
+    ParameterError,
+    RegistrationWarning,
+    TooFewFramesError,
+)
 from daskreg.kernels import correlate, masks, peaks
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.band import BandGeometry, band_geometry
 from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.params import RegistrationParams
 
 __all__ = [
     "build_mask",
+    "unusable_frames",
+    "initial_bad_frames",
     "pair_indices",
+    "PairSetup",
+    "pair_setup",
     "measure_pairs",
     "PairMeasurements",
     "assemble_pairs",
@@ -71,6 +81,43 @@ def build_mask(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray
     return mask
 
 
+def unusable_frames(finite: np.ndarray, std: np.ndarray) -> dict[int, str]:
+    """Frames that cannot be correlated at all, and why, from :func:`~daskreg.validate.frame_quality`.
+
+    Parameters
+    ----------
+    finite : ndarray of bool, shape (F,)
+    std : ndarray of float, shape (F,)
+
+    Returns
+    -------
+    dict
+        Frame index (within the block) -> reason: NaN/inf pixels, or no contrast.
+    """
+    bad: dict[int, str] = {}
+    for k in np.flatnonzero(~finite):
+        bad[int(k)] = "contains NaN or infinite pixels"
+    for k in np.flatnonzero(finite & (std == 0)):
+        bad[int(k)] = "constant frame (no contrast, e.g. beam blanked)"
+    return bad
+
+
+def initial_bad_frames(bad: dict[int, str], params: RegistrationParams) -> dict[int, str]:
+    """The unusable frames to exclude before correlation.
+
+    Raises
+    ------
+    NonFiniteError
+        There are unusable frames but ``params.detect_bad_frames`` is False.
+    """
+    if bad and not params.detect_bad_frames:
+        raise NonFiniteError(
+            f"frames {sorted(bad)} hold NaN/inf pixels or no contrast; pass "
+            "detect_bad_frames=True to exclude them, or bad_frames=[...]"
+        )
+    return dict(bad)
+
+
 def pair_indices(
     n_frames: int, band: int | None = None, *, rows: slice | None = None, cols: slice | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -98,39 +145,123 @@ def pair_indices(
     return np.repeat(i, counts), j[starts + np.arange(counts.sum())]
 
 
-def measure_pairs(
-    spec_i: np.ndarray,
-    spec_j: np.ndarray,
-    mask_half: np.ndarray,
-    shape: tuple[int, int],
-    params: RegistrationParams,
-) -> peaks.PeakResult:
-    """Correlate pairs of frame spectra and locate each maximum.
+@dataclass(frozen=True)
+class PairSetup:
+    """What every pair of a registration shares: mask, frequency band, parameters.
+
+    Build it once with :func:`pair_setup`; then :meth:`spectra` per block of frames,
+    :meth:`energy` per block of spectra and :func:`measure_pairs` per block of pairs.
+
+    Attributes
+    ----------
+    params : RegistrationParams
+    shape : (ny, nx)
+    mask_half : ndarray
+        Half-plane mask, cropped to the band when there is one.
+    band : BandGeometry or None
+        Set when the correlation is band-limited and worth computing on a coarse grid.
+    """
+
+    params: RegistrationParams
+    shape: tuple[int, int]
+    mask_half: np.ndarray
+    band: BandGeometry | None
+
+    def spectra(self, frames: np.ndarray) -> np.ndarray:
+        """Spectra of a block of frames ``(F, ny, nx)``, cropped to the band if any."""
+        spec = correlate.frame_spectra(frames, dtype=self.params.spectrum_dtype)
+        return spec if self.band is None else self.band.crop(spec)
+
+    def energy(self, spectra: np.ndarray) -> np.ndarray:
+        """Masked energy of each frame (see :func:`~daskreg.kernels.correlate.masked_energy`)."""
+        return correlate.masked_energy(spectra, self.mask_half, self.shape)
+
+
+def pair_setup(
+    params: RegistrationParams, shape: tuple[int, int], *, band_limited: bool | None = None
+) -> PairSetup:
+    """Mask and band for frames of ``shape``.
 
     Parameters
     ----------
-    spec_i, spec_j : ndarray, shape (P, ny, nx // 2 + 1)
-        Spectra of the first and second frame of each pair.
-    mask_half : ndarray
-        :func:`daskreg.kernels.correlate.half_plane_mask` of :func:`build_mask`.
-    shape : tuple of int
     params : RegistrationParams
+    shape : (ny, nx)
+    band_limited : bool, optional
+        Force (True) or forbid (False) the band-limited path; by default it is used
+        when the mask's band is at least four times smaller than the half plane and
+        ``find_maxima`` is ``"pixel"`` or ``"gf"`` (``com`` needs whole maps).
+    """
+    mask_half = correlate.half_plane_mask(build_mask(params, shape))
+    real = np.float32 if params.precision == "single" else np.float64
+    mask_half = mask_half.astype(real if np.isrealobj(mask_half) else params.spectrum_dtype)
+    band = None
+    if band_limited is not False and params.find_maxima in ("pixel", "gf"):
+        band = band_geometry(mask_half, shape)
+        if band is None and band_limited:
+            raise ParameterError(
+                f"mask {params.mask!r} with n={params.n} is not band-limited enough for the "
+                "band-limited path; use band_limited=None"
+            )
+    if band is not None:
+        mask_half = band.crop(mask_half)
+    return PairSetup(params, tuple(shape), mask_half, band)
+
+
+def measure_pairs(
+    spectra_a: np.ndarray,
+    spectra_b: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    setup: PairSetup,
+) -> peaks.PeakResult:
+    """Correlate pairs of frames from two blocks of spectra and locate each maximum.
+
+    Pair ``k`` correlates frame ``i[k]`` of block a with frame ``j[k]`` of block b (the
+    blocks may be the same array), so a block pair of the Dask graph and the whole
+    in-memory stack are measured by the same call.
+
+    Parameters
+    ----------
+    spectra_a, spectra_b : ndarray, shape (F, ...)
+        :meth:`PairSetup.spectra` of two blocks of frames.
+    i, j : ndarray of int, shape (P,)
+        Indices into ``spectra_a`` and ``spectra_b``.
+    setup : PairSetup
 
     Returns
     -------
     PeakResult
         ``r_ij = s_j - s_i`` per pair, success flags and peak heights.
     """
-    n_pairs = spec_i.shape[0]
-    batch = max(1, _PAIR_BATCH_BYTES // (4 * shape[0] * shape[1]))
+    params, shape = setup.params, setup.shape
+    bias = correlate.window_autocorrelation(tuple(shape))
+    if setup.band is None:
+        map_bytes = 4 * shape[0] * shape[1]
+    else:  # the y-transformed band columns dominate
+        map_bytes = 8 * shape[0] * (setup.band.kx_max + 1)
+    batch = int(max(1, _PAIR_BATCH_BYTES // map_bytes))
     results = []
-    for start in range(0, n_pairs, batch):
-        sl = slice(start, start + batch)
-        corr = correlate.correlation_maps(
-            spec_i[sl], spec_j[sl], mask_half, shape, params.correlation
-        )
-        results.append(
-            peaks.find_shifts(
+    for start in range(0, len(i), batch):
+        spec_i = spectra_a[i[start : start + batch]]
+        spec_j = spectra_b[j[start : start + batch]]
+        if setup.band is not None:
+            product = correlate.correlation_spectra(
+                spec_i, spec_j, setup.mask_half, params.correlation
+            )
+            found = peaks.find_shifts_band(
+                product,
+                setup.band,
+                params.find_maxima,
+                num_peaks=params.num_peaks,
+                sigma_guess=params.sigma_guess,
+                window_radius=params.window_radius,
+                bias=bias,
+            )
+        else:
+            corr = correlate.correlation_maps(
+                spec_i, spec_j, setup.mask_half, shape, params.correlation
+            )
+            found = peaks.find_shifts(
                 corr,
                 params.find_maxima,
                 num_peaks=params.num_peaks,
@@ -138,16 +269,10 @@ def measure_pairs(
                 window_radius=params.window_radius,
                 num_iter=params.num_iter,
                 min_window_frac=params.min_window_frac,
-                bias=correlate.window_autocorrelation(tuple(shape)),
+                bias=bias,
             )
-        )
-    if not results:
-        return peaks.PeakResult(np.zeros((0, 2)), np.zeros(0, bool), np.zeros(0))
-    return peaks.PeakResult(
-        np.concatenate([r.shifts for r in results]),
-        np.concatenate([r.ok for r in results]),
-        np.concatenate([r.peak for r in results]),
-    )
+        results.append(found)
+    return peaks.PeakResult.concatenate(results)
 
 
 @dataclass

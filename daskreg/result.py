@@ -16,12 +16,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from daskreg.apply import apply_shifts
+from daskreg.errors import FileFormatError
 from daskreg.io.average_tif import write_average_tif
+from daskreg.io.hyperspy_out import save_hspy, to_signal2d
+from daskreg.kernels.layout import PairLayout
 from daskreg.kernels.shift import CropBounds, coverage, crop_bounds
 from daskreg.params import RegistrationParams
 from daskreg.pipeline import MatrixAnalysis, PairMeasurements
 
-__all__ = ["RegistrationResult", "build_result"]
+__all__ = ["RegistrationResult", "build_result", "pair_coords"]
 
 _CROP_KEYS = ("ymin", "ymax", "xmin", "xmax")
 
@@ -38,7 +42,10 @@ class RegistrationResult:
         ``measured``, ``fit_ok``, ``transitivity_score`` (frame_i, frame_j),
         ``average_full`` and ``coverage`` (y, x). Attrs: ``params`` (JSON), crop
         bounds ``ymin, ymax, xmin, xmax``, ``crop``, ``bad_frame_reasons`` (JSON),
-        ``pixel_size``, ``unit``, ``daskreg_version``.
+        ``pixel_size``, ``unit``, ``daskreg_version``, ``pair_layout``. With a band
+        of pairs narrower than the series (``pair_layout="band"``) the pair matrices
+        have dims (frame_i, offset[, axis]) instead, element ``[i, o]`` being the pair
+        ``(i, i + o)`` (see :func:`pair_coords`).
 
     Notes
     -----
@@ -164,7 +171,108 @@ class RegistrationResult:
             pixel_size=tuple(pixel) if pixel is not None else None,
         )
 
-    save = save_tif
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save by extension: ``.tif``/``.tiff`` the average (:meth:`save_tif`), ``.zarr``
+        or ``.nc`` the whole result (:func:`daskreg.io.results.save_result`), ``.hspy``
+        the average as a HyperSpy signal. Every file is written atomically.
+
+        Raises
+        ------
+        FileFormatError
+            Any other extension.
+        """
+        # io.results builds RegistrationResult objects, so it is imported late.
+        from daskreg.io.results import RESULT_EXTENSIONS, save_result
+
+        suffix = Path(path).suffix.lower()
+        if suffix in (".tif", ".tiff"):
+            return self.save_tif(path)
+        if suffix == ".hspy":
+            return save_hspy(self._calibrated_average(), path, title="daskreg average")
+        if suffix in RESULT_EXTENSIONS:
+            return save_result(self, path)
+        raise FileFormatError(
+            f"cannot save a result as {str(path)!r}: the extension {suffix or '(none)'!r} is "
+            "not one of .tif (average), .zarr or .nc (whole result), .hspy (HyperSpy)"
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RegistrationResult:
+        """Read a result saved as ``.zarr`` or ``.nc`` (:func:`daskreg.load_result`)."""
+        from daskreg.io.results import load_result
+
+        return load_result(path)
+
+    def to_hyperspy(self) -> Any:
+        """The average (cropped unless ``crop=False``) as a calibrated HyperSpy Signal2D."""
+        return to_signal2d(self._calibrated_average(), title="daskreg average")
+
+    def _calibrated_average(self) -> xr.DataArray:
+        attrs = self.dataset.attrs
+        return self.average.assign_attrs(
+            {key: attrs[key] for key in ("pixel_size", "unit", "source") if key in attrs}
+        )
+
+    def apply(
+        self,
+        other: Any,
+        *,
+        average: bool = True,
+        frame_axis: int | str | None = None,
+        scan_axes: tuple[int | str, int | str] | None = None,
+        crop: bool | None = None,
+        save_stack: str | os.PathLike | None = None,
+    ) -> xr.DataArray:
+        """Align another channel recorded with these frames, and average it.
+
+        Parameters
+        ----------
+        other : array_like, xarray.DataArray, path or HyperSpy signal
+            One frame per shift, scan axes of the registered frames' size: an ABF/BF
+            series, a spectrum image (frame, y, x, energy), a 4D-STEM scan (frame,
+            scan_y, scan_x, qy, qx).
+        average : bool, default True
+            Return the average (computed); ``False``: the aligned stack, lazily.
+        frame_axis, scan_axes
+            As for :func:`daskreg.apply_shifts`.
+        crop : bool, optional
+            Default: as the registration (the ``crop`` parameter).
+        save_stack : path-like, optional
+            Also write the aligned stack to this Zarr store.
+
+        Returns
+        -------
+        xarray.DataArray
+            See :func:`daskreg.apply_shifts`. Applied to the registered stack itself,
+            the average equals :attr:`average`.
+        """
+        return apply_shifts(
+            other,
+            self.shifts.values,
+            bad_frames=np.flatnonzero(self.bad_frames.values),
+            frame_axis=frame_axis,
+            scan_axes=scan_axes,
+            crop=bool(self.dataset.attrs.get("crop", 1)) if crop is None else crop,
+            frame_shape=(self.dataset.sizes["y"], self.dataset.sizes["x"]),
+            average=average,
+            save_stack=save_stack,
+        )
+
+    def save_report(
+        self,
+        path: str | os.PathLike,
+        *,
+        png_dir: str | os.PathLike | None = None,
+        stack: Any = None,
+    ) -> Path:
+        """Write the multi-page PDF report (optionally a PNG per page).
+
+        See :func:`daskreg.report.save_report`; ``stack`` (the registered frames) adds
+        a parameter-sweep page.
+        """
+        from daskreg.report import save_report
+
+        return save_report(self, path, png_dir=png_dir, stack=stack)
 
 
 def build_result(
@@ -196,9 +304,8 @@ def build_result(
     from daskreg import __version__
 
     shape = average.shape
-    n_frames = pairs.matrix.shape[0]
     frame_axis = ("frame", "axis")
-    pair_dims = ("frame_i", "frame_j")
+    pair_dims, pair_labels = pair_coords(pairs.layout)
     ds = xr.Dataset(
         {
             "shifts": (frame_axis, analysis.shifts),
@@ -216,8 +323,7 @@ def build_result(
         },
         coords={
             "frame": stack["frame"].values,
-            "frame_i": np.arange(n_frames),
-            "frame_j": np.arange(n_frames),
+            **pair_labels,
             "axis": ["y", "x"],
             "y": stack["y"].values,
             "x": stack["x"].values,
@@ -230,6 +336,7 @@ def build_result(
         bad_frame_reasons=json.dumps({str(k): v for k, v in analysis.bad_reason.items()}),
         timings=json.dumps(timings),
         daskreg_version=__version__,
+        pair_layout="dense" if pairs.layout.band is None else "band",
         **crop_bounds(analysis.shifts, shape)._asdict(),
     )
     for key in ("pixel_size", "unit", "source"):
@@ -261,3 +368,18 @@ def _add_examples(ds: xr.Dataset, examples: dict[str, np.ndarray], shape: tuple[
         coords={"shift_y": centred_y, "shift_x": centred_x},
         attrs={"units": "pixels"},
     )
+
+
+def pair_coords(layout: PairLayout) -> tuple[tuple[str, str], dict[str, np.ndarray]]:
+    """Dims and coords of the pair matrices stored in ``layout``.
+
+    Dense matrices have dims ``(frame_i, frame_j)``. A band has dims
+    ``(frame_i, offset)``: element ``[i, o]`` is the pair ``(i, i + o)``, with
+    ``offset`` running from ``-band`` to ``band`` (elements past the first or last
+    frame are unmeasured).
+    """
+    frames = np.arange(layout.n_frames)
+    if layout.band is None:
+        return ("frame_i", "frame_j"), {"frame_i": frames, "frame_j": frames}
+    offsets = np.arange(-layout.band, layout.band + 1)
+    return ("frame_i", "offset"), {"frame_i": frames, "offset": offsets}

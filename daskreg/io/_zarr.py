@@ -74,7 +74,7 @@ def read_zarr(path: Path, signal: int | str | None) -> RawStack:
     return raw_from_dataarray(stack, default_source=str(path))
 
 
-def write_store(stack: xr.DataArray, path: Path) -> None:
+def write_store(stack: xr.DataArray, path: Path, *, compute: bool = True) -> Any:
     """Write a stack in the daskreg store layout, chunk by chunk.
 
     Parameters
@@ -84,8 +84,16 @@ def write_store(stack: xr.DataArray, path: Path) -> None:
         chunks.
     path : pathlib.Path
         A path that does not exist yet.
+    compute : bool, default True
+        False: write the metadata now and return a ``dask.delayed`` object that writes
+        the chunks, to compute together with other results of the same data.
+
+    Returns
+    -------
+    dask.delayed.Delayed or None
     """
-    stack.to_dataset(name=STACK_NAME).to_zarr(path, mode="w-", zarr_format=3, consolidated=False)
+    dataset = stack.to_dataset(name=STACK_NAME)
+    return dataset.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, compute=compute)
 
 
 def _dimension_names(array: Any) -> tuple[str, ...] | None:

@@ -15,10 +15,13 @@ failed, never silently replaced by its starting guess.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from daskreg.kernels.band import BandGeometry
 
 __all__ = [
     "FindMaxima",
@@ -28,12 +31,19 @@ __all__ = [
     "local_maxima",
     "fit_gaussians",
     "find_shifts",
+    "find_shifts_band",
 ]
 
 FindMaxima = Literal["pixel", "gf", "com"]
 FIND_MAXIMA: tuple[str, ...] = get_args(FindMaxima)
 
-_MAX_ITER = 40
+_MAX_ITER = 20
+# Band-limited path: coarse candidates resolved per candidate finally kept.
+OVERSAMPLE = 4
+# Band-limited path: coarse maxima below this fraction of the map's maximum are not
+# candidates. A sample at most one coarse spacing (2 px) from the top of a peak at least
+# 1.5 px wide keeps 3/4 of its height, and only peaks near the best can win.
+COARSE_FLOOR = 0.5
 _N_PARAMS = 7  # amplitude, offset, y0, x0, a, b, c
 
 
@@ -56,6 +66,17 @@ class PeakResult:
     ok: np.ndarray
     peak: np.ndarray
 
+    @classmethod
+    def concatenate(cls, results: list[PeakResult]) -> PeakResult:
+        """One result from the results of consecutive blocks of pairs."""
+        if not results:
+            return cls(np.zeros((0, 2)), np.zeros(0, dtype=bool), np.zeros(0))
+        return cls(
+            np.concatenate([r.shifts for r in results]),
+            np.concatenate([r.ok for r in results]),
+            np.concatenate([r.peak for r in results]),
+        )
+
 
 def wrap_shift(index: np.ndarray, size: int | np.ndarray) -> np.ndarray:
     """Map positions on a periodic axis of length ``size`` to ``[-size/2, size/2)``."""
@@ -67,8 +88,61 @@ def _wrap_signed(position: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.mod(position + size / 2, size) - size / 2
 
 
+@dataclass(frozen=True)
+class _Maxima:
+    """Local maxima of a block of maps as flat lists: map index, row, column, value."""
+
+    pair: np.ndarray
+    y: np.ndarray
+    x: np.ndarray
+    value: np.ndarray
+
+
+def _find_maxima(maps: np.ndarray, floor: float) -> _Maxima:
+    """Local maxima (no lower than their 8 periodic neighbours, one per plateau) of
+    each map whose value is at least ``floor`` times the map's maximum.
+
+    Thresholding first keeps the neighbour tests to the few pixels that can matter.
+    """
+    n_pairs, ny, nx = maps.shape
+    top = maps.reshape(n_pairs, -1).max(axis=1)
+    limit = np.where(top > 0, floor * top, 0.0)
+    above = maps >= limit[:, None, None].astype(maps.dtype)
+    if np.count_nonzero(above) > above.size // 8:
+        # Most pixels pass: one filter over the maps beats eight gathers per pixel.
+        above &= ndimage.maximum_filter(maps, size=(1, 3, 3), mode="wrap") == maps
+    p, y, x = np.nonzero(above)
+    value = maps[p, y, x]
+    keep = np.ones(len(p), dtype=bool)
+    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+        neighbour = maps[p, (y + dy) % ny, (x + dx) % nx]
+        # Ties: of a plateau only the pixel with no equal neighbour above/left survives.
+        keep &= (neighbour < value) | ((neighbour == value) & ((dy, dx) > (0, 0)))
+    return _Maxima(p[keep], y[keep], x[keep], value[keep])
+
+
+def _top(maxima: _Maxima, score: np.ndarray, n_pairs: int, k: int):
+    """Per map, the ``k`` maxima of largest ``score``: positions (P, k, 2), valid (P, k),
+    and the index of each into the flat lists (P, k)."""
+    order = np.lexsort((-score, maxima.pair))
+    pair = maxima.pair[order]
+    first = np.searchsorted(pair, pair, side="left")
+    rank = np.arange(len(pair)) - first
+    chosen = rank < k
+    index = np.zeros((n_pairs, k), dtype=int)
+    valid = np.zeros((n_pairs, k), dtype=bool)
+    index[pair[chosen], rank[chosen]] = order[chosen]
+    valid[pair[chosen], rank[chosen]] = True
+    if not len(order):  # no maximum anywhere (flat maps): nothing to point at
+        return np.zeros((n_pairs, k, 2), dtype=int), valid, index
+    positions = np.stack([maxima.y[index], maxima.x[index]], axis=-1)
+    return positions, valid, index
+
+
 def local_maxima(corr: np.ndarray, num_peaks: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``num_peaks`` brightest distinct local maxima of each map (periodic edges).
+
+    Only positive maxima count: a correlation peak below zero is no match.
 
     Parameters
     ----------
@@ -78,23 +152,47 @@ def local_maxima(corr: np.ndarray, num_peaks: int) -> tuple[np.ndarray, np.ndarr
     Returns
     -------
     positions : ndarray of int, shape (P, K, 2)
-        ``(y, x)`` indices, brightest first, ``K = min(num_peaks, ny * nx)``.
+        ``(y, x)`` indices, brightest first, ``K = num_peaks``.
     valid : ndarray of bool, shape (P, K)
-        False where a map has fewer than ``K`` local maxima.
+        False where a map has fewer than ``K`` such maxima.
     """
-    n_pairs, ny, nx = corr.shape
-    is_max = ndimage.maximum_filter(corr, size=(1, 3, 3), mode="wrap") == corr
-    # A plateau gives several equal maxima side by side; keep only its first pixel.
-    left = np.roll(corr, 1, axis=2) == corr
-    up = np.roll(corr, 1, axis=1) == corr
-    is_max &= ~(left | up)
-    candidates = np.where(is_max, corr, -np.inf).reshape(n_pairs, -1)
-    k = min(num_peaks, ny * nx)
-    top = np.argpartition(-candidates, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(candidates, top, axis=1), axis=1)
-    top = np.take_along_axis(top, order, axis=1)
-    valid = np.isfinite(np.take_along_axis(candidates, top, axis=1))
-    return np.stack(np.unravel_index(top, (ny, nx)), axis=-1), valid
+    maxima = _find_maxima(corr, 0.0)
+    positions, valid, _ = _top(maxima, maxima.value, corr.shape[0], num_peaks)
+    return positions, valid
+
+
+def _log_parabola(maps: np.ndarray, maxima: _Maxima) -> tuple[np.ndarray, np.ndarray]:
+    """Peak height and sub-sample offset of each maximum from its neighbourhood.
+
+    A log-parabola through three samples is exact for a Gaussian peak, which is what a
+    correlation peak looks like near its top, however coarsely it is sampled.
+
+    Returns
+    -------
+    height : ndarray, shape (M,)
+        Estimated peak height of each maximum.
+    offset : ndarray, shape (M, 2)
+        Sub-sample offset of the peak (samples, clipped to one).
+    """
+    _, ny, nx = maps.shape
+    p, y, x = maxima.pair, maxima.y, maxima.x
+    centre = maxima.value.astype(np.float64)
+    positive = centre > 0
+    safe_centre = np.where(positive, centre, 1.0)
+    gain = np.zeros(len(p))
+    delta = np.zeros((len(p), 2))
+    for axis, (dy, dx) in enumerate(((1, 0), (0, 1))):
+        before = maps[p, (y - dy) % ny, (x - dx) % nx] / safe_centre
+        after = maps[p, (y + dy) % ny, (x + dx) % nx] / safe_centre
+        before = np.log(np.maximum(before, 1e-3))
+        after = np.log(np.maximum(after, 1e-3))
+        curvature = before + after
+        peaked = positive & (curvature < 0)
+        curvature = np.where(peaked, curvature, -1.0)
+        delta[:, axis] = np.where(peaked, np.clip((before - after) / (2 * curvature), -1, 1), 0)
+        gain += np.where(peaked, -((before - after) ** 2) / (8 * curvature), 0.0)
+    height = np.where(positive, centre * np.exp(np.minimum(gain, 5.0)), centre)
+    return height, delta
 
 
 def _gauss_model(params: np.ndarray, dy: np.ndarray, dx: np.ndarray):
@@ -110,19 +208,55 @@ def _gauss_model(params: np.ndarray, dy: np.ndarray, dx: np.ndarray):
     # Clipped so a wandering fit (not positive definite) overflows neither way.
     expo = np.exp(-np.clip(quad, -50.0, 700.0))
     g = amp * expo
-    jac = np.stack(
-        [
-            expo,
-            np.ones_like(expo),
-            g * (2 * b * u + 2 * c * v),
-            g * (2 * a * u + 2 * b * v),
-            -g * u**2,
-            -g * 2 * u * v,
-            -g * v**2,
-        ],
-        axis=-1,
-    )
+    # Parameters on axis 1 so that J J^T is one batched matrix product over pixels.
+    jac = np.empty((params.shape[0], _N_PARAMS, dx.shape[-1]))
+    jac[:, 0] = expo
+    jac[:, 1] = 1.0
+    jac[:, 2] = 2 * g * (b * u + c * v)
+    jac[:, 3] = 2 * g * (a * u + b * v)
+    jac[:, 4] = -g * u**2
+    jac[:, 5] = -2 * g * u * v
+    jac[:, 6] = -g * v**2
     return off + g, jac
+
+
+def _initial_guess(windows: np.ndarray, sigma_guess: float) -> np.ndarray:
+    """Start of each fit: a log-parabola through the central 3x3 pixels above the minimum.
+
+    Exact for a noise-free Gaussian, so Levenberg-Marquardt needs only a few steps;
+    where the central pixels do not form a peak the start is the window centre with
+    width ``sigma_guess`` (the reference's start).
+    """
+    n_fit, size, _ = windows.shape
+    r = (size - 1) // 2
+    low = windows.reshape(n_fit, -1).min(axis=1)
+    core = windows[:, r - 1 : r + 2, r - 1 : r + 2] - low[:, None, None]
+    logs = np.log(np.maximum(core, 1e-12 * np.maximum(core[:, 1, 1], 1e-300)[:, None, None]))
+    centre = logs[:, 1, 1]
+    curv_y = logs[:, 0, 1] + logs[:, 2, 1] - 2 * centre
+    curv_x = logs[:, 1, 0] + logs[:, 1, 2] - 2 * centre
+    mixed = (logs[:, 2, 2] - logs[:, 2, 0] - logs[:, 0, 2] + logs[:, 0, 0]) / 4
+    a, c, b = -curv_x / 2, -curv_y / 2, -mixed / 2
+    det = a * c - b * b
+    good = (core[:, 1, 1] > 0) & (a > 0) & (c > 0) & (det > 0)
+    safe_det = np.where(good, det, 1.0)
+    # Centre of the quadratic form: solve [[a, b], [b, c]] (x0, y0) = gradient / 2.
+    gx = (logs[:, 1, 2] - logs[:, 1, 0]) / 2
+    gy = (logs[:, 2, 1] - logs[:, 0, 1]) / 2
+    x0 = (c * gx - b * gy) / (2 * safe_det)
+    y0 = (a * gy - b * gx) / (2 * safe_det)
+    good &= (np.abs(x0) <= 1) & (np.abs(y0) <= 1)
+    peak = centre + a * x0**2 + 2 * b * x0 * y0 + c * y0**2
+    params = np.zeros((n_fit, _N_PARAMS))
+    params[:, 1] = low
+    params[:, 0] = np.where(good, np.exp(np.minimum(peak, 700)), core[:, 1, 1])
+    params[:, 2] = np.where(good, y0, 0.0)
+    params[:, 3] = np.where(good, x0, 0.0)
+    start = 1.0 / (2.0 * sigma_guess**2)
+    params[:, 4] = np.where(good, a, start)
+    params[:, 5] = np.where(good, b, 0.0)
+    params[:, 6] = np.where(good, c, start)
+    return params
 
 
 def fit_gaussians(
@@ -153,11 +287,7 @@ def fit_gaussians(
     dy = np.broadcast_to(grid_y.ravel(), data.shape)
     dx = np.broadcast_to(grid_x.ravel(), data.shape)
 
-    low = data.min(axis=1)
-    params = np.zeros((n_fit, _N_PARAMS))
-    params[:, 0] = data[:, data.shape[1] // 2] - low
-    params[:, 1] = low
-    params[:, 4] = params[:, 6] = 1.0 / (2.0 * sigma_guess**2)
+    params = _initial_guess(windows.astype(np.float64), sigma_guess)
     scale = np.where(params[:, 0] > 0, params[:, 0], 1.0)
 
     model, jac = _gauss_model(params, dy, dx)
@@ -169,8 +299,8 @@ def fit_gaussians(
             break
         idx = np.flatnonzero(active)
         resid = data[idx] - model[idx]
-        jtj = np.einsum("mpi,mpj->mij", jac[idx], jac[idx])
-        jtr = np.einsum("mpi,mp->mi", jac[idx], resid)
+        jtj = jac[idx] @ jac[idx].transpose(0, 2, 1)
+        jtr = (jac[idx] @ resid[:, :, None])[:, :, 0]
         diag = np.einsum("mii->mi", jtj)
         ridge = damping[idx, None] * (diag + 1e-12 * scale[idx, None] ** 2)
         lhs = jtj + ridge[:, :, None] * np.eye(_N_PARAMS)
@@ -209,14 +339,14 @@ def fit_gaussians(
     return params, ok
 
 
-def _windows(corr: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
-    """Periodic ``(2r+1)^2`` windows of ``corr`` around integer centres (P, K, 2)."""
-    _, ny, nx = corr.shape
+def _windows(maps: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
+    """Periodic ``(2r+1)^2`` windows of ``maps`` (P, ny, nx) around centres (P, K, 2)."""
+    _, ny, nx = maps.shape
     offsets = np.arange(-radius, radius + 1)
     iy = (centres[..., 0, None] + offsets) % ny
     ix = (centres[..., 1, None] + offsets) % nx
-    pair = np.arange(corr.shape[0])[:, None, None, None]
-    return corr[pair, iy[..., :, None], ix[..., None, :]]
+    pair = np.arange(maps.shape[0])[:, None, None, None]
+    return maps[pair, iy[..., :, None], ix[..., None, :]]
 
 
 def _shift_pixel(corr: np.ndarray) -> PeakResult:
@@ -228,6 +358,59 @@ def _shift_pixel(corr: np.ndarray) -> PeakResult:
     return PeakResult(shifts, np.ones(n_pairs, dtype=bool), flat[np.arange(n_pairs), best])
 
 
+def _fit_candidates(
+    windows: np.ndarray,
+    centres: np.ndarray,
+    valid: np.ndarray,
+    shape: tuple[int, int],
+    sigma_guess: float,
+    bias: np.ndarray | None,
+) -> PeakResult:
+    """Fit every candidate window and keep, per pair, the largest fitted height.
+
+    Parameters
+    ----------
+    windows : ndarray, shape (P, K, 2r+1, 2r+1)
+        Correlation around each candidate, centred on its local-maximum pixel.
+    centres : ndarray of int, shape (P, K, 2)
+    valid : ndarray of bool, shape (P, K)
+    shape : (ny, nx)
+    sigma_guess : float
+    bias : ndarray, shape (ny, nx), optional
+        See :func:`find_shifts`.
+    """
+    n_pairs, n_cand = valid.shape
+    radius = (windows.shape[-1] - 1) // 2
+    # One scale per pair keeps the fits well conditioned without changing which
+    # candidate of a pair wins.
+    scale = np.abs(np.where(valid[..., None, None], windows, 0)).reshape(n_pairs, -1).max(axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    data = windows / scale[:, None, None, None]
+    if bias is not None:
+        data = data / _windows(np.broadcast_to(bias, (n_pairs, *shape)), centres, radius)
+    params, ok = fit_gaussians(data.reshape(-1, *data.shape[2:]), sigma_guess)
+    params = params.reshape(n_pairs, n_cand, _N_PARAMS)
+    ok = ok.reshape(n_pairs, n_cand) & valid
+
+    height = params[..., 0] + params[..., 1]
+    if bias is not None:
+        # Rank on the map's own scale: undoing the bias must not favour far candidates.
+        height = height * bias[centres[..., 0] % shape[0], centres[..., 1] % shape[1]]
+    height = np.where(ok, height, -np.inf)
+    best = height.argmax(axis=1)
+    rows = np.arange(n_pairs)
+    fitted = ok[rows, best]
+    position = centres[rows, best] + params[rows, best, 2:4]
+    shifts = _wrap_signed(position, np.array(shape))
+    # A pair with no usable fit keeps its brightest candidate pixel, flagged as failed.
+    centre_value = windows[..., radius, radius]
+    brightest = np.where(valid, centre_value, -np.inf).argmax(axis=1)
+    fallback = _wrap_signed(centres[rows, brightest].astype(float), np.array(shape))
+    shifts = np.where(fitted[:, None], shifts, fallback)
+    peak = np.where(fitted, height[rows, best] * scale, centre_value[rows, brightest])
+    return PeakResult(shifts, fitted, peak)
+
+
 def _shift_gaussian_fit(
     corr: np.ndarray,
     num_peaks: int,
@@ -235,36 +418,9 @@ def _shift_gaussian_fit(
     window_radius: int,
     bias: np.ndarray | None,
 ) -> PeakResult:
-    n_pairs, ny, nx = corr.shape
     centres, valid = local_maxima(corr, num_peaks)
-    # One scale per pair keeps the fits well conditioned without changing which
-    # candidate of a pair wins.
-    scale = np.abs(corr).reshape(n_pairs, -1).max(axis=1)
-    scale = np.where(scale > 0, scale, 1.0)
-    windows = _windows(corr, centres, window_radius) / scale[:, None, None, None]
-    if bias is not None:
-        bias_windows = _windows(np.broadcast_to(bias, (n_pairs, ny, nx)), centres, window_radius)
-        windows = windows / bias_windows
-    n_cand = centres.shape[1]
-    params, ok = fit_gaussians(windows.reshape(-1, *windows.shape[2:]), sigma_guess)
-    params = params.reshape(n_pairs, n_cand, _N_PARAMS)
-    ok = ok.reshape(n_pairs, n_cand) & valid
-
-    height = params[..., 0] + params[..., 1]
-    if bias is not None:
-        # Rank on the map's own scale: undoing the bias must not favour far candidates.
-        height = height * bias[centres[..., 0], centres[..., 1]]
-    height = np.where(ok, height, -np.inf)
-    best = height.argmax(axis=1)
-    rows = np.arange(n_pairs)
-    fitted = ok[rows, best]
-    position = centres[rows, best] + params[rows, best, 2:4]
-    size = np.array([ny, nx])
-    shifts = _wrap_signed(position, size)
-    fallback = _shift_pixel(corr)
-    shifts = np.where(fitted[:, None], shifts, fallback.shifts)
-    peak = np.where(fitted, height[rows, best] * scale, fallback.peak)
-    return PeakResult(shifts, fitted, peak)
+    windows = _windows(corr, centres, window_radius)
+    return _fit_candidates(windows, centres, valid, corr.shape[1:], sigma_guess, bias)
 
 
 def _shift_centre_of_mass(corr: np.ndarray, num_iter: int, min_window_frac: float) -> PeakResult:
@@ -343,3 +499,71 @@ def find_shifts(
     if method == "com":
         return _shift_centre_of_mass(corr, num_iter, min_window_frac)
     raise ValueError(f"unknown find_maxima {method!r}; expected one of {FIND_MAXIMA}")
+
+
+def find_shifts_band(
+    product: np.ndarray,
+    geometry: BandGeometry,
+    method: Literal["pixel", "gf"] = "gf",
+    *,
+    num_peaks: int = 5,
+    sigma_guess: float = 2.0,
+    window_radius: int = 6,
+    bias: np.ndarray | None = None,
+) -> PeakResult:
+    """:func:`find_shifts` for band-limited correlations, without the full-size maps.
+
+    A coarse sample can sit half a coarse spacing from its peak, so raw coarse values
+    rank peaks poorly (on a lattice whole rows of peaks can sit exactly on samples and
+    crowd out the true one). The coarse local maxima are therefore ranked by their
+    log-parabolic peak estimate; the ``OVERSAMPLE * num_peaks`` best are resolved to
+    their full-resolution local-maximum pixel (exact values in a small window around
+    the estimated position) and ranked on those exact values, as the full-size path
+    ranks; the ``num_peaks`` best proceed, with their fit windows evaluated exactly.
+
+    Parameters
+    ----------
+    product : ndarray, shape (P, 2 ky_max + 1, kx_max + 1)
+        Masked correlation spectra on the band
+        (:func:`daskreg.kernels.correlate.correlation_spectra` of cropped spectra).
+    geometry : BandGeometry
+    method : {"pixel", "gf"}
+    num_peaks, sigma_guess, window_radius, bias : see :func:`find_shifts`
+
+    Returns
+    -------
+    PeakResult
+    """
+    if method not in ("pixel", "gf"):
+        raise ValueError(f"the band-limited path supports 'pixel' and 'gf', not {method!r}")
+    shape = np.array(geometry.shape)
+    spacing = np.array(geometry.spacing)
+    columns = geometry.columns(product)
+    coarse = geometry.coarse_maps(columns)
+    maxima = _find_maxima(coarse, COARSE_FLOOR)
+    height, offset = _log_parabola(coarse, maxima)
+    cand, valid, index = _top(maxima, height, len(coarse), OVERSAMPLE * num_peaks)
+    sub = offset[index] if len(offset) else 0.0
+    approx = np.rint((cand + sub) * spacing).astype(int)
+    # The estimate is good to about a pixel; look one pixel further for the maximum.
+    reach = 2
+    near = geometry.windows(columns, approx, reach)
+    flat = near.reshape(*near.shape[:2], -1)
+    best_pixel = flat.argmax(axis=-1)
+    value = np.take_along_axis(flat, best_pixel[..., None], axis=-1)[..., 0]
+    dy, dx = np.unravel_index(best_pixel, near.shape[-2:])
+    centres = (approx + np.stack([dy - reach, dx - reach], axis=-1)) % shape
+    # Two coarse samples of one broad peak lead to the same pixel: keep it once.
+    key = centres[..., 0] * shape[1] + centres[..., 1]
+    same = (key[:, :, None] == key[:, None, :]) & np.tri(key.shape[1], k=-1, dtype=bool)
+    valid &= ~same.any(axis=2)
+    value = np.where(valid, value, -np.inf)
+    order = np.argsort(-value, axis=1)[:, :num_peaks]
+    centres = np.take_along_axis(centres, order[..., None], axis=1)
+    value = np.take_along_axis(value, order, axis=1)
+    valid = np.isfinite(value)
+    if method == "pixel":
+        shifts = _wrap_signed(centres[:, 0].astype(float), shape)
+        return PeakResult(shifts, valid[:, 0], value[:, 0])
+    windows = geometry.windows(columns, centres, window_radius)
+    return _fit_candidates(windows, centres, valid, geometry.shape, sigma_guess, bias)

@@ -479,7 +479,9 @@ def _solve_band(
     ``P = I - 1 1^T / m`` gives the variances from the band of ``Z`` alone.
     """
     index = np.flatnonzero(used)
-    m, w = len(index), layout.width
+    m = len(index)
+    # Two frames among the grounded ones are at most m - 2 apart.
+    w = min(layout.width, m - 2)
     position = np.full(layout.n_frames, -1)
     position[index] = np.arange(m)
     i, j = layout.nonzero(valid & layout.upper() & layout.outer(used, used))

@@ -1,0 +1,663 @@
+"""The ``daskreg`` command line: argparse over the Python API.
+
+Subcommands
+-----------
+``register IN -o OUT.tif``
+    Register a stack; write the average (float32 TIFF with the JSON provenance), the
+    full result (``<OUT stem>.result.zarr`` beside it unless ``--save-result`` says
+    otherwise, or ``--no-result``), optionally the registered stack (``--save-stack``)
+    and the PDF report (``--report``). Parameters come from the flags, from
+    ``--config params.toml`` (top-level keys named as in :func:`daskreg.register`), or
+    both (flags win).
+``ingest IN OUT.zarr``
+    Convert any supported stack to a chunked Zarr v3 store, out of core.
+``apply RESULT OTHER -o OUT.tif``
+    Align another channel with the shifts of a saved result and average it.
+``info IN``
+    Shape, dtype, calibration, chunking, and what ``register`` would do.
+``report RESULT -o REPORT.pdf``
+    The PDF report of a saved result.
+``demo [--out DIR]``
+    Generate a synthetic drifting series, register it, write every output and compare
+    the shifts with the ground truth. Needs no data.
+
+Exit codes: 0 success; 2 bad input (any :class:`~daskreg.errors.DaskregError`, or a
+usage error) with a one-line message naming the problem and the fix; 1 any other
+failure (run again with ``--debug`` for the traceback); 130 interrupted. Every output
+is written under a temporary name and renamed when complete, so a failure leaves no
+partial file; inputs are only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+import daskreg
+from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
+from daskreg.io.average_tif import write_average_tif
+from daskreg.kernels.correlate import CORRELATION_KINDS
+from daskreg.kernels.masks import MASK_KINDS
+from daskreg.kernels.peaks import FIND_MAXIMA
+from daskreg.parallel.engine import spectra_nbytes
+from daskreg.params import RegistrationParams
+from daskreg.pipeline import pair_indices
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Suffix of the full result written beside the average by ``daskreg register``.
+RESULT_SUFFIX = ".result.zarr"
+_TIF = (".tif", ".tiff")
+# Bad frames listed one by one in the summary; the rest are counted (all are in the result).
+_MAX_LISTED = 8
+_MIB = 2**20
+# Width of the label column of the printed summaries.
+_W = 13
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
+# -- argument groups -----------------------------------------------------------------------
+def _frame_range(text: str) -> tuple[int, int | None]:
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return int(start or 0), int(stop) if stop else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--frames {text!r} is not START:STOP (a half-open range, e.g. 0:20 or 5:)"
+        ) from None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of frame indices, e.g. 3,7"
+        ) from None
+
+
+def _signal(text: str) -> int | str:
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+# Flag -> parameter of RegistrationParams; default None means "not given" (config or API
+# default applies).
+_PARAM_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("mask", {"choices": (*MASK_KINDS, "elliptical"), "help": "Fourier mask kind"}),
+    ("n", {"type": float, "help": "mask cutoff: ignore features smaller than ~N px"}),
+    ("n1", {"type": float, "help": "elliptical mask: feature size along its first axis, px"}),
+    ("n2", {"type": float, "help": "elliptical mask: feature size along its second axis, px"}),
+    ("theta", {"type": float, "help": "elliptical mask: angle of the n1 axis, radians"}),
+    ("correlation", {"choices": CORRELATION_KINDS, "help": "correlation kind"}),
+    ("find_maxima", {"choices": FIND_MAXIMA, "help": "how each correlation peak is located"}),
+    ("num_peaks", {"type": int, "help": "gf: local maxima fitted per pair"}),
+    ("sigma_guess", {"type": float, "help": "gf: starting Gaussian width, px"}),
+    ("window_radius", {"type": int, "help": "gf: fit window half-size, px"}),
+    ("num_iter", {"type": int, "help": "com: iterations"}),
+    ("min_window_frac", {"type": float, "help": "com: smallest window fraction"}),
+    (
+        "outliers",
+        {"choices": ("transitivity", "nn", "none"), "help": "outlier test on the shift matrix"},
+    ),
+    ("threshold", {"type": float, "help": "transitivity threshold, px (default: from data)"}),
+    ("maxpaths", {"type": int, "help": "transitivity: paths per pair"}),
+    ("max_shift", {"type": float, "help": "nn: largest difference to a neighbour, px"}),
+    ("bad_frames", {"type": _int_list, "metavar": "I,J,...", "help": "frames to leave out"}),
+    ("frames", {"type": _frame_range, "metavar": "START:STOP", "help": "frame range to use"}),
+    ("solver", {"choices": ("mean", "lstsq"), "help": "final shifts from the matrix"}),
+    ("band", {"type": int, "help": "correlate only pairs with |i - j| <= BAND"}),
+    ("precision", {"choices": ("single", "double"), "help": "precision of the spectra"}),
+)
+_PARAM_NAMES = (*(name for name, _ in _PARAM_FLAGS), "crop", "detect_bad_frames")
+
+
+def _add_input(parser: argparse.ArgumentParser, name: str = "input") -> None:
+    parser.add_argument(name, type=Path, help="stack file or Zarr store")
+    parser.add_argument("--frame-axis", type=int, help="axis holding the frames, e.g. -1")
+    parser.add_argument(
+        "--signal", type=_signal, help="signal index or title, for files with several signals"
+    )
+
+
+def _add_params(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("registration parameters (see daskreg.register)")
+    for name, options in _PARAM_FLAGS:
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, **options)
+    group.add_argument(
+        "--no-crop", dest="crop", action="store_const", const=False, help="keep the full frame"
+    )
+    group.add_argument(
+        "--keep-bad-frames",
+        dest="detect_bad_frames",
+        action="store_const",
+        const=False,
+        help="do not leave out NaN/blank/weak frames automatically",
+    )
+    group.add_argument(
+        "--config",
+        type=Path,
+        metavar="TOML",
+        help='parameters as top-level keys, e.g. mask = "hann"; flags given win',
+    )
+
+
+def _add_execution(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution (see daskreg.register)")
+    group.add_argument(
+        "--engine",
+        choices=("auto", "numpy", "dask"),
+        help="numpy: in this process, in memory; dask: task graph, out of core (default auto)",
+    )
+    group.add_argument(
+        "--scheduler",
+        help="tcp://host:port of a running Dask scheduler, or threads|processes|synchronous "
+        "for a local scheduler without a cluster (default: a local cluster)",
+    )
+    group.add_argument("--workers", type=int, help="workers of the local cluster")
+    group.add_argument("--memory-limit", help="memory per worker of the local cluster, e.g. 4GiB")
+    group.add_argument("--chunks", type=int, help="frames per Dask chunk")
+    group.add_argument("--temp-dir", help="folder for spectra spilled to disk")
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print the dashboard link and a progress bar (default: yes)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``daskreg`` argument parser with all its subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of failures")
+    parser = _Parser(
+        prog="daskreg",
+        description="Rigid registration of atomic-resolution STEM image series.",
+        epilog="Exit codes: 0 done, 2 bad input, 1 other failure. Start with: daskreg demo",
+    )
+    parser.add_argument("--version", action="version", version=f"daskreg {daskreg.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
+        p = sub.add_parser(name, parents=[common], help=text, description=text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("register", _register, "register a stack and write its average and result")
+    _add_input(p)
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT.tif", help="the average"
+    )
+    p.add_argument(
+        "--save-result",
+        type=Path,
+        metavar="PATH",
+        help=f"full result, .zarr or .nc (default: <OUT stem>{RESULT_SUFFIX} beside OUT)",
+    )
+    p.add_argument("--no-result", action="store_true", help="do not write the full result")
+    p.add_argument(
+        "--save-stack",
+        type=Path,
+        metavar="PATH.zarr",
+        help="every frame aligned (NaN for unused frames), a new Zarr store",
+    )
+    p.add_argument("--report", type=Path, metavar="PDF", help="the PDF report")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_params(p)
+    _add_execution(p)
+
+    p = command("ingest", _ingest, "convert a stack to a chunked Zarr v3 store, out of core")
+    _add_input(p)
+    p.add_argument("store", type=Path, help="output store, .zarr")
+    p.add_argument("--chunks", type=int, help="frames per chunk (default: ~64 MiB chunks)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+    p = command("apply", _apply, "align another channel with the shifts of a saved result")
+    p.add_argument("result", type=Path, help="result, .zarr or .nc (from daskreg register)")
+    _add_input(p, "other")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT.tif", help="the average"
+    )
+    p.add_argument("--save-stack", type=Path, metavar="PATH.zarr", help="the used frames, aligned")
+    p.add_argument(
+        "--no-crop",
+        dest="crop",
+        action="store_false",
+        default=None,
+        help="keep the full frame (default: crop as the registration did)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    p = command("info", _info, "describe a stack and what register would do with it")
+    _add_input(p)
+    p.add_argument("--chunks", type=int, help="frames per chunk when reading")
+    _add_params(p)
+
+    p = command("report", _report, "write the PDF report of a saved result")
+    p.add_argument("result", type=Path, help="result, .zarr or .nc")
+    p.add_argument("-o", "--output", type=Path, required=True, help="report, .pdf")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+
+    p = command("demo", _demo, "register a generated series and compare with the truth")
+    p.add_argument("--out", type=Path, default=Path("daskreg-demo"), help="output folder")
+    p.add_argument("--n-frames", type=int, default=16, help="frames to generate")
+    p.add_argument("--size", type=int, default=256, help="frame size, px")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the series")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
+    _add_execution(p)
+    return parser
+
+
+# -- subcommands ---------------------------------------------------------------------------
+def _register(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    output = _tif_output(args.output)
+    outputs = {"average": output}
+    if not args.no_result:
+        outputs["result"] = args.save_result or output.with_name(output.stem + RESULT_SUFFIX)
+    if args.save_stack:
+        outputs["stack"] = args.save_stack
+    if args.report:
+        outputs["report"] = args.report
+    _check_outputs(outputs, [args.input], args.overwrite)
+    if args.save_stack and args.save_stack.exists():
+        raise OutputPathError(
+            f"--save-stack {str(args.save_stack)!r} exists; a registered stack is never "
+            "overwritten (it could be an input), even with --overwrite. Remove it or pick "
+            "a new name"
+        )
+    stack = daskreg.open_stack(args.input, args.frame_axis, signal=args.signal)
+    _require_one_series(stack, args.input)
+    params = _params(args, stack.sizes["frame"])
+    _print(_describe(args.input, stack))
+    result = daskreg.register(stack, **params, **_execution(args))
+    _write_outputs(result, outputs)
+    _print(_summary(result, outputs, time.perf_counter() - started))
+    return EXIT_OK
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    _check_outputs({"store": args.store}, [args.input], args.overwrite)
+    with _local_progress(args.progress):
+        stack = daskreg.ingest(
+            args.input,
+            args.store,
+            chunks=args.chunks,
+            frame_axis=args.frame_axis,
+            overwrite=args.overwrite,
+        )
+    _print(_describe(args.store, stack, label="store"))
+    _print([f"{'time':<{_W}}{time.perf_counter() - started:.1f} s"])
+    return EXIT_OK
+
+
+def _apply(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    output = _tif_output(args.output)
+    outputs = {"average": output, **({"stack": args.save_stack} if args.save_stack else {})}
+    _check_outputs(outputs, [args.result, args.other], args.overwrite)
+    result = daskreg.load_result(args.result)
+    other = daskreg.open_stack(args.other, args.frame_axis, signal=args.signal)
+    _require_one_series(other, args.other)
+    _print(_describe(args.other, other))
+    average = result.apply(other, crop=args.crop, save_stack=args.save_stack)
+    description = {**result.description(), "applied_to": str(args.other)}
+    pixel = average.attrs.get("pixel_size")
+    write_average_tif(
+        output, average.values, description, pixel_size=tuple(pixel) if pixel else None
+    )
+    _print(
+        [
+            f"{'frames':<{_W}}{average.attrs['frames_averaged']} averaged "
+            f"(shifts from {args.result})",
+            *_output_lines(outputs),
+            f"{'time':<{_W}}{time.perf_counter() - started:.1f} s",
+        ]
+    )
+    return EXIT_OK
+
+
+def _info(args: argparse.Namespace) -> int:
+    stack = daskreg.open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
+    lines = _describe(args.input, stack)
+    n_frames = int(stack.sizes["frame"])
+    params = RegistrationParams(**_params(args, n_frames))
+    start, stop = params.frames or (0, n_frames)
+    n_pairs = len(pair_indices(n_frames, params.band)[0])
+    spectra = spectra_nbytes(stack, params)
+    # The numpy engine holds every frame as float64 beside the spectra.
+    in_process = stack.size * 8 + spectra
+    lines += [
+        f"{'register':<{_W}}frames {start}:{stop} of {n_frames}; {n_pairs} pairs correlated "
+        + ("(all pairs)" if params.band is None else f"(|i - j| <= {params.band})"),
+        f"{'memory':<{_W}}~{in_process / _MIB:.0f} MiB in one process (--engine numpy); the "
+        f"Dask engine spreads {spectra / _MIB:.0f} MiB of spectra over its workers",
+    ]
+    _print(lines)
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    _check_outputs({"report": args.output}, [args.result], args.overwrite)
+    result = daskreg.load_result(args.result)
+    path = result.save_report(args.output)
+    _print([f"{'report':<{_W}}{path}"])
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from daskreg.synthetic import lattice_series
+
+    started = time.perf_counter()
+    folder = args.out
+    outputs = {
+        "series": folder / "demo_series.zarr",
+        "average": folder / "demo_average.tif",
+        "result": folder / f"demo_average{RESULT_SUFFIX}",
+        "report": folder / "demo_report.pdf",
+    }
+    if folder.exists() and not folder.is_dir():
+        raise OutputPathError(f"--out {str(folder)!r} is a file; pass a folder for the demo")
+    folder.mkdir(parents=True, exist_ok=True)
+    _check_outputs(outputs, [], args.overwrite)
+    series = lattice_series(args.n_frames, (args.size, args.size), seed=args.seed)
+    stack = daskreg.ingest(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
+    _print(_describe(outputs["series"], stack, label="series"))
+    result = daskreg.register(stack, **_execution(args))
+    _write_outputs(result, outputs)
+    used = ~result.bad_frames.values
+    truth = series.shifts - series.shifts[used].mean(axis=0)
+    error = np.hypot(*(result.shifts.values[used] - truth[used]).T)
+    lines = _summary(result, outputs, time.perf_counter() - started)
+    lines.insert(
+        -1,
+        f"{'truth':<{_W}}shift error vs ground truth: RMS {np.sqrt(np.mean(error**2)):.3f} px, "
+        f"max {error.max():.3f} px over {int(used.sum())} frames",
+    )
+    lines.append(f"{'next':<{_W}}daskreg register {outputs['series']} -o average.tif")
+    _print(lines)
+    return EXIT_OK
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _params(args: argparse.Namespace, n_frames: int) -> dict[str, Any]:
+    """Parameters from --config, overridden by the flags given, validated."""
+    values = _read_config(args.config) if args.config else {}
+    for name in _PARAM_NAMES:
+        if getattr(args, name, None) is not None:
+            values[name] = getattr(args, name)
+    # Neither argparse nor TOML has a None; "none" stands for it.
+    if values.get("outliers") == "none":
+        values["outliers"] = None
+    if isinstance(values.get("frames"), tuple) and values["frames"][1] is None:
+        values["frames"] = (values["frames"][0], n_frames)
+    checked = RegistrationParams.from_dict(dict(values))
+    return {name: getattr(checked, name) for name in values}
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ParameterError(
+                "--config needs Python 3.11 or newer, or the tomli package: pip install tomli"
+            ) from None
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ParameterError(f"--config {str(path)!r} does not exist; check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ParameterError(
+            f"--config {str(path)!r} is not valid TOML ({exc}); write one key = value per line, "
+            'e.g. mask = "hann"'
+        ) from None
+
+
+def _execution(args: argparse.Namespace) -> dict[str, Any]:
+    """Execution options of :func:`daskreg.register`, only those given."""
+    options = {
+        "engine": args.engine,
+        "scheduler": args.scheduler,
+        "n_workers": args.workers,
+        "memory_limit": args.memory_limit,
+        "chunks": args.chunks,
+        "temp_dir": args.temp_dir,
+        "progress": args.progress,
+        "save_stack": str(args.save_stack) if getattr(args, "save_stack", None) else None,
+    }
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _tif_output(path: Path) -> Path:
+    if path.suffix.lower() not in _TIF:
+        raise OutputPathError(
+            f"-o {str(path)!r}: the average is written as TIFF, so end the name in .tif "
+            f"(the full result goes to <stem>{RESULT_SUFFIX}, or --save-result)"
+        )
+    return path
+
+
+def _check_outputs(outputs: dict[str, Path], inputs: Sequence[Path], overwrite: bool) -> None:
+    """Refuse, before any work, outputs that would fail or replace something."""
+    inputs_resolved = {p.expanduser().resolve() for p in inputs}
+    seen: dict[Path, str] = {}
+    for kind, path in outputs.items():
+        target = path.expanduser().resolve()
+        if target in inputs_resolved:
+            raise OutputPathError(
+                f"the {kind} output {str(path)!r} is also an input; inputs are never "
+                "overwritten, choose another output name"
+            )
+        if target in seen:
+            raise OutputPathError(
+                f"the {seen[target]} and {kind} outputs are both {str(path)!r}; give them "
+                "different names"
+            )
+        seen[target] = kind
+        if not target.parent.is_dir():
+            raise OutputPathError(
+                f"cannot write the {kind} {str(path)!r}: folder {str(path.parent)!r} does "
+                "not exist; create it first"
+            )
+        if path.exists() and not overwrite:
+            raise OutputPathError(
+                f"the {kind} output {str(path)!r} already exists; pass --overwrite to "
+                "replace it or choose another name"
+            )
+
+
+def _write_outputs(result: daskreg.RegistrationResult, outputs: dict[str, Path]) -> None:
+    """The outputs written after registering (the engine writes the stack itself)."""
+    result.save_tif(outputs["average"])
+    if "result" in outputs:
+        daskreg.save_result(result, outputs["result"])
+    if "report" in outputs:
+        result.save_report(outputs["report"])
+
+
+def _require_one_series(stack: Any, path: Path) -> None:
+    if stack.ndim > 3:
+        raise ParameterError(
+            f"{path} holds several series (dims {stack.dims}, shape {stack.shape}); the "
+            "command line registers one (frame, y, x) stack: pick one with --signal, or "
+            "register all with the Python API (daskreg.register returns one result each)"
+        )
+
+
+def _describe(path: Path, stack: Any, label: str = "input") -> list[str]:
+    dims = ", ".join(str(d) for d in stack.dims)
+    shape = " x ".join(str(n) for n in stack.shape)
+    chunks = tuple(int(c[0]) for c in stack.chunks) if stack.chunks else stack.shape
+    n_chunks = int(np.prod([len(c) for c in stack.chunks])) if stack.chunks else 1
+    chunk_bytes = int(np.prod(chunks)) * stack.dtype.itemsize
+    pixel = stack.attrs.get("pixel_size")
+    unit = stack.attrs.get("unit", "px")
+    calibration = (
+        f"{pixel[0]:g} x {pixel[1]:g} {unit}/px (y x)"
+        if pixel is not None and unit != "px"
+        else "none: shifts and sizes in pixels"
+    )
+    frame_unit = stack["frame"].attrs.get("units")
+    if frame_unit:
+        calibration += f"; frames in {frame_unit}"
+    lines = [
+        f"{label:<{_W}}{path}",
+        f"{'stack':<{_W}}{shape} ({dims}), {stack.dtype}, {stack.nbytes / _MIB:.1f} MiB",
+        f"{'calibration':<{_W}}{calibration}",
+        f"{'chunks':<{_W}}{chunks}: {n_chunks} chunk(s) of {chunk_bytes / _MIB:.1f} MiB",
+    ]
+    if stack.attrs.get("calibration_note"):
+        lines.append(f"{'note':<{_W}}{stack.attrs['calibration_note']}")
+    return lines
+
+
+def _summary(
+    result: daskreg.RegistrationResult, outputs: dict[str, Path], seconds: float
+) -> list[str]:
+    ds = result.dataset
+    bad = ds["bad_frames"].values
+    n_frames = bad.size
+    reasons = result.bad_frame_reasons
+    params = result.params
+    frames = params.frames or (0, n_frames)
+    listed = [f"{k} ({reasons[k]})" for k in sorted(reasons)]
+    out_of_range = int(bad.sum()) - len(reasons)
+    if len(listed) > _MAX_LISTED:
+        listed = [*listed[:_MAX_LISTED], f"... {len(reasons) - _MAX_LISTED} more in the result"]
+    if out_of_range:
+        listed.append(f"{out_of_range} outside --frames {frames[0]}:{frames[1]}")
+    shifts = ds["shifts"].values[~bad]
+    n_pairs = int(ds["measured"].sum()) // 2
+    n_out = int(ds["outliers"].sum()) // 2
+    method = params.outliers or "no test"
+    threshold = ds.attrs.get("threshold_used")
+    crop = result.crop
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in _timings(ds).items())
+    return [
+        f"{'frames':<{_W}}{int((~bad).sum())} of {n_frames} used",
+        f"{'bad frames':<{_W}}{'; '.join(listed) if listed else 'none'}",
+        f"{'outliers':<{_W}}{n_out} of {n_pairs} pairs ({method}"
+        + (f", threshold {threshold:.3g} px)" if isinstance(threshold, float) else ")"),
+        f"{'shift range':<{_W}}dy {shifts[:, 0].min():+.2f} to {shifts[:, 0].max():+.2f} px, "
+        f"dx {shifts[:, 1].min():+.2f} to {shifts[:, 1].max():+.2f} px "
+        f"(median uncertainty {np.nanmedian(ds['shift_uncertainty'].values[~bad]):.3f} px)",
+        f"{'crop':<{_W}}"
+        + (
+            f"y {crop.ymin}:{crop.ymax}, x {crop.xmin}:{crop.xmax}"
+            if params.crop
+            else "none (--no-crop); coverage map in the result"
+        ),
+        *_output_lines(outputs),
+        f"{'time':<{_W}}{seconds:.1f} s" + (f" ({timings} s)" if timings else ""),
+    ]
+
+
+def _timings(ds: Any) -> dict[str, float]:
+    return json.loads(ds.attrs.get("timings", "{}"))
+
+
+def _output_lines(outputs: dict[str, Path]) -> list[str]:
+    width = max(len(kind) for kind in outputs)
+    return [
+        f"{'output' if i == 0 else '':<{_W}}{kind:<{width}}  {path}"
+        for i, (kind, path) in enumerate(outputs.items())
+    ]
+
+
+@contextlib.contextmanager
+def _local_progress(enabled: bool | None) -> Iterator[None]:
+    """A progress bar on stderr for work on the local Dask scheduler."""
+    if enabled or (enabled is None and sys.stderr.isatty()):
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(out=sys.stderr):
+            yield
+    else:
+        yield
+
+
+def _print(lines: Sequence[str]) -> None:
+    print("\n".join(lines), flush=True)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    def show(message: Any, category: type, *_: Any, **__: Any) -> None:
+        label = "warning" if issubclass(category, RegistrationWarning) else category.__name__
+        print(f"daskreg: {label}: {_one_line(message)}", file=sys.stderr, flush=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 success, 2 bad input, 1 other failure, 130 interrupted.
+    """
+    args = build_parser().parse_args(argv)
+    prog = f"daskreg {args.command}"
+    try:
+        with _one_line_warnings():
+            return args.handler(args)
+    except DaskregError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; unfinished outputs were not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the command line reports every failure
+        if args.debug:
+            traceback.print_exc()
+            hint = "the traceback is above"
+        else:
+            hint = "run again with --debug to see the traceback"
+        print(
+            f"{prog}: failed: {type(exc).__name__}: {_one_line(exc)} ({hint}); unfinished "
+            "outputs were not written",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

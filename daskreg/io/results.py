@@ -1,0 +1,247 @@
+"""A whole registration result to Zarr v3 or NetCDF, and back, exactly.
+
+:func:`save_result` writes ``result.dataset`` (shifts, raw and corrected shift matrices,
+outlier mask, bad frames, uncropped average and its coverage map, example views, and
+every attribute: parameters, crop bounds, calibration, timings) so that
+``xarray.open_zarr(path)`` or ``xarray.open_dataset(path)`` read it as any other
+dataset, and :func:`load_result` rebuilds the identical
+:class:`~daskreg.result.RegistrationResult` from it. A result file alone reproduces a
+registration: :meth:`~daskreg.result.RegistrationResult.apply` re-uses its shifts.
+
+Attribute encoding: strings, numbers and sequences of numbers (``pixel_size``) are
+stored as they are; any other attribute (booleans, ``None``, dicts) as a JSON string.
+The attribute ``daskreg_attr_kinds`` records which were tuples, lists or JSON, so that
+NetCDF, which stores neither booleans nor nested values, round-trips them too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from daskreg.errors import FileFormatError, OutputPathError, StackFileNotFoundError
+from daskreg.io._zarr import is_zarr_store
+from daskreg.io.atomic import atomic_path
+from daskreg.result import RegistrationResult
+
+__all__ = ["RESULT_EXTENSIONS", "save_result", "load_result"]
+
+#: Extensions of the result formats: a Zarr v3 store (directory) or a NetCDF-4 file.
+RESULT_EXTENSIONS: tuple[str, ...] = (".zarr", ".nc")
+
+# Attribute holding, per attribute that is not a plain string or number, how it was
+# stored: "tuple"/"list" (a list of numbers, which both formats hold) or "json".
+_ATTR_KINDS = "daskreg_attr_kinds"
+# Tuples nested in JSON attributes must come back as tuples for an exact round trip.
+_TUPLE_TAG = "__tuple__"
+# What identifies a daskreg result among other datasets.
+_REQUIRED = ("shifts", "bad_frames", "average_full", "coverage")
+
+
+def save_result(
+    result: RegistrationResult, path: str | os.PathLike, *, overwrite: bool = True
+) -> Path:
+    """Write a registration result to a Zarr v3 store or a NetCDF file, atomically.
+
+    Parameters
+    ----------
+    result : RegistrationResult
+    path : path-like
+        Ends in ``.zarr`` (Zarr v3 directory store with consolidated metadata) or
+        ``.nc`` (NetCDF-4 file).
+    overwrite : bool, default True
+        Replace an existing result at ``path``.
+
+    Returns
+    -------
+    Path
+        The written store or file.
+
+    Raises
+    ------
+    FileFormatError
+        ``path`` has another extension.
+    OutputPathError
+        The folder does not exist or is not writable, ``path`` exists and ``overwrite``
+        is False, or ``path`` is a directory that is not a Zarr store (never deleted).
+
+    Notes
+    -----
+    The data are written to a temporary sibling and renamed at the end, so a failed
+    write leaves neither a partial store nor a damaged previous one.
+
+    Examples
+    --------
+    >>> import tempfile, daskreg
+    >>> from daskreg.synthetic import lattice_series
+    >>> result = daskreg.register(lattice_series(6, (64, 64), seed=1).stack, window_radius=4)
+    >>> folder = tempfile.mkdtemp()
+    >>> saved = save_result(result, f"{folder}/run.nc")
+    >>> bool((load_result(saved).shifts == result.shifts).all())
+    True
+    """
+    path = Path(path)
+    writer = _writer(path)
+    if path.is_dir() and not is_zarr_store(path):
+        raise OutputPathError(
+            f"{str(path)!r} is a directory but not a Zarr store; refusing to replace it. "
+            "Choose another output path"
+        )
+    dataset = _encoded(result.dataset)
+    with atomic_path(path, overwrite=overwrite) as temp:
+        writer(dataset, temp)
+    return path
+
+
+def load_result(path: str | os.PathLike) -> RegistrationResult:
+    """Read a result written by :func:`save_result` (or ``RegistrationResult.save``).
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.zarr`` store or ``.nc`` file.
+
+    Returns
+    -------
+    RegistrationResult
+        Identical to the saved one (values, dtypes, coordinates and attributes), held
+        in memory; the file is closed.
+
+    Raises
+    ------
+    StackFileNotFoundError
+        ``path`` does not exist.
+    FileFormatError
+        Wrong extension, unreadable file, or a dataset that is not a daskreg result.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StackFileNotFoundError(
+            f"no such result: {str(path)!r}; pass the .result.zarr or .nc file written by "
+            "daskreg register (--save-result) or RegistrationResult.save"
+        )
+    if path.suffix.lower() not in RESULT_EXTENSIONS:
+        raise FileFormatError(
+            f"cannot load a result from {str(path)!r}: results are .zarr stores or .nc files "
+            "(a .tif holds only the average); pass the <name>.result.zarr written beside it"
+        )
+    try:
+        with warnings.catch_warnings():
+            # A store without consolidated metadata (not written here) is read all the same.
+            warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated")
+            if path.suffix.lower() == ".zarr":
+                opened = xr.open_zarr(path, chunks=None)
+            else:
+                opened = xr.open_dataset(path)
+        with opened:
+            dataset = opened.load()
+    except (OSError, ValueError, KeyError) as exc:
+        raise FileFormatError(
+            f"cannot read {str(path)!r} as a result ({type(exc).__name__}: {exc}); the file "
+            "is damaged or not a daskreg result, write it again with daskreg register"
+        ) from exc
+    missing = [name for name in _REQUIRED if name not in dataset] + (
+        [] if "params" in dataset.attrs else ["attribute 'params'"]
+    )
+    if missing:
+        raise FileFormatError(
+            f"{str(path)!r} is a dataset but not a daskreg result (missing {missing}); pass "
+            "a result written by daskreg register or RegistrationResult.save"
+        )
+    return RegistrationResult(_decoded(dataset.drop_encoding()))
+
+
+def _writer(path: Path) -> Callable[[xr.Dataset, Path], None]:
+    suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        return _write_zarr
+    if suffix == ".nc":
+        return _write_netcdf
+    raise FileFormatError(
+        f"a result is saved as .zarr or .nc, got {str(path)!r} (extension "
+        f"{suffix or '(none)'!r}); end the path in .zarr or .nc (the average alone: .tif)"
+    )
+
+
+def _write_zarr(dataset: xr.Dataset, path: Path) -> None:
+    # Consolidated metadata lets xarray.open_zarr(path) open it without a fallback
+    # warning; the per-array metadata is written too, so other readers lose nothing.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        dataset.to_zarr(path, mode="w-", zarr_format=3, consolidated=True)
+
+
+def _write_netcdf(dataset: xr.Dataset, path: Path) -> None:
+    dataset.to_netcdf(path, format="NETCDF4")
+
+
+def _encoded(dataset: xr.Dataset) -> xr.Dataset:
+    """A shallow copy both formats store: attrs as native values or JSON, text as objects."""
+    out = dataset.copy()
+    out.attrs = {}
+    kinds = {}
+    for key, value in dataset.attrs.items():
+        value = value.item() if isinstance(value, np.generic) else value
+        if _is_number(value) or isinstance(value, str):
+            out.attrs[key] = value
+        elif isinstance(value, tuple | list) and value and all(map(_is_number, value)):
+            out.attrs[key] = list(value)
+            kinds[key] = type(value).__name__
+        else:
+            out.attrs[key] = json.dumps(_tag_tuples(value))
+            kinds[key] = "json"
+    out.attrs[_ATTR_KINDS] = json.dumps(kinds)
+    for name, variable in dataset.variables.items():
+        # Fixed-width text has no Zarr v3 specification (zarr warns); variable-length
+        # text has one, and NetCDF stores both.
+        if variable.dtype.kind == "U":
+            out[name] = variable.astype(object)
+    return out
+
+
+def _decoded(dataset: xr.Dataset) -> xr.Dataset:
+    # NetCDF returns numbers as numpy scalars; the saved attrs were Python numbers.
+    attrs = {k: v.item() if isinstance(v, np.generic) else v for k, v in dataset.attrs.items()}
+    for key, kind in json.loads(attrs.pop(_ATTR_KINDS, "{}")).items():
+        if kind == "json":
+            attrs[key] = json.loads(attrs[key], object_hook=_untag_tuples)
+        else:
+            # NetCDF returns number lists as arrays (a scalar for one element).
+            values = np.atleast_1d(attrs[key]).tolist()
+            attrs[key] = tuple(values) if kind == "tuple" else values
+    out = dataset.copy()
+    out.attrs = attrs
+    for name, variable in dataset.variables.items():
+        if variable.dtype.kind in "OT":
+            # Back to fixed-width text (numpy cannot cast its StringDType to str directly).
+            out[name] = variable.copy(data=np.array(variable.values.tolist(), dtype=str))
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _tag_tuples(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {_TUPLE_TAG: [_tag_tuples(v) for v in value]}
+    if isinstance(value, list):
+        return [_tag_tuples(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _tag_tuples(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray | np.generic):
+        return _tag_tuples(value.tolist())
+    return value
+
+
+def _untag_tuples(obj: dict[str, Any]) -> Any:
+    if set(obj) == {_TUPLE_TAG}:
+        return tuple(obj[_TUPLE_TAG])
+    return obj

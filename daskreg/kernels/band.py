@@ -1,0 +1,190 @@
+"""Band-limited correlation: coarse maps for candidates, exact full-resolution windows.
+
+Most masks are zero beyond a cutoff (``bandpass``, ``hann``, ``hamming``, ... at
+``|k| < size / (2n)``; ``gaussian`` once truncated at 1e-6), so the masked correlation
+spectrum lives in a small band of ``2 ky_max + 1`` rows and ``kx_max + 1`` columns of
+the half plane. Then:
+
+1. the spectra are cropped to the band once per frame (about ``n^2`` times less data);
+2. each pair's product is inverse-transformed along y only, for the band's columns
+   (:meth:`BandGeometry.columns`, about ``n`` times cheaper than the full transform):
+   this gives every full-resolution row, still as x-frequencies;
+3. every ``COARSE_SPACING``-th row is inverse-transformed along x on a grid of at least
+   one sample every ``COARSE_SPACING`` pixels (:meth:`BandGeometry.coarse_maps`): the
+   correlation on a coarse grid, enough to find and rank candidate maxima;
+4. around each candidate the full-resolution correlation is evaluated exactly by a
+   small matrix-multiply DFT along x of the rows it needs (:meth:`BandGeometry.windows`,
+   Guizar-Sicairos et al., Opt. Lett. 33, 156 (2008)) — the same numbers the full-size
+   inverse transform gives, up to round-off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+import scipy.fft
+
+__all__ = ["BandGeometry", "band_geometry", "COARSE_SPACING"]
+
+# The band path pays off only when the band is this much smaller than the half plane.
+_MIN_SAVING = 4.0
+# Largest distance (pixels) between coarse samples: near the Nyquist rate a lattice's
+# peaks are too thinly sampled to rank them by interpolation.
+COARSE_SPACING = 2
+
+
+@dataclass(frozen=True)
+class BandGeometry:
+    """Where a band of frequencies sits in the full and in the coarse transforms.
+
+    Attributes
+    ----------
+    shape : (ny, nx)
+        Full frame shape.
+    ky_max, kx_max : int
+        Largest ``|ky|`` and ``kx`` kept (cycles per frame).
+    coarse : (my, mx)
+        Coarse grid: ``my = ny / row_step`` rows, ``mx`` columns.
+    """
+
+    shape: tuple[int, int]
+    ky_max: int
+    kx_max: int
+    coarse: tuple[int, int]
+
+    @property
+    def row_step(self) -> int:
+        """Full-resolution rows between coarse rows (coarse rows are exact rows)."""
+        return self.shape[0] // self.coarse[0]
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """Rows of the full half-plane spectrum in the band, FFT order (0..K, -K..-1)."""
+        ny = self.shape[0]
+        k = self.ky_max
+        return np.concatenate([np.arange(k + 1), np.arange(ny - k, ny)])
+
+    @cached_property
+    def column_weight(self) -> np.ndarray:
+        """2 for columns standing for a conjugate pair, 1 for DC (and Nyquist)."""
+        weight = np.full(self.kx_max + 1, 2.0)
+        weight[0] = 1.0
+        if self.shape[1] % 2 == 0 and self.kx_max == self.shape[1] // 2:
+            weight[-1] = 1.0
+        return weight
+
+    @property
+    def spacing(self) -> tuple[float, float]:
+        """Full-resolution pixels between coarse samples, per axis."""
+        return (self.shape[0] / self.coarse[0], self.shape[1] / self.coarse[1])
+
+    def crop(self, half_plane: np.ndarray) -> np.ndarray:
+        """The band of a half-plane array ``(..., ny, nx // 2 + 1)``."""
+        return half_plane[..., self.rows, : self.kx_max + 1]
+
+    def columns(self, product: np.ndarray) -> np.ndarray:
+        """Inverse transform along y of a band product: every row, x still as frequency.
+
+        Parameters
+        ----------
+        product : ndarray, shape (P, 2 ky_max + 1, kx_max + 1)
+            Masked correlation spectra on the band.
+
+        Returns
+        -------
+        ndarray, shape (P, ny, kx_max + 1)
+            ``G(y, kx) = (1/ny) sum_ky P(ky, kx) exp(2 pi i ky y / ny)``.
+        """
+        ny = self.shape[0]
+        k = self.ky_max
+        full = np.zeros((product.shape[0], ny, product.shape[2]), dtype=product.dtype)
+        full[:, : k + 1] = product[:, : k + 1]
+        full[:, ny - k :] = product[:, k + 1 :]
+        return scipy.fft.ifft(full, axis=1, workers=-1, overwrite_x=True)
+
+    def coarse_maps(self, columns: np.ndarray) -> np.ndarray:
+        """Correlation on the coarse grid, on the full-size path's scale.
+
+        Parameters
+        ----------
+        columns : ndarray, shape (P, ny, kx_max + 1)
+            :meth:`columns` of the pairs.
+
+        Returns
+        -------
+        ndarray, shape (P, my, mx)
+            ``c(p * row_step, q * nx / mx)``.
+        """
+        mx = self.coarse[1]
+        rows = columns[:, :: self.row_step]
+        maps = scipy.fft.irfft(rows, n=mx, axis=2, workers=-1)
+        maps *= mx / self.shape[1]
+        return maps
+
+    def windows(self, columns: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
+        """Exact full-resolution correlation in square windows around integer centres.
+
+        Parameters
+        ----------
+        columns : ndarray, shape (P, ny, kx_max + 1)
+            :meth:`columns` of the pairs.
+        centres : ndarray of int, shape (P, K, 2)
+            Window centres ``(y, x)`` in full-resolution pixels (any integers: periodic).
+        radius : int
+
+        Returns
+        -------
+        ndarray of float, shape (P, K, 2 radius + 1, 2 radius + 1)
+        """
+        ny, nx = self.shape
+        offsets = np.arange(-radius, radius + 1)
+        ys = (centres[..., 0, None] + offsets) % ny  # (P, K, W)
+        xs = (centres[..., 1, None] + offsets) % nx
+        pair = np.arange(columns.shape[0])[:, None, None]
+        rows = columns[pair, ys] * self.column_weight.astype(columns.real.dtype)
+        kx = np.arange(self.kx_max + 1)
+        # Phases of integer products mod N come from one table: exact, and no exp per entry.
+        ex = _phases(nx, columns.dtype)[(kx[:, None] * xs[..., None, :]) % nx]
+        return np.matmul(rows, ex).real / nx
+
+
+@lru_cache(maxsize=8)
+def _phases(n: int, dtype: np.dtype) -> np.ndarray:
+    """``exp(2 pi i m / n)`` for ``m = 0 .. n-1``."""
+    table = np.exp(2j * np.pi * np.arange(n) / n).astype(dtype)
+    table.flags.writeable = False
+    return table
+
+
+def band_geometry(mask_half: np.ndarray, shape: tuple[int, int]) -> BandGeometry | None:
+    """The band of a half-plane mask, or None when cropping would not pay off.
+
+    Parameters
+    ----------
+    mask_half : ndarray, shape (ny, nx // 2 + 1)
+        Hermitian half-plane mask (:func:`daskreg.kernels.correlate.half_plane_mask`).
+    shape : (ny, nx)
+        Full frame shape.
+
+    Returns
+    -------
+    BandGeometry or None
+    """
+    ny, nx = shape
+    nonzero = mask_half != 0
+    if not nonzero.any():
+        return None
+    ky = np.abs(np.fft.fftfreq(ny, 1 / ny)).astype(int)
+    ky_max = int(ky[nonzero.any(axis=1)].max())
+    kx_max = int(np.flatnonzero(nonzero.any(axis=0)).max())
+    # Coarse rows are exact rows, so their step must divide ny.
+    row_step = COARSE_SPACING if ny % COARSE_SPACING == 0 else 1
+    mx = scipy.fft.next_fast_len(max(2 * kx_max + 1, -(-nx // COARSE_SPACING)), real=True)
+    if mx >= nx:
+        return None
+    band_size = (2 * ky_max + 1) * (kx_max + 1)
+    if band_size * _MIN_SAVING > ny * (nx // 2 + 1):
+        return None
+    return BandGeometry((ny, nx), ky_max, kx_max, (ny // row_step, mx))

@@ -1,0 +1,209 @@
+"""Where the Dask graph runs: the user's client, a scheduler address, a local cluster.
+
+:func:`open_client` picks, in order: an explicit ``client``; a local Dask scheduler
+named by ``scheduler`` (``"synchronous"``, ``"threads"``, ``"processes"``, no
+distributed cluster); a ``scheduler`` address (``"tcp://host:8786"``); the running
+default client (``distributed.get_client()``); otherwise a ``LocalCluster`` sized to
+this machine, started here and closed on exit. :func:`compute` runs collections there
+with retries and a progress display; :func:`hpc_cluster` builds a dask-jobqueue
+cluster (SLURM, PBS) from a config file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+import dask
+import psutil
+import yaml
+
+from daskreg.errors import ParameterError
+
+__all__ = [
+    "LOCAL_SCHEDULERS",
+    "open_client",
+    "cluster_memory",
+    "compute",
+    "hpc_cluster",
+]
+
+#: Dask's single-machine schedulers, usable without a distributed cluster.
+LOCAL_SCHEDULERS = ("synchronous", "threads", "processes")
+
+
+def _default_cluster(n_workers: int | None, memory_limit: str | int | None):
+    from distributed import LocalCluster
+
+    # One thread per process: the kernels' FFTs thread by themselves and numpy code
+    # holds the GIL, so processes, not threads, give the parallelism.
+    return LocalCluster(
+        n_workers=n_workers or dask.system.CPU_COUNT,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit if memory_limit is not None else "auto",
+        dashboard_address=":0",
+        silence_logs=logging.WARNING,
+    )
+
+
+def _announce(client: Any, progress: bool) -> None:
+    if progress:
+        print(f"daskreg: Dask dashboard at {client.dashboard_link}", flush=True)
+
+
+@contextmanager
+def open_client(
+    client: Any = None,
+    scheduler: str | None = None,
+    *,
+    n_workers: int | None = None,
+    memory_limit: str | int | None = None,
+    progress: bool = True,
+) -> Iterator[Any]:
+    """The distributed client to run on (None for a local Dask scheduler).
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Used as is, never closed.
+    scheduler : str, optional
+        A scheduler address (``"tcp://10.0.0.1:8786"``), connected to and closed on
+        exit; or one of :data:`LOCAL_SCHEDULERS` to run without a cluster.
+    n_workers, memory_limit : optional
+        Size of the ``LocalCluster`` started when there is no client (default: one
+        single-threaded worker process per core, memory shared evenly).
+    progress : bool
+        Print the dashboard link.
+
+    Yields
+    ------
+    distributed.Client or None
+
+    Raises
+    ------
+    ParameterError
+        ``n_workers``/``memory_limit`` given with an existing client or scheduler.
+    """
+    if (client is not None or scheduler is not None) and (
+        n_workers is not None or memory_limit is not None
+    ):
+        raise ParameterError(
+            f"n_workers={n_workers!r} and memory_limit={memory_limit!r} size the local cluster "
+            "daskreg starts itself; they cannot resize a given client or scheduler. Drop them, "
+            "or drop client/scheduler"
+        )
+    if scheduler in LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=scheduler):
+            yield None
+        return
+    from distributed import Client, get_client
+
+    if client is not None:
+        _announce(client, progress)
+        yield client
+        return
+    if scheduler is not None:
+        with Client(scheduler) as connected:
+            _announce(connected, progress)
+            yield connected
+        return
+    try:
+        existing = get_client()
+    except ValueError:
+        existing = None
+    if existing is not None and n_workers is None and memory_limit is None:
+        _announce(existing, progress)
+        yield existing
+        return
+    with _default_cluster(n_workers, memory_limit) as cluster, Client(cluster) as started:
+        _announce(started, progress)
+        yield started
+
+
+def cluster_memory(client: Any) -> int:
+    """Bytes of memory the workers may use (this machine's available memory locally)."""
+    if client is None:
+        return int(psutil.virtual_memory().available)
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    limits = [w.get("memory_limit") or psutil.virtual_memory().total for w in workers]
+    return int(sum(limits))
+
+
+def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries: int) -> list:
+    """Compute Dask collections on ``client`` (or the local scheduler) and return the values.
+
+    Tasks are pure, so each may be retried ``retries`` times after an error; tasks
+    lost with a worker are recomputed by the scheduler from their inputs.
+    """
+    if client is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar() if progress else nullcontext():
+            return list(dask.compute(*collections))
+    from distributed import progress as show_progress
+
+    futures = client.compute(list(collections), retries=retries)
+    if progress:
+        # A widget in notebooks, a text bar in the terminal.
+        show_progress(futures)
+    return client.gather(futures)
+
+
+def hpc_cluster(
+    kind: Literal["slurm", "pbs"] = "slurm",
+    config: str | os.PathLike | None = None,
+    **kwargs: Any,
+):
+    """A dask-jobqueue cluster object for a batch system; no job is submitted yet.
+
+    Parameters
+    ----------
+    kind : {"slurm", "pbs"}
+        The batch system.
+    config : path, optional
+        A YAML file in Dask's ``jobqueue:`` config format (see
+        ``workflows/jobqueue.yaml``); its ``jobqueue.<kind>`` settings are used over
+        Dask's own config.
+    **kwargs
+        Passed to ``SLURMCluster``/``PBSCluster`` (``cores``, ``memory``, ``queue``,
+        ``account``, ``walltime``, ...), overriding the config.
+
+    Returns
+    -------
+    dask_jobqueue.SLURMCluster or dask_jobqueue.PBSCluster
+        Call ``.scale(jobs=n)`` to submit worker jobs and pass ``Client(cluster)`` as
+        ``register(..., client=)``; ``.job_script()`` shows what would be submitted.
+
+    Raises
+    ------
+    ParameterError
+        Unknown ``kind``, no section for it in ``config``, or dask-jobqueue not installed.
+    """
+    try:
+        import dask_jobqueue
+    except ImportError as err:
+        raise ParameterError(
+            "running on a batch system needs dask-jobqueue; install it with "
+            "pip install 'daskreg[hpc]' (or pip install dask-jobqueue)"
+        ) from err
+    classes = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}
+    if kind not in classes:
+        raise ParameterError(f"kind={kind!r} is not one of {sorted(classes)}; pick one of those")
+    settings: dict[str, Any] = {}
+    if config is not None:
+        loaded = yaml.safe_load(Path(config).read_text()) or {}
+        section = loaded.get("jobqueue", {}).get(kind)
+        if section is None:
+            raise ParameterError(
+                f"{str(config)!r} has no 'jobqueue: {kind}:' section; add one (see "
+                "workflows/jobqueue.yaml) or pick the kind it configures"
+            )
+        # Passed as arguments, not merged into Dask's config: jobqueue reads its config
+        # again whenever it makes a job, long after this call.
+        settings = {key.replace("-", "_"): value for key, value in section.items()}
+    return classes[kind](**{**settings, **kwargs})

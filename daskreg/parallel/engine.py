@@ -1,0 +1,393 @@
+"""The Dask registration engine: two lazy graphs, each computed once for every series.
+
+1. :func:`build_graph` wires, for one ``(frame, y, x)`` stack and without computing
+   anything: spectra per frame chunk (:mod:`~daskreg.parallel.spectra`) -> measured
+   pairs per block pair (:mod:`~daskreg.parallel.pairs`) -> one analysis task
+   (assembly, outliers, bad frames, shifts: :func:`daskreg.pipeline.analyse_shift_matrix`).
+2. :func:`average_graph` wires the registered average as a reduction over frame chunks
+   (:mod:`~daskreg.parallel.reduce`), and optionally the aligned stack for Zarr.
+
+The shifts come back to the client between the two, so the frames are read once per
+phase and never held in memory while the pairs are measured. :func:`register_dask`
+computes phase 1 for every entry of the leading dims in one graph, then phase 2 in one
+graph, on the cluster of :mod:`~daskreg.parallel.cluster`, and labels each outcome with
+:func:`daskreg.result.build_result`, exactly as the in-memory engine does.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.delayed import Delayed
+
+from daskreg import pipeline
+from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
+from daskreg.parallel import cluster, reduce
+from daskreg.parallel.pairs import assemble, pair_blocks
+from daskreg.parallel.spectra import create_store, spectra_blocks
+from daskreg.params import RegistrationParams
+from daskreg.result import RegistrationResult, build_result
+from daskreg.stack import as_stack
+from daskreg.validate import check_stack
+
+__all__ = [
+    "Execution",
+    "Analysed",
+    "prepare_stack",
+    "build_graph",
+    "average_graph",
+    "register_dask",
+]
+
+# Default chunk: at most this many bytes of frames ...
+_CHUNK_BYTES = 64 * 2**20
+# ... and at least this many chunks, so that the pair stage has blocks to spread.
+_MIN_CHUNKS = 8
+# Spectra larger than this fraction of the workers' memory are spilled to Zarr.
+_SPECTRA_MEMORY_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How and where to run (see :func:`daskreg.register` for each option)."""
+
+    client: Any = None
+    scheduler: str | None = None
+    n_workers: int | None = None
+    memory_limit: str | int | None = None
+    chunks: int | None = None
+    progress: bool = True
+    save_stack: str | None = None
+    temp_dir: str | None = None
+    retries: int = 2
+
+
+@dataclass
+class Analysed:
+    """Outcome of the analysis task: the pair matrices and their analysis.
+
+    Attributes
+    ----------
+    pairs : PairMeasurements
+    analysis : MatrixAnalysis or None
+        None when the analysis failed (``error`` says why).
+    caught : list of (warning class, message)
+        Warnings raised on the worker, to re-issue on the client.
+    error : DaskregError or None
+    """
+
+    pairs: pipeline.PairMeasurements
+    analysis: pipeline.MatrixAnalysis | None
+    caught: list[tuple[type[Warning], str]] = field(default_factory=list)
+    error: DaskregError | None = None
+
+
+def _analyse(infos: list, measured: list, params: RegistrationParams) -> Analysed:
+    pairs, finite, std = assemble(infos, measured, params.band)
+    # Warnings raised on a worker travel back with the result and are re-issued.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            bad = pipeline.initial_bad_frames(pipeline.unusable_frames(finite, std), params)
+            analysis = pipeline.analyse_shift_matrix(pairs, params, bad)
+        except DaskregError as err:
+            return Analysed(pairs, None, error=err)
+    return Analysed(pairs, analysis, [(w.category, str(w.message)) for w in caught])
+
+
+def default_chunk(n_frames: int, frame_bytes: int) -> int:
+    """Frames per chunk: at most 64 MiB, and at least eight chunks when possible."""
+    return max(1, min(_CHUNK_BYTES // frame_bytes, math.ceil(n_frames / _MIN_CHUNKS)))
+
+
+def prepare_stack(stack: Any, params: RegistrationParams, chunks: int | None) -> xr.DataArray:
+    """Validate a stack and chunk it for the engine: whole frames, frames along one axis.
+
+    Parameters
+    ----------
+    stack : array_like, dask array, xarray.DataArray or path
+        Anything :func:`daskreg.stack.as_stack` takes; dims ``(..., frame, y, x)``.
+    params : RegistrationParams
+    chunks : int, optional
+        Frames per chunk; default: the stack's own chunking if regular, else
+        :func:`default_chunk`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dask-backed, one chunk per leading index, whole along y and x.
+
+    Raises
+    ------
+    ParameterError
+        ``chunks`` is not a positive integer.
+    """
+    stack = as_stack(stack)
+    check_stack(stack, params)
+    if chunks is not None and (
+        not isinstance(chunks, (int, np.integer)) or isinstance(chunks, bool) or chunks < 1
+    ):
+        raise ParameterError(
+            f"chunks={chunks!r} must be a positive number of frames per chunk, e.g. chunks=16"
+        )
+    n_frames, ny, nx = stack.shape[-3:]
+    lead = {dim: 1 for dim in stack.dims[:-3]}
+    if not isinstance(stack.data, da.Array):
+        size = chunks or default_chunk(n_frames, ny * nx * stack.dtype.itemsize)
+        return stack.chunk({**lead, "frame": size, "y": -1, "x": -1})
+    frame_chunks = stack.data.chunks[-3]
+    if len(stack.data.chunks[-2]) > 1 or len(stack.data.chunks[-1]) > 1:
+        warnings.warn(
+            f"the stack is chunked along y/x (chunks {stack.data.chunks[-2:]}); registration "
+            "works on whole frames, so it is rechunked to whole frames. Store stacks chunked "
+            "along 'frame' only (daskreg.io.ingest does) to avoid this copy",
+            RegistrationWarning,
+            stacklevel=3,
+        )
+    regular = all(c == frame_chunks[0] for c in frame_chunks[:-1])
+    size = chunks or (frame_chunks[0] if regular else None)
+    size = size or default_chunk(n_frames, ny * nx * stack.dtype.itemsize)
+    return stack.chunk({**lead, "frame": size, "y": -1, "x": -1})
+
+
+def build_graph(
+    stack: xr.DataArray, params: RegistrationParams, *, spectra_store: str | None = None
+) -> Delayed:
+    """Phase 1, lazily: spectra, pairs and their analysis for one ``(frame, y, x)`` stack.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        From :func:`prepare_stack` (one entry of the leading dims).
+    params : RegistrationParams
+    spectra_store : str, optional
+        Zarr array to spill the spectra to (:func:`.spectra.create_store`).
+
+    Returns
+    -------
+    Delayed
+        :class:`Analysed`.
+    """
+    frames = stack.data
+    setup_value = pipeline.pair_setup(params, frames.shape[-2:])
+    setup = dask.delayed(
+        setup_value, name=f"pair-setup-{dask.base.tokenize(setup_value)}", traverse=False
+    )
+    bounds = [0, *np.cumsum(frames.chunks[0]).tolist()]
+    blocks, infos = spectra_blocks(
+        list(frames.to_delayed().ravel()), bounds[:-1], setup, spectra_store
+    )
+    measured = pair_blocks(blocks, bounds, setup, params.band)
+    return dask.delayed(_analyse, pure=True)(infos, measured, params)
+
+
+def average_graph(data: da.Array, shifts: np.ndarray) -> da.Array:
+    """Phase 2, lazily: the uncropped registered average of ``data``.
+
+    Parameters
+    ----------
+    data : dask.array.Array, shape (N, ny, nx, ...)
+        Frames (or 4D-STEM data), chunked along frames, whole along y and x.
+    shifts : ndarray, shape (N, 2)
+        From the analysis; NaN for unused frames.
+    """
+    used = np.isfinite(shifts).all(axis=1)
+    along = da.from_array(shifts, chunks=(data.chunks[0], 2))
+    return reduce.registered_average(data, along, int(used.sum()))
+
+
+def _one_spectrum(params: RegistrationParams, shape: tuple[int, ...]) -> np.ndarray:
+    setup = pipeline.pair_setup(params, shape)
+    return setup.spectra(np.zeros((1, *shape), dtype=np.float32))[0]
+
+
+def spectra_nbytes(stack: xr.DataArray, params: RegistrationParams) -> int:
+    """Bytes of the spectra of every frame of every series."""
+    return int(_one_spectrum(params, stack.shape[-2:]).nbytes * math.prod(stack.shape[:-2]))
+
+
+def _leading_coords(stack: xr.DataArray, index: tuple[int, ...]) -> dict[str, Any]:
+    coords = {}
+    for dim, i in zip(stack.dims[:-3], index, strict=True):
+        coords[dim] = stack[dim].values[i] if dim in stack.coords else i
+    return coords
+
+
+def register_dask(
+    stack: Any,
+    params: RegistrationParams,
+    execution: Execution,
+    *,
+    extras: dict[str, xr.DataArray] | None = None,
+) -> RegistrationResult | list[RegistrationResult]:
+    """Register a stack (or every series of a stack with leading dims) on a Dask cluster.
+
+    Parameters
+    ----------
+    stack : array_like, dask array, xarray.DataArray or path
+        Dims ``(frame, y, x)`` or ``(series..., frame, y, x)``.
+    params : RegistrationParams
+    execution : Execution
+    extras : dict of xarray.DataArray, optional
+        Other data, dims ``(frame, y, x, ...)`` and dask-backed, averaged with the
+        shifts found for ``stack`` and stored in the result under its name (dims
+        ``(y, x, ...)``); only for a stack without leading dims.
+
+    Returns
+    -------
+    RegistrationResult or list of RegistrationResult
+        One result per entry of the leading dims (C order), each holding its leading
+        coordinates as scalar coords.
+
+    Raises
+    ------
+    DaskregError
+        As the in-memory engine, for the first series that fails, naming it.
+    OutputPathError
+        ``save_stack`` exists already.
+    """
+    start = time.perf_counter()
+    stack = prepare_stack(stack, params, execution.chunks)
+    target = _check_target(execution.save_stack)
+    leading = list(np.ndindex(stack.shape[:-3]))
+    series = [stack[index] if index else stack for index in leading]
+    timings: dict[str, float] = {}
+    with cluster.open_client(
+        execution.client,
+        execution.scheduler,
+        n_workers=execution.n_workers,
+        memory_limit=execution.memory_limit,
+        progress=execution.progress,
+    ) as client:
+        memory = cluster.cluster_memory(client)
+        spill = spectra_nbytes(stack, params) > _SPECTRA_MEMORY_FRACTION * memory
+        scratch = Path(tempfile.mkdtemp(prefix="daskreg-", dir=execution.temp_dir))
+        try:
+            graphs = [
+                build_graph(
+                    one,
+                    params,
+                    spectra_store=_spectra_store(one, params, scratch / f"{k}.zarr")
+                    if spill
+                    else None,
+                )
+                for k, one in enumerate(series)
+            ]
+            analysed = cluster.compute(
+                graphs, client, progress=execution.progress, retries=execution.retries
+            )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        timings["pairs"] = time.perf_counter() - start
+        _raise_or_warn(stack, leading, analysed)
+
+        shifts = [outcome.analysis.shifts for outcome in analysed]
+        averages = [average_graph(one.data, s) for one, s in zip(series, shifts, strict=True)]
+        extra = [average_graph(e.data, shifts[0]) for e in (extras or {}).values()]
+        examples = [
+            one.data[np.flatnonzero(outcome.analysis.used)[:2]]
+            for one, outcome in zip(series, analysed, strict=True)
+        ]
+        writes = [] if target is None else [_save_stack_graph(stack, shifts, _partial(target))]
+        parts = [averages, extra, examples, writes]
+        second = time.perf_counter()
+        computed = cluster.compute(
+            [c for part in parts for c in part],
+            client,
+            progress=execution.progress,
+            retries=execution.retries,
+        )
+        ends = np.cumsum([0] + [len(part) for part in parts])
+        averaged, extra_values, example_frames, _ = (
+            computed[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)
+        )
+        timings["average"] = time.perf_counter() - second
+        if target is not None:
+            _partial(target).rename(target)
+    timings["total"] = time.perf_counter() - start
+    results = []
+    for index, one, outcome, average, frames in zip(
+        leading, series, analysed, averaged, example_frames, strict=True
+    ):
+        result = build_result(
+            one,
+            params,
+            outcome.pairs,
+            outcome.analysis,
+            np.asarray(average),
+            timings,
+            pipeline.example_views(*np.asarray(frames), params),
+        )
+        result.dataset.coords.update(_leading_coords(stack, index))
+        for (name, data), value in zip((extras or {}).items(), extra_values, strict=True):
+            result.dataset[name] = data[0].drop_vars("frame", errors="ignore").copy(data=value)
+        results.append(result)
+    return results if leading != [()] else results[0]
+
+
+def _spectra_store(series: xr.DataArray, params: RegistrationParams, path: Path) -> str:
+    one = _one_spectrum(params, series.shape[-2:])
+    return create_store(str(path), series.shape[0], one.shape, one.dtype, series.data.chunks[0][0])
+
+
+def _raise_or_warn(
+    stack: xr.DataArray, leading: list[tuple[int, ...]], analysed: list[Analysed]
+) -> None:
+    for index, outcome in zip(leading, analysed, strict=True):
+        if outcome.error is not None:
+            where = f"series {_leading_coords(stack, index)}: " if index else ""
+            raise type(outcome.error)(where + str(outcome.error))
+        for category, message in outcome.caught:
+            warnings.warn(message, category, stacklevel=4)
+
+
+def _check_target(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    target = Path(path)
+    if target.exists():
+        raise OutputPathError(
+            f"save_stack={str(path)!r} exists already; daskreg never overwrites (it could be "
+            "the input). Pass a new path, or remove the old store first"
+        )
+    if not target.parent.is_dir():
+        raise OutputPathError(
+            f"save_stack={str(path)!r}: the folder {str(target.parent)!r} does not exist; "
+            "create it first"
+        )
+    shutil.rmtree(_partial(target), ignore_errors=True)
+    return target
+
+
+def _partial(target: Path) -> Path:
+    """Where a store is written before it is renamed to ``target``."""
+    return target.with_name(f".{target.name}.partial")
+
+
+def _save_stack_graph(stack: xr.DataArray, shifts: list[np.ndarray], path: Path) -> Delayed:
+    """Lazy write of the aligned stack (dims as the input; NaN frames where unused)."""
+    frames = stack.data.reshape(-1, *stack.shape[-3:])
+    aligned = da.concatenate(
+        [
+            reduce.registered_frames(
+                frames[k], da.from_array(s, chunks=(frames.chunks[1], 2)), np.float32
+            )
+            for k, s in enumerate(shifts)
+        ]
+    ).reshape(stack.shape)
+    out = xr.DataArray(aligned, dims=stack.dims, coords=stack.coords, attrs=stack.attrs)
+    out.attrs["registered_by"] = "daskreg"
+    return out.to_dataset(name="stack").to_zarr(
+        path, mode="w", compute=False, zarr_format=3, consolidated=False
+    )

@@ -1,0 +1,144 @@
+"""Frame spectra as one Dask task per frame chunk, kept on the cluster or spilled to Zarr.
+
+Each task reads its frames once and returns a :class:`SpectraBlock`: the spectra (or,
+when they are spilled, a :class:`StoredSpectra` reference to where they were written)
+and the small per-frame :class:`FrameInfo` that the analysis needs. Unusable frames
+(NaN/inf pixels, no contrast) are zeroed in a private copy first, as the in-memory
+engine does, so every engine correlates the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+import zarr
+from dask.delayed import Delayed
+
+from daskreg import pipeline
+from daskreg.validate import frame_quality
+
+__all__ = ["FrameInfo", "SpectraBlock", "StoredSpectra", "spectra_blocks", "create_store"]
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What the analysis needs of a chunk of frames (a few numbers per frame).
+
+    Attributes
+    ----------
+    start : int
+        Index of the chunk's first frame.
+    finite, std : ndarray, shape (F,)
+        :func:`daskreg.validate.frame_quality` of each frame.
+    energy : ndarray, shape (F,)
+        Masked energy of each frame's spectrum (:meth:`~daskreg.pipeline.PairSetup.energy`).
+    """
+
+    start: int
+    finite: np.ndarray
+    std: np.ndarray
+    energy: np.ndarray
+
+
+@dataclass(frozen=True)
+class StoredSpectra:
+    """Spectra of frames ``start:stop`` written to the Zarr array at ``path``."""
+
+    path: str
+    start: int
+    stop: int
+
+    def load(self) -> np.ndarray:
+        """Read the spectra back."""
+        return zarr.open_array(self.path, mode="r")[self.start : self.stop]
+
+
+@dataclass(frozen=True)
+class SpectraBlock:
+    """Spectra of one chunk of frames (in memory or stored) and their :class:`FrameInfo`."""
+
+    info: FrameInfo
+    spectra: np.ndarray | StoredSpectra
+
+    def load(self) -> np.ndarray:
+        """The spectra as an array, read from the store if they were spilled."""
+        if isinstance(self.spectra, StoredSpectra):
+            return self.spectra.load()
+        return self.spectra
+
+
+def create_store(
+    path: str, n_frames: int, spectrum_shape: tuple[int, ...], dtype: np.dtype, chunk: int
+) -> str:
+    """Create the (empty) Zarr array the spectra tasks write into; returns its path."""
+    zarr.create_array(
+        path,
+        shape=(n_frames, *spectrum_shape),
+        chunks=(chunk, *spectrum_shape),
+        dtype=dtype,
+        fill_value=0,
+        overwrite=True,
+    )
+    return path
+
+
+def _spectra_block(
+    frames: np.ndarray, start: int, setup: pipeline.PairSetup, store: str | None
+) -> SpectraBlock:
+    frames = np.asarray(frames)
+    finite, std = frame_quality(frames)
+    bad = pipeline.unusable_frames(finite, std)
+    if bad:
+        # Zeroed in a private copy, like the in-memory engine: the source is untouched.
+        frames = frames.astype(np.float64, copy=True)
+        frames[sorted(bad)] = 0.0
+    spectra = setup.spectra(frames)
+    info = FrameInfo(start, finite, std, setup.energy(spectra))
+    if store is None:
+        return SpectraBlock(info, spectra)
+    stop = start + len(frames)
+    # Chunks align with the store's, so concurrent tasks never write the same chunk.
+    zarr.open_array(store, mode="r+")[start:stop] = spectra
+    return SpectraBlock(info, StoredSpectra(store, start, stop))
+
+
+def _info(block: SpectraBlock) -> FrameInfo:
+    return block.info
+
+
+def spectra_blocks(
+    frame_chunks: list[Delayed],
+    starts: list[int],
+    setup: Delayed,
+    store: str | None = None,
+) -> tuple[list[Delayed], list[Delayed]]:
+    """One spectra task per chunk of frames, and one small info task per chunk.
+
+    Parameters
+    ----------
+    frame_chunks : list of Delayed
+        The chunks of a ``(frame, y, x)`` stack (``array.to_delayed().ravel()``).
+    starts : list of int
+        First frame of each chunk.
+    setup : Delayed
+        The :class:`~daskreg.pipeline.PairSetup` of the registration.
+    store : str, optional
+        Zarr array (from :func:`create_store`) to spill the spectra to; they then
+        leave memory as soon as written, and each pair task reads its two blocks back.
+
+    Returns
+    -------
+    blocks : list of Delayed
+        :class:`SpectraBlock` per chunk.
+    infos : list of Delayed
+        :class:`FrameInfo` per chunk. Depending on these rather than on ``blocks``
+        lets a block's spectra be released once its pair tasks are done.
+    """
+    blocks = [
+        dask.delayed(_spectra_block, pure=True)(chunk, start, setup, store)
+        for chunk, start in zip(frame_chunks, starts, strict=True)
+    ]
+    infos = [dask.delayed(_info, pure=True)(block) for block in blocks]
+    return blocks, infos

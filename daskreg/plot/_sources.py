@@ -1,0 +1,100 @@
+"""What a figure can be drawn from: a result, a step-by-step Registration, or a stack."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from daskreg.api import Registration
+from daskreg.errors import ParameterError
+from daskreg.kernels.layout import PairLayout, pair_layout
+from daskreg.params import RegistrationParams
+from daskreg.result import RegistrationResult
+from daskreg.stack import as_stack
+
+__all__ = [
+    "EXAMPLE_VARIABLES",
+    "as_result",
+    "as_stack_and_params",
+    "example_pair",
+    "frame_image",
+    "has_examples",
+    "layout_of",
+]
+
+#: Variables a result needs for the figures of one frame, its mask and one correlation.
+EXAMPLE_VARIABLES = ("example_frame", "fourier_mask", "example_correlation")
+
+
+def as_result(source: RegistrationResult | Registration) -> RegistrationResult:
+    """The result itself, or a Registration's (running its remaining steps)."""
+    if isinstance(source, RegistrationResult):
+        return source
+    if isinstance(source, Registration):
+        return source.average()
+    raise ParameterError(
+        f"expected a RegistrationResult (from daskreg.register) or a daskreg.Registration; "
+        f"got {type(source).__name__}"
+    )
+
+
+def as_stack_and_params(
+    source: Any, params: RegistrationParams | None = None
+) -> tuple[xr.DataArray, RegistrationParams]:
+    """The frames and parameters of a Registration, or of a stack with ``params``."""
+    if isinstance(source, Registration):
+        return source.stack, params if params is not None else source.params
+    if isinstance(source, RegistrationResult):
+        raise ParameterError(
+            "a RegistrationResult holds no frames; pass the stack it was registered from "
+            "(array, DataArray or path) or a daskreg.Registration"
+        )
+    return as_stack(source), params if params is not None else RegistrationParams()
+
+
+def has_examples(result: RegistrationResult) -> bool:
+    """True when the result stores the example frame, mask and correlation."""
+    return all(name in result.dataset for name in EXAMPLE_VARIABLES)
+
+
+def example_pair(result: RegistrationResult) -> tuple[int, int]:
+    """The frames ``(i, j)`` whose correlation the result stores.
+
+    Raises
+    ------
+    ParameterError
+        The result was built without example views.
+    """
+    if not has_examples(result):
+        missing = [name for name in EXAMPLE_VARIABLES if name not in result.dataset]
+        raise ParameterError(
+            f"this result does not store {missing}: the engine that made it kept no example "
+            "views; draw them from the frames instead, e.g. plot_fourier_mask(Registration(stack))"
+        )
+    i, j = json.loads(result.dataset.attrs["example_pair"])
+    return int(i), int(j)
+
+
+def frame_image(stack: xr.DataArray, frame: int) -> np.ndarray:
+    """One frame as float64, with a clear error for an index out of range."""
+    n_frames = stack.sizes["frame"]
+    if not -n_frames <= frame < n_frames:
+        raise ParameterError(
+            f"frame {frame} is out of range for a stack of {n_frames} frames; "
+            f"pick 0..{n_frames - 1}"
+        )
+    return np.asarray(stack.isel(frame=frame).values, dtype=np.float64)
+
+
+def layout_of(dataset: xr.Dataset) -> PairLayout:
+    """How a result stores its pair matrices.
+
+    Dense, dims ``(frame_i, frame_j)``, or a band, dims ``(frame_i, offset)``.
+    """
+    n_frames = dataset.sizes["frame_i"]
+    if "offset" in dataset.dims:
+        return pair_layout(n_frames, int(dataset["offset"].values.max()))
+    return pair_layout(n_frames)
