@@ -17,7 +17,7 @@ import xarray as xr
 
 from daskreg import pipeline
 from daskreg.errors import ParameterError
-from daskreg.kernels import correlate, shift
+from daskreg.kernels import shift
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.stack import as_stack

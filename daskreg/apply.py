@@ -35,6 +35,7 @@ from daskreg.errors import (
 )
 from daskreg.io._chunks import CHUNK_BYTES
 from daskreg.io._objects import _is_hyperspy_signal
+from daskreg.io._open import open_stack
 from daskreg.io._zarr import write_store
 from daskreg.io.atomic import atomic_path
 from daskreg.kernels.shift import coverage, crop_bounds, fourier_shift_frames
@@ -215,8 +216,7 @@ def _align(
     crop: bool,
     frame_shape: tuple[int, int] | None,
 ) -> _Aligned:
-    stack = _labelled(other, frame_axis)
-    frame_dim = _frame_dim(stack, frame_axis)
+    stack, frame_dim = _labelled(other, frame_axis)
     scan_dims = _scan_dims(stack, frame_dim, scan_axes)
     shape = (stack.sizes[scan_dims[0]], stack.sizes[scan_dims[1]])
     if frame_shape is not None and shape != tuple(frame_shape):
@@ -258,18 +258,17 @@ def _shift_block(
     return fourier_shift_frames(block, per_frame)
 
 
-def _labelled(other: Any, frame_axis: AxisSpec | None) -> xr.DataArray:
+def _labelled(other: Any, frame_axis: AxisSpec | None) -> tuple[xr.DataArray, Hashable]:
+    """``other`` as a DataArray, and the name of its frame dimension."""
     if isinstance(other, xr.DataArray):
-        return other
+        return other, _frame_dim(other, frame_axis)
+    if isinstance(frame_axis, str):
+        raise FrameAxisError(
+            f"frame_axis={frame_axis!r} is a dimension name, but a {type(other).__name__} has "
+            "none; pass the axis index, or a DataArray with named dims"
+        )
     if isinstance(other, str | os.PathLike) or _is_hyperspy_signal(other):
-        from daskreg.io import open_stack
-
-        if isinstance(frame_axis, str):
-            raise FrameAxisError(
-                f"frame_axis={frame_axis!r} is a name, but a file or signal is opened by "
-                "position; pass an int axis index (e.g. frame_axis=-1) or leave it None"
-            )
-        return open_stack(other, frame_axis)
+        return open_stack(other, frame_axis), "frame"
     if not all(hasattr(other, name) for name in ("shape", "dtype", "ndim")):
         other = np.asarray(other)
     if other.ndim < 3:
@@ -277,17 +276,12 @@ def _labelled(other: Any, frame_axis: AxisSpec | None) -> xr.DataArray:
             f"the data to align has shape {other.shape}; it needs a frame axis and two "
             "scan axes, e.g. (frame, y, x) or (frame, y, x, energy)"
         )
-    if isinstance(frame_axis, str):
-        raise FrameAxisError(
-            f"frame_axis={frame_axis!r} is a dimension name, but a plain array has none; "
-            "pass the axis index, or wrap the array in an xarray.DataArray with named dims"
-        )
     frame = _axis_index(0 if frame_axis is None else frame_axis, other.ndim, "frame_axis")
     names = [f"axis_{k}" for k in range(other.ndim)]
     names[frame] = "frame"
     for axis, name in zip(_default_scan(list(range(other.ndim)), frame), ("y", "x"), strict=False):
         names[axis] = name
-    return xr.DataArray(other, dims=names)
+    return xr.DataArray(other, dims=names), "frame"
 
 
 def _default_scan(axes: list, frame: Any) -> list:

@@ -184,6 +184,15 @@ def _add_execution(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_local_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when the terminal is interactive)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``daskreg`` argument parser with all its subcommands."""
     common = argparse.ArgumentParser(add_help=False)
@@ -229,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", type=Path, help="output store, .zarr")
     p.add_argument("--chunks", type=int, help="frames per chunk (default: ~64 MiB chunks)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    _add_local_progress(p)
 
     p = command("apply", _apply, "align another channel with the shifts of a saved result")
     p.add_argument("result", type=Path, help="result, .zarr or .nc (from daskreg register)")
@@ -246,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the full frame (default: crop as the registration did)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_local_progress(p)
 
     p = command("info", _info, "describe a stack and what register would do with it")
     _add_input(p)
@@ -320,7 +330,8 @@ def _apply(args: argparse.Namespace) -> int:
     other = daskreg.open_stack(args.other, args.frame_axis, signal=args.signal)
     _require_one_series(other, args.other)
     _print(_describe(args.other, other))
-    average = result.apply(other, crop=args.crop, save_stack=args.save_stack)
+    with _local_progress(args.progress):
+        average = result.apply(other, crop=args.crop, save_stack=args.save_stack)
     description = {**result.description(), "applied_to": str(args.other)}
     pixel = average.attrs.get("pixel_size")
     write_average_tif(

@@ -82,7 +82,7 @@ def build_mask(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray
 
 
 def unusable_frames(finite: np.ndarray, std: np.ndarray) -> dict[int, str]:
-    """Frames that cannot be correlated at all, and why, from :func:`~daskreg.validate.frame_quality`.
+    """Frames that cannot be correlated at all, and why (see ``validate.frame_quality``).
 
     Parameters
     ----------

@@ -9,6 +9,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 import daskreg
 from daskreg.apply import align_stack, apply_shifts
@@ -100,6 +101,15 @@ def test_frames_last_array_and_unchanged_input(series):
     expected = apply_shifts(series.stack, series.shifts, crop=False)
     np.testing.assert_allclose(average, expected, rtol=1e-12)
     np.testing.assert_array_equal(frames_last, before)
+
+
+def test_frames_last_file_is_opened_with_its_frame_axis(series, tmp_path: Path):
+    # A bare Zarr array has no axis names: its frames are wherever frame_axis says.
+    path = tmp_path / "frames_last.zarr"
+    zarr.create_array(path, data=np.ascontiguousarray(np.moveaxis(series.stack, 0, -1)))
+    average = apply_shifts(path, series.shifts, frame_axis=-1, crop=False)
+    expected = apply_shifts(series.stack, series.shifts, crop=False)
+    np.testing.assert_allclose(average, expected, rtol=1e-6)
 
 
 def test_aligned_stack_is_lazy_with_whole_scan_planes(series):

@@ -37,7 +37,8 @@ __all__ = [
 FindMaxima = Literal["pixel", "gf", "com"]
 FIND_MAXIMA: tuple[str, ...] = get_args(FindMaxima)
 
-_MAX_ITER = 20
+_MAX_ITER = 30
+_CENTRE_TOL = 1e-5  # pixels
 # Band-limited path: coarse candidates resolved per candidate finally kept.
 OVERSAMPLE = 4
 # Band-limited path: coarse maxima below this fraction of the map's maximum are not
@@ -284,47 +285,52 @@ def fit_gaussians(
     radius = (size - 1) // 2
     data = windows.reshape(n_fit, -1).astype(np.float64)
     grid_y, grid_x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    dy = np.broadcast_to(grid_y.ravel(), data.shape)
-    dx = np.broadcast_to(grid_x.ravel(), data.shape)
+    dy, dx = grid_y.reshape(1, -1), grid_x.reshape(1, -1)
 
     params = _initial_guess(windows.astype(np.float64), sigma_guess)
-    scale = np.where(params[:, 0] > 0, params[:, 0], 1.0)
-
-    model, jac = _gauss_model(params, dy, dx)
-    cost = (((data - model) / scale[:, None]) ** 2).sum(axis=1)
+    # The working set holds only the fits still running; it shrinks as they converge.
+    idx = np.arange(n_fit)
+    work = params.copy()
+    scale = np.where(work[:, 0] > 0, work[:, 0], 1.0)[:, None]
+    model, jac = _gauss_model(work, dy, dx)
+    cost = (((data - model) / scale) ** 2).sum(axis=1)
     damping = np.full(n_fit, 1e-3)
-    active = np.ones(n_fit, dtype=bool)
+    eye = np.eye(_N_PARAMS)
     for _ in range(_MAX_ITER):
-        if not active.any():
+        if not len(idx):
             break
-        idx = np.flatnonzero(active)
-        resid = data[idx] - model[idx]
-        jtj = jac[idx] @ jac[idx].transpose(0, 2, 1)
-        jtr = (jac[idx] @ resid[:, :, None])[:, :, 0]
+        resid = data - model
+        jtj = jac @ jac.transpose(0, 2, 1)
+        jtr = (jac @ resid[:, :, None])[:, :, 0]
         diag = np.einsum("mii->mi", jtj)
-        ridge = damping[idx, None] * (diag + 1e-12 * scale[idx, None] ** 2)
-        lhs = jtj + ridge[:, :, None] * np.eye(_N_PARAMS)
+        lhs = jtj + (damping[:, None] * (diag + 1e-12 * scale**2))[:, :, None] * eye
         try:
             step = np.linalg.solve(lhs, jtr[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
             # A degenerate window (e.g. flat) makes its system singular; pinv steps it safely.
             step = (np.linalg.pinv(lhs) @ jtr[:, :, None])[:, :, 0]
-        trial = params[idx] + step
-        trial_model, trial_jac = _gauss_model(trial, dy[idx], dx[idx])
-        trial_cost = (((data[idx] - trial_model) / scale[idx, None]) ** 2).sum(axis=1)
-        better = np.isfinite(trial_cost) & (trial_cost <= cost[idx])
-        acc = idx[better]
-        rel_change = (cost[acc] - trial_cost[better]) / np.maximum(cost[acc], 1e-300)
-        params[acc] = trial[better]
-        model[acc] = trial_model[better]
-        jac[acc] = trial_jac[better]
-        cost[acc] = trial_cost[better]
-        damping[acc] /= 3.0
-        damping[idx[~better]] *= 4.0
-        converged = np.zeros(n_fit, dtype=bool)
-        converged[acc] = rel_change < 1e-9
-        converged[idx[~better]] = damping[idx[~better]] > 1e8
-        active &= ~converged
+        trial = work + step
+        trial_model, trial_jac = _gauss_model(trial, dy, dx)
+        trial_cost = (((data - trial_model) / scale) ** 2).sum(axis=1)
+        better = np.isfinite(trial_cost) & (trial_cost <= cost)
+        rel_change = (cost - trial_cost) / np.maximum(cost, 1e-300)
+        work[better] = trial[better]
+        model[better] = trial_model[better]
+        jac[better] = trial_jac[better]
+        cost[better] = trial_cost[better]
+        damping = np.where(better, damping / 3.0, damping * 4.0)
+        # Done when the centre stops moving (far below any useful precision), the cost
+        # stalls, or no step downhill is left.
+        centre_step = np.abs(step[:, 2:4]).max(axis=1)
+        done = np.where(
+            better, (centre_step < _CENTRE_TOL) | (rel_change < 1e-12), damping > 1e8
+        )
+        if done.any():
+            params[idx[done]] = work[done]
+            keep = ~done
+            idx, work, data, model, jac = idx[keep], work[keep], data[keep], model[keep], jac[keep]
+            cost, damping, scale = cost[keep], damping[keep], scale[keep]
+    params[idx] = work
 
     amp, _, y0, x0, a, b, c = params.T
     ok = (
