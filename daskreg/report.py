@@ -33,6 +33,7 @@ from daskreg.result import RegistrationResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.transforms import Bbox
 
 __all__ = ["save_report", "REQUIRED_VARIABLES"]
 
@@ -149,11 +150,11 @@ def save_report(
             try:
                 if page.title and not fig.get_suptitle():
                     fig.suptitle(page.title)
-                _lay_out_page(fig, page.caption, f"{footer}    page {number} of {len(pages)}")
-                pdf.savefig(fig)
+                box = _lay_out_page(fig, page.caption, f"{footer}    page {number} of {len(pages)}")
+                pdf.savefig(fig, bbox_inches=box)
                 if png_folder is not None:
                     with atomic_path(png_folder / f"{path.stem}_page{number:02d}.png") as png:
-                        fig.savefig(png, format="png", dpi=PNG_DPI)
+                        fig.savefig(png, format="png", dpi=PNG_DPI, bbox_inches=box)
             finally:
                 plt.close(fig)
     return path
@@ -281,29 +282,42 @@ def _footer(result: RegistrationResult) -> str:
     return f"daskreg {version}    {_source_name(result)}"
 
 
-def _lay_out_page(fig: Figure, caption: str, footer: str) -> None:
-    """Put a figure at the top of the page at its own aspect ratio, its caption beneath.
+def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
+    """Scale a figure to the top of the page at its own aspect ratio, its caption beneath.
+
+    Returns the page as a box in the figure's inches, to save with
+    ``savefig(bbox_inches=box)``.
 
     Stretching every figure to the page would leave square images floating in tall
     slots with page-high colour bars; keeping the aspect keeps panels and colour bars
-    together, like a figure in a paper. The box is top-aligned because constrained
-    layout places the suptitle and figure legends at the top of the page, not of the box.
+    together, like a figure in a paper. The figure is laid out at its scaled size and
+    the page margins lie outside it: confining constrained layout to a ``rect`` of a
+    page-sized figure instead lets the titles of fixed-aspect image panels overlap the
+    axis labels above them. A page-sized figure (the summary) is already laid out for
+    the page and is kept as it is.
     """
+    from matplotlib.transforms import Bbox
+
     natural_w, natural_h = fig.get_size_inches()
     page_w, page_h = PAGE_SIZE
-    room_w = page_w - 2 * _MARGIN
-    room_h = page_h * (1 - _CAPTION_HEIGHT) - 2 * _MARGIN
-    scale = min(room_w / natural_w, room_h / natural_h)
-    width, height = natural_w * scale / page_w, natural_h * scale / page_h
-    bottom = 1 - _MARGIN / page_h - height
-    fig.set_size_inches(*PAGE_SIZE)
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.set(rect=((1 - width) / 2, bottom, width, height))
+    if np.allclose((natural_w, natural_h), PAGE_SIZE):
+        scale, top = 1.0, 0.0
+    else:
+        room_w = page_w - 2 * _MARGIN
+        room_h = page_h * (1 - _CAPTION_HEIGHT) - 2 * _MARGIN
+        scale, top = min(room_w / natural_w, room_h / natural_h), _MARGIN
+    width, height = natural_w * scale, natural_h * scale
+    fig.set_size_inches(width, height)
+    # Lower-left corner of the page, in inches from the figure's lower-left corner.
+    left = -(page_w - width) / 2
+    bottom = -(page_h - top - height)
+    # Figure fractions (not inches): saving with a bbox remaps only those coordinates.
     if caption:
-        fig.text(0.5, bottom - 0.01, textwrap.fill(caption, 140), ha="center", va="top",
-                 fontsize=_FONT)
-    fig.text(0.99, 0.01, footer, ha="right", va="bottom", fontsize=7, color=_GREY)
+        fig.text(0.5, -0.01 * page_h / height, textwrap.fill(caption, 140), ha="center",
+                 va="top", fontsize=_FONT)
+    fig.text((left + 0.99 * page_w) / width, (bottom + 0.01 * page_h) / height, footer,
+             ha="right", va="bottom", fontsize=7, color=_GREY)
+    return Bbox.from_bounds(left, bottom, page_w, page_h)
 
 
 # -- the summary page -------------------------------------------------------------------

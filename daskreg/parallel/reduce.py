@@ -18,6 +18,9 @@ __all__ = ["registered_average", "registered_frames"]
 
 # Partial sums added together per reduction task.
 _SPLIT_EVERY = 8
+# Frames are shifted a few at a time: the Fourier shift holds about eight float64-sized
+# copies of what it shifts, so a whole 64 MiB chunk at once would need ~1 GiB.
+_BATCH_BYTES = 16 * 2**20
 
 
 def _aligned(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -27,15 +30,25 @@ def _aligned(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.moveaxis(fourier_shift_frames(moved, -per_frame), (-2, -1), (1, 2))
 
 
+def _batches(block: np.ndarray) -> range:
+    """Starts of the groups of frames shifted together (bounded working memory)."""
+    step = max(1, _BATCH_BYTES // (8 * max(1, block[0].size)))
+    return range(0, len(block), step)
+
+
 def _aligned_sum(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Sum of the aligned frames of a chunk with finite shifts, shape (1, y, x, ...).
 
     For plain frames this is :func:`daskreg.kernels.shift.registered_sum`.
     """
     keep = np.isfinite(shifts).all(axis=1)
-    if not keep.any():
-        return np.zeros((1, *block.shape[1:]))
-    return _aligned(np.asarray(block)[keep], shifts[keep]).sum(axis=0, keepdims=True)
+    frames, shifts = np.asarray(block)[keep], shifts[keep]
+    total = np.zeros((1, *block.shape[1:]))
+    starts = _batches(frames) if len(frames) else ()
+    for start in starts:
+        stop = start + starts.step
+        total += _aligned(frames[start:stop], shifts[start:stop]).sum(axis=0, keepdims=True)
+    return total
 
 
 def _indices(ndim: int) -> str:
@@ -92,4 +105,9 @@ def registered_frames(data: da.Array, shifts: da.Array, dtype: np.dtype) -> da.A
 
 
 def _aligned_as(block: np.ndarray, shifts: np.ndarray, out: np.dtype) -> np.ndarray:
-    return _aligned(block, shifts).astype(out)
+    aligned = np.empty(block.shape, dtype=out)
+    starts = _batches(block) if len(block) else ()
+    for start in starts:
+        stop = start + starts.step
+        aligned[start:stop] = _aligned(block[start:stop], shifts[start:stop])
+    return aligned
