@@ -9,6 +9,7 @@ DOI 10.1016/j.ultramic.2018.04.008
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Literal
 
@@ -267,6 +268,9 @@ def register(
     progress: bool = True,
     save_stack: str | None = None,
     temp_dir: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    keep_checkpoint: bool = False,
     **params: Any,
 ) -> RegistrationResult | list[RegistrationResult]:
     """Register a series of frames and average it.
@@ -320,7 +324,8 @@ def register(
     band : int, optional
         Correlate only pairs with ``|i - j| <= band`` (long time series).
     detect_bad_frames : bool, default True
-        Leave out frames with NaN/inf pixels or no contrast (with their reason).
+        Leave out frames with NaN/inf pixels, no contrast, or a contrast far from the
+        series' (saturated, blanked or over-bright frames), with their reason.
     precision : {"single", "double"}, default "single"
         Precision of the spectra and correlations.
 
@@ -332,7 +337,7 @@ def register(
         ``"auto"``: numpy for an in-memory ``(frame, y, x)`` array when no option below
         is given; Dask for dask-backed or Zarr-backed stacks, paths, leading dims, or
         any of ``client``, ``scheduler``, ``n_workers``, ``memory_limit``, ``chunks``,
-        ``save_stack``. The two engines give the same result.
+        ``save_stack``, ``checkpoint``. The two engines give the same result.
     client : distributed.Client, optional
         Run on this client's cluster (it is left open).
     scheduler : str, optional
@@ -359,6 +364,19 @@ def register(
     temp_dir : str, optional
         Folder for spectra spilled to Zarr when they do not fit the cluster's memory;
         every worker must see it (default: the system temporary folder).
+    checkpoint : str or path, optional
+        A new Zarr folder where each block of measured pairs is saved as it finishes
+        (every worker must see it), so that a run that was interrupted (Ctrl-C, a
+        killed job, a lost cluster) can be resumed with ``resume=True``. It is removed
+        after a successful run. ``daskreg register`` always keeps one beside its output.
+    resume : bool, default False
+        Reuse the pair blocks saved in ``checkpoint`` and compute only the missing ones;
+        the result is the same as that of an uninterrupted run. Without a checkpoint
+        yet, start one (so a job script can always pass it). The result's attrs
+        ``pair_blocks_reused`` and ``pair_blocks`` count the blocks.
+    keep_checkpoint : bool, default False
+        Keep the checkpoint after success: resuming it with other outlier or averaging
+        parameters (``threshold``, ``solver``, ...) measures nothing again.
 
     Returns
     -------
@@ -371,6 +389,10 @@ def register(
     ------
     DaskregError
         A subclass naming the problem, for bad stacks or parameters.
+    CheckpointError
+        ``checkpoint`` exists but ``resume`` is False (it would be lost), or it was
+        written for another input, chunking or measuring parameters (it would give
+        another result).
 
     Notes
     -----
@@ -394,7 +416,12 @@ def register(
         "memory_limit": memory_limit,
         "chunks": chunks,
         "save_stack": save_stack,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
     }
+    if resume and checkpoint is None:
+        raise ParameterError(
+            "resume=True continues from a checkpoint; pass its path as checkpoint=... too"
+        )
     stack = as_stack(stack)
     in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
     if engine not in ("auto", "numpy", "dask"):
@@ -409,5 +436,11 @@ def register(
         return Registration(stack, **params).run()
     from daskreg.parallel.engine import Execution, register_dask
 
-    execution = Execution(progress=progress, temp_dir=temp_dir, **options)
+    execution = Execution(
+        progress=progress,
+        temp_dir=temp_dir,
+        resume=resume,
+        keep_checkpoint=keep_checkpoint,
+        **options,
+    )
     return register_dask(stack, RegistrationParams(**params), execution)

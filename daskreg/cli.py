@@ -8,7 +8,10 @@ Subcommands
     otherwise, or ``--no-result``), optionally the registered stack (``--save-stack``)
     and the PDF report (``--report``). Parameters come from the flags, from
     ``--config params.toml`` (top-level keys named as in :func:`daskreg.register`), or
-    both (flags win).
+    both (flags win). Measured pair blocks are saved as they finish in a checkpoint
+    (``<OUT stem>.checkpoint.zarr`` beside OUT, or ``--checkpoint``), removed once every
+    output is written; after an interruption the same command with ``--resume``
+    computes only the missing blocks.
 ``ingest IN OUT.zarr``
     Convert any supported stack to a chunked Zarr v3 store, out of core.
 ``apply RESULT OTHER -o OUT.tif``
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
 import time
 import traceback
@@ -45,6 +49,7 @@ import numpy as np
 
 import daskreg
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
+from daskreg.io.atomic import writable_folder
 from daskreg.io.average_tif import write_average_tif
 from daskreg.kernels.correlate import CORRELATION_KINDS
 from daskreg.kernels.masks import MASK_KINDS
@@ -58,6 +63,8 @@ __all__ = ["main", "build_parser"]
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Suffix of the full result written beside the average by ``daskreg register``.
 RESULT_SUFFIX = ".result.zarr"
+#: Suffix of the checkpoint ``daskreg register`` keeps beside the average while it runs.
+CHECKPOINT_SUFFIX = ".checkpoint.zarr"
 _TIF = (".tif", ".tiff")
 # Bad frames listed one by one in the summary; the rest are counted (all are in the result).
 _MAX_LISTED = 8
@@ -230,6 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--report", type=Path, metavar="PDF", help="the PDF report")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    group = p.add_argument_group("checkpoint and resume")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (Ctrl-C, killed job, lost cluster): reuse the pair "
+        "blocks saved in its checkpoint and compute only the missing ones; the result is that "
+        "of an uninterrupted run. Refused if the input, --chunks or a measuring parameter "
+        "changed. Without a checkpoint yet, start one (so job scripts can always pass it)",
+    )
+    group.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="PATH.zarr",
+        help=f"where pair blocks are saved as they finish (default: <OUT stem>"
+        f"{CHECKPOINT_SUFFIX} beside OUT; every worker must see it); removed once every "
+        "output is written. An existing one is only used with --resume",
+    )
+    group.add_argument(
+        "--keep-checkpoint",
+        action="store_true",
+        help="keep the checkpoint after success, to analyse again with --resume and other "
+        "outlier or averaging parameters without measuring again",
+    )
     _add_params(p)
     _add_execution(p)
 
@@ -299,8 +329,25 @@ def _register(args: argparse.Namespace) -> int:
     _require_one_series(stack, args.input)
     params = _params(args, stack.sizes["frame"])
     _print(_describe(args.input, stack))
-    result = daskreg.register(stack, **params, **_execution(args))
-    _write_outputs(result, outputs)
+    # The resolved path, for main's message if the run is interrupted or fails.
+    args.checkpoint = checkpoint = _checkpoint(args, output)
+    options = _execution(args)
+    if checkpoint is not None:
+        # Kept by the registration: it is removed only once every output is written.
+        options.update(checkpoint=str(checkpoint), resume=args.resume, keep_checkpoint=True)
+    started_checkpoint = checkpoint is not None and not checkpoint.exists()
+    try:
+        with _all_or_none(outputs):
+            result = daskreg.register(stack, **params, **options)
+            _write_outputs(result, outputs)
+    except DaskregError:
+        # Bad input is not resumable: the fix changes the input or the parameters that
+        # the checkpoint is bound to, so a checkpoint this run started is only litter.
+        if started_checkpoint:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        raise
+    if checkpoint is not None and not args.keep_checkpoint:
+        shutil.rmtree(checkpoint, ignore_errors=True)
     _print(_summary(result, outputs, time.perf_counter() - started))
     return EXIT_OK
 
@@ -463,6 +510,13 @@ def _execution(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
+def _checkpoint(args: argparse.Namespace, output: Path) -> Path | None:
+    """Where pair blocks are saved to resume from; none for the in-process numpy engine."""
+    if args.engine == "numpy" and not args.resume:
+        return None
+    return args.checkpoint or output.with_name(output.stem + CHECKPOINT_SUFFIX)
+
+
 def _tif_output(path: Path) -> Path:
     if path.suffix.lower() not in _TIF:
         raise OutputPathError(
@@ -489,11 +543,7 @@ def _check_outputs(outputs: dict[str, Path], inputs: Sequence[Path], overwrite: 
                 "different names"
             )
         seen[target] = kind
-        if not target.parent.is_dir():
-            raise OutputPathError(
-                f"cannot write the {kind} {str(path)!r}: folder {str(path.parent)!r} does "
-                "not exist; create it first"
-            )
+        writable_folder(path.expanduser(), f"the {kind} {str(path)!r}")
         if path.exists() and not overwrite:
             raise OutputPathError(
                 f"the {kind} output {str(path)!r} already exists; pass --overwrite to "
@@ -508,6 +558,26 @@ def _write_outputs(result: daskreg.RegistrationResult, outputs: dict[str, Path])
         daskreg.save_result(result, outputs["result"])
     if "report" in outputs:
         result.save_report(outputs["report"])
+
+
+@contextlib.contextmanager
+def _all_or_none(outputs: dict[str, Path]) -> Iterator[None]:
+    """Remove the outputs written here if the command stops before writing them all.
+
+    Each output is renamed into place only once complete, but there are several: an
+    interrupted run must leave none, so that its rerun (``--resume``) neither finds nor
+    refuses to replace some of them. Outputs that existed before are left alone.
+    """
+    new = [path for path in outputs.values() if not path.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
 
 
 def _require_one_series(stack: Any, path: Path) -> None:
@@ -568,6 +638,14 @@ def _summary(
     threshold = ds.attrs.get("threshold_used")
     crop = result.crop
     timings = ", ".join(f"{k} {v:.1f}" for k, v in _timings(ds).items())
+    resumed = (
+        [
+            f"{'resumed':<{_W}}{ds.attrs['pair_blocks_reused']} of {ds.attrs['pair_blocks']} "
+            "pair blocks reused from the checkpoint"
+        ]
+        if "pair_blocks_reused" in ds.attrs
+        else []
+    )
     return [
         f"{'frames':<{_W}}{int((~bad).sum())} of {n_frames} used",
         f"{'bad frames':<{_W}}{'; '.join(listed) if listed else 'none'}",
@@ -582,6 +660,7 @@ def _summary(
             if params.crop
             else "none (--no-crop); coverage map in the result"
         ),
+        *resumed,
         *_output_lines(outputs),
         f"{'time':<{_W}}{seconds:.1f} s" + (f" ({timings} s)" if timings else ""),
     ]
@@ -630,6 +709,16 @@ def _one_line_warnings() -> Iterator[None]:
         yield
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is None or not checkpoint.exists():
+        return ""
+    return (
+        f"; the pair blocks measured so far are saved in {checkpoint}: run the same command "
+        "with --resume to continue"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
@@ -654,7 +743,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; unfinished outputs were not written", file=sys.stderr)
+        print(
+            f"{prog}: interrupted; unfinished outputs were not written{_resume_hint(args)}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the command line reports every failure
         if args.debug:
@@ -664,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hint = "run again with --debug to see the traceback"
         print(
             f"{prog}: failed: {type(exc).__name__}: {_one_line(exc)} ({hint}); unfinished "
-            "outputs were not written",
+            f"outputs were not written{_resume_hint(args)}",
             file=sys.stderr,
         )
         return EXIT_FAILURE

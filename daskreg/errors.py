@@ -20,6 +20,7 @@ __all__ = [
     "StackFileNotFoundError",
     "OutputPathError",
     "RegistrationWarning",
+    "CheckpointError",
 ]
 
 
@@ -69,3 +70,7 @@ class OutputPathError(DaskregError):
 
 class RegistrationWarning(UserWarning):
     """Something was excluded or could not be measured; the run went on without it."""
+
+
+class CheckpointError(DaskregError):
+    """A checkpoint cannot be resumed: it exists already, or was written for another run."""

@@ -23,6 +23,8 @@ __all__ = ["RegistrationParams", "OutlierMethod", "Solver"]
 OutlierMethod = Literal["transitivity", "nn"]
 Solver = Literal["mean", "lstsq"]
 _MASK_NAMES = (*MASK_KINDS, "elliptical")
+# What None stands for, for the parameters where it is a valid choice.
+_NONE_MEANS = {"threshold": "chosen from the data", "band": "correlate all pairs"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,9 +161,23 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
 
 def _check_positive(name: str, value: Any) -> None:
     if not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
-        raise ParameterError(f"{name} must be a positive number; got {value!r}")
+        raise ParameterError(
+            f"{name} must be a positive number; got {value!r}. {_default_hint(name)}"
+        )
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ParameterError(f"{name} must be an integer >= {minimum}; got {value!r}")
+        raise ParameterError(
+            f"{name} must be an integer >= {minimum}; got {value!r}. {_default_hint(name)}"
+        )
+
+
+def _default_hint(name: str) -> str:
+    # The default, when there is one, is always valid, so it is the fix to suggest.
+    default = RegistrationParams.__dataclass_fields__[name].default
+    if name in _NONE_MEANS:
+        return f"Pass another value, or {name}=None ({_NONE_MEANS[name]}, the default)"
+    if default is None:
+        return f"Pass a positive size in pixels, e.g. {name}=4"
+    return f"Pass another value, or leave it out ({name}={default!r}, the default)"

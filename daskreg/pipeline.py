@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from daskreg.errors import (
+    ConstantFrameError,
     NonFiniteError,
     ParameterError,
     RegistrationWarning,
@@ -39,15 +40,24 @@ __all__ = [
     "analyse_shift_matrix",
     "auto_threshold",
     "weak_frames",
+    "contrast_outliers",
     "example_views",
 ]
 
-# Correlation maps held at once while measuring pairs (float32 values).
-_PAIR_BATCH_BYTES = 128 * 2**20
+# Correlation maps held at once while measuring pairs (float32 values); the batch's
+# temporaries are a few times this, which must fit a worker of 1 GiB next to its spectra.
+_PAIR_BATCH_BYTES = 32 * 2**20
 # A frame whose pairs are mostly outliers is itself bad (blank, torn, out of focus).
 BAD_FRAME_OUTLIER_FRACTION = 0.5
 # A frame correlating this much worse than the series (relative to its median) is bad.
 WEAK_FRAME_DROP = 0.1
+# A frame whose contrast in the mask's band (masked energy) differs from the series median
+# by more than this factor is bad: 4 in energy is 2 in amplitude, far beyond the few per
+# cent that shot noise and slow beam-current drift change it by.
+CONTRAST_FACTOR = 4.0
+# Reasons of the frames that cannot be correlated at all (see unusable_frames).
+_NONFINITE = "contains NaN or infinite pixels"
+_CONSTANT = "constant frame (no contrast, e.g. beam blanked)"
 
 
 def build_mask(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray:
@@ -96,9 +106,9 @@ def unusable_frames(finite: np.ndarray, std: np.ndarray) -> dict[int, str]:
     """
     bad: dict[int, str] = {}
     for k in np.flatnonzero(~finite):
-        bad[int(k)] = "contains NaN or infinite pixels"
+        bad[int(k)] = _NONFINITE
     for k in np.flatnonzero(finite & (std == 0)):
-        bad[int(k)] = "constant frame (no contrast, e.g. beam blanked)"
+        bad[int(k)] = _CONSTANT
     return bad
 
 
@@ -292,6 +302,8 @@ class PairMeasurements:
     layout : PairLayout
         How the matrices are stored: dense ``(N, N)``, or ``(N, 2 band + 1)`` by offset
         ``j - i`` when a band leaves pairs out (:func:`daskreg.kernels.layout.pair_layout`).
+    energy : (N,) float
+        Masked energy of each frame (:func:`daskreg.kernels.correlate.masked_energy`).
     """
 
     matrix: np.ndarray
@@ -299,6 +311,7 @@ class PairMeasurements:
     fit_ok: np.ndarray
     quality: np.ndarray
     layout: PairLayout
+    energy: np.ndarray
 
 
 def assemble_pairs(
@@ -334,7 +347,7 @@ def assemble_pairs(
         layout.put(measured, a, b, True)
         layout.put(fit_ok, a, b, found.ok)
         layout.put(quality, a, b, coefficient)
-    return PairMeasurements(matrix, measured, fit_ok, quality, layout)
+    return PairMeasurements(matrix, measured, fit_ok, quality, layout, np.asarray(energy))
 
 
 @dataclass
@@ -446,6 +459,45 @@ def weak_frames(
         return np.flatnonzero(per_frame < limit)
 
 
+def contrast_outliers(energy: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Frames whose contrast is far from the series': saturated, blanked or over-bright.
+
+    The masked energy is the variance of a frame in the mask's band, so it measures the
+    lattice contrast the correlation works with. A frame clipped at the detector's
+    maximum over most of its area loses that contrast; a frame recorded at a different
+    gain or beam current scales it by the square of the factor. Both still correlate
+    with the series, at the right shift or not, and would bias the average. A frame is
+    an outlier when the log of its energy is more than six robust standard deviations
+    (median absolute deviation) from the median of the used frames *and* more than a
+    factor ``CONTRAST_FACTOR`` away from it.
+
+    Parameters
+    ----------
+    energy : ndarray, shape (N,)
+        :func:`daskreg.kernels.correlate.masked_energy` of every frame.
+    used : ndarray of bool, shape (N,)
+        Frames still in use (unusable frames have energy 0 and are left out of the
+        statistics).
+
+    Returns
+    -------
+    ndarray of int
+        Indices of outlying frames.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.log(np.asarray(energy, dtype=np.float64))
+    usable = used & np.isfinite(level)
+    if usable.sum() < 3:
+        return np.zeros(0, dtype=int)
+    centre = np.median(level[usable])
+    spread = 1.4826 * np.median(np.abs(level[usable] - centre))
+    limit = max(6.0 * spread, np.log(CONTRAST_FACTOR))
+    # Zero energy (no contrast in the band at all) is -inf, always beyond the limit.
+    with np.errstate(invalid="ignore"):
+        far = ~(np.abs(level - centre) <= limit)
+    return np.flatnonzero(used & far)
+
+
 def analyse_shift_matrix(
     pairs: PairMeasurements,
     params: RegistrationParams,
@@ -456,8 +508,9 @@ def analyse_shift_matrix(
     Parameters
     ----------
     pairs : PairMeasurements
-        The pair stage's matrices; weak frames (:func:`weak_frames` on
-        ``pairs.quality``) are left out when ``params.detect_bad_frames``.
+        The pair stage's matrices; frames of outlying contrast (:func:`contrast_outliers`
+        on ``pairs.energy``) and weak frames (:func:`weak_frames` on ``pairs.quality``)
+        are left out when ``params.detect_bad_frames``.
     params : RegistrationParams
     initial_bad : dict, optional
         Frames already known to be bad (frame -> reason), e.g. found before correlation.
@@ -479,6 +532,14 @@ def analyse_shift_matrix(
     used = sm.frame_mask(n_frames, np.array(sorted(bad_reason), dtype=int), params.frames)
     _require_frames(used, bad_reason)
     if params.detect_bad_frames:
+        typical = np.median(pairs.energy[used])
+        for k in contrast_outliers(pairs.energy, used):
+            bad_reason[int(k)] = (
+                f"contrast {pairs.energy[k] / typical:.3g} times the series median in the "
+                "mask's band (saturated, blanked or recorded at another gain?)"
+            )
+            used[k] = False
+        _require_frames(used, bad_reason)
         for k in weak_frames(quality, measured, used, layout):
             bad_reason[int(k)] = (
                 "correlates much worse than the other frames (torn, blank or defocused?)"
@@ -590,6 +651,21 @@ def _frames_mostly_outliers(
 def _require_frames(used: np.ndarray, bad_reason: dict[int, str]) -> None:
     if used.sum() >= 2:
         return
+    unusable = {reason for reason in bad_reason.values() if reason in (_NONFINITE, _CONSTANT)}
+    if len(bad_reason) == len(used) and set(bad_reason.values()) == unusable:
+        # Nothing was ever usable: the data, not the parameters, are at fault.
+        error = NonFiniteError if unusable == {_NONFINITE} else ConstantFrameError
+        fix = (
+            "if only some pixels are invalid (e.g. NaN padding), replace them first, e.g. "
+            "np.nan_to_num(stack, nan=float(np.nanmedian(stack)))"
+            if error is NonFiniteError
+            else "check too that the beam was on (not blanked)"
+        )
+        raise error(
+            f"all {len(used)} frames are unusable ({'; '.join(sorted(unusable))}); there is "
+            "nothing to register. Check that the right file and signal were read "
+            f"(signal=...); {fix}"
+        )
     reasons = "; ".join(f"frame {k}: {v}" for k, v in sorted(bad_reason.items())) or "none"
     raise TooFewFramesError(
         f"only {int(used.sum())} usable frame(s) remain of {len(used)} (excluded: {reasons}); "

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from daskreg.errors import StackDtypeError, StackShapeError, TooFewFramesError
+from daskreg.errors import ParameterError, StackDtypeError, StackShapeError, TooFewFramesError
 from daskreg.params import RegistrationParams
 
 __all__ = ["FRAME_DIMS", "check_stack", "frame_quality"]
@@ -26,6 +26,8 @@ def check_stack(stack: xr.DataArray, params: RegistrationParams) -> None:
     Raises
     ------
     StackShapeError, StackDtypeError, TooFewFramesError
+    ParameterError
+        ``band``, ``frames`` or ``bad_frames`` point outside the stack.
     """
     if stack.dims[-3:] != FRAME_DIMS:
         raise StackShapeError(
@@ -45,8 +47,9 @@ def check_stack(stack: xr.DataArray, params: RegistrationParams) -> None:
     if n_frames < MIN_FRAMES:
         raise TooFewFramesError(
             f"registration needs at least {MIN_FRAMES} frames; got {n_frames} "
-            f"(shape {stack.shape}). A single image has nothing to register; for frames "
-            "stored on the last axis open it with frame_axis=-1"
+            f"(shape {stack.shape}): outlier rejection checks each pair through a third frame. "
+            "Pass a longer series; a single image has nothing to register; for frames stored "
+            "on the last axis open it with daskreg.open_stack(source, frame_axis=-1)"
         )
     if params.find_maxima == "gf":
         side = 2 * params.window_radius + 1
@@ -59,7 +62,33 @@ def check_stack(stack: xr.DataArray, params: RegistrationParams) -> None:
     if min(ny, nx) < 4:
         raise StackShapeError(
             f"frames of {ny}x{nx} pixels are too small to register; frames need at least 4 "
-            "pixels along y and x"
+            "pixels along y and x. If the frames are on another axis, open the data with "
+            "daskreg.open_stack(source, frame_axis=...)"
+        )
+    _check_frame_parameters(params, n_frames)
+
+
+def _check_frame_parameters(params: RegistrationParams, n_frames: int) -> None:
+    # Parameters that count frames are only checked against a stack here; a wrong value
+    # would otherwise be silently clipped (frames, band) or index another frame (bad_frames).
+    if params.band is not None and params.band > n_frames - 1:
+        raise ParameterError(
+            f"band={params.band} is wider than the stack: {n_frames} frames have frame offsets "
+            f"up to {n_frames - 1}; pass band=None to correlate all pairs, or a band of at "
+            f"most {n_frames - 1}"
+        )
+    if params.frames is not None:
+        start, stop = params.frames
+        if start < 0 or stop > n_frames:
+            raise ParameterError(
+                f"frames=({start}, {stop}) is outside the stack of {n_frames} frames; pass a "
+                f"half-open range within (0, {n_frames})"
+            )
+    outside = [b for b in params.bad_frames if not 0 <= b < n_frames]
+    if outside:
+        raise ParameterError(
+            f"bad_frames {outside} are not frames of this stack ({n_frames} frames, indices "
+            f"0 to {n_frames - 1}); pass frame indices within that range"
         )
 
 

@@ -135,5 +135,7 @@ def _refuse_frames_last_look(shape: tuple[int, ...]) -> None:
     if rows == cols and 2 * last <= rows:
         raise FrameAxisError(
             f"shape {shape} looks like frames last; pass frame_axis=-1 "
-            f"(or frame_axis=0 if the {rows} frames are really on axis 0)"
+            f"(or frame_axis=0 if the {rows} frames are really on axis 0); daskreg.register "
+            "takes frames on axis 0, so open such an array first with "
+            "daskreg.open_stack(array, frame_axis=-1)"
         )

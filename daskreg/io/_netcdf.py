@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import xarray as xr
 
 from daskreg.io._objects import raw_from_dataarray
-from daskreg.io._raw import RawStack, reading
+from daskreg.io._raw import RawStack, guarded, reading
 from daskreg.io._select import Candidate, choose_signal
 
 __all__ = ["NETCDF_EXTENSIONS", "read_netcdf"]
 
 #: Extensions read by xarray.
 NETCDF_EXTENSIONS = (".nc",)
+
+_FORMAT = "netCDF"
 
 
 def read_netcdf(path: Path, signal: int | str | None) -> RawStack:
@@ -32,11 +35,12 @@ def read_netcdf(path: Path, signal: int | str | None) -> RawStack:
     RawStack
         Calibrated from the variable's coordinates and attributes, like a DataArray.
     """
-    with reading(path, "netCDF"):
+    with reading(path, _FORMAT):
         dataset = xr.open_dataset(path, chunks={})
     names = list(dataset.data_vars)
     candidates = [
         Candidate(str(name), dataset[name].shape, dataset[name].ndim >= 2) for name in names
     ]
     index = choose_signal(candidates, signal, source=str(path), preferred=("stack", "data"))
-    return raw_from_dataarray(dataset[names[index]], default_source=str(path))
+    raw = raw_from_dataarray(dataset[names[index]], default_source=str(path))
+    return dataclasses.replace(raw, data=guarded(raw.data, path, _FORMAT))

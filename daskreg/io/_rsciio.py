@@ -7,6 +7,7 @@ Every plugin returns a list of signal dictionaries (``data``, ``axes``, ``metada
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -15,7 +16,7 @@ from typing import Any
 from rsciio import digitalmicrograph, emd, hspy, tia
 
 from daskreg.errors import FileFormatError, StackShapeError
-from daskreg.io._raw import Axis, RawStack, reading
+from daskreg.io._raw import Axis, RawStack, guarded, reading
 from daskreg.io._select import Candidate, choose_signal
 
 __all__ = ["RSCIIO_EXTENSIONS", "raw_from_signal_dict", "read_rsciio"]
@@ -64,7 +65,8 @@ def read_rsciio(path: Path, signal: int | str | None) -> RawStack:
         for s in signals
     ]
     index = choose_signal(candidates, signal, source=str(path))
-    return raw_from_signal_dict(signals[index], source=str(path))
+    raw = raw_from_signal_dict(signals[index], source=str(path))
+    return dataclasses.replace(raw, data=guarded(raw.data, path, format_name))
 
 
 def raw_from_signal_dict(signal: Mapping[str, Any], source: str) -> RawStack:

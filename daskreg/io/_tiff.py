@@ -15,12 +15,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import tifffile
 import zarr
 
 from daskreg.errors import FileFormatError
-from daskreg.io._raw import READER_ERRORS, Axis, RawStack, reading
+from daskreg.io._raw import READER_ERRORS, Axis, RawStack, guarded, reading
 from daskreg.io._select import Candidate, choose_signal
 
 __all__ = ["TIFF_EXTENSIONS", "read_tiff"]
@@ -67,9 +66,8 @@ def read_tiff(path: Path, signal: int | str | None) -> RawStack:
         metadata = _file_metadata(tif)
     with reading(path, _FORMAT):
         series_array = _TiffSeriesArray(path, index)
-    data = da.from_array(series_array, chunks=series_array.chunks, fancy=False)
     return RawStack(
-        data=data,
+        data=guarded(series_array, path, _FORMAT),
         axes=axes,
         source=str(path),
         signal_title=series.name,

@@ -12,12 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import dask.array as da
 import xarray as xr
 import zarr
 
 from daskreg.io._objects import raw_from_dataarray
-from daskreg.io._raw import RawStack, reading
+from daskreg.io._raw import RawStack, guarded, reading
 from daskreg.io._select import Candidate, choose_signal
 
 __all__ = ["STACK_NAME", "is_zarr_store", "read_zarr", "write_store"]
@@ -70,7 +69,9 @@ def read_zarr(path: Path, signal: int | str | None) -> RawStack:
         dims = _dimension_names(array)
         in_group = isinstance(node, zarr.Group) and dims is not None
         coords = _coordinates(node, array, dims) if in_group else {}
-        stack = xr.DataArray(da.from_zarr(array), dims=dims, coords=coords, attrs=dict(array.attrs))
+        stack = xr.DataArray(
+            guarded(array, path, _FORMAT), dims=dims, coords=coords, attrs=dict(array.attrs)
+        )
     return raw_from_dataarray(stack, default_source=str(path))
 
 

@@ -11,7 +11,45 @@ from pathlib import Path
 
 from daskreg.errors import OutputPathError
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "writable_folder"]
+
+
+def writable_folder(target: str | os.PathLike, label: str) -> Path:
+    """The folder ``target`` will be written in, checked before any work is done.
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The output path.
+    label : str
+        How messages name the output, e.g. ``"the average 'avg.tif'"``.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    OutputPathError
+        The folder does not exist, is a file, or cannot be written.
+    """
+    parent = Path(target).parent
+    folder = parent if str(parent) else Path(".")
+    if folder.is_file() or (not folder.exists() and any(p.is_file() for p in folder.parents)):
+        raise OutputPathError(
+            f"cannot write {label}: {str(folder)!r} is not a folder (part of that path is an "
+            "existing file); use an output path inside an existing folder"
+        )
+    if not folder.is_dir():
+        raise OutputPathError(
+            f"cannot write {label}: folder {str(folder)!r} does not exist; create it first"
+        )
+    if not os.access(folder, os.W_OK):
+        raise OutputPathError(
+            f"cannot write {label}: folder {str(folder)!r} is not writable; choose another "
+            "output folder"
+        )
+    return folder
 
 
 @contextmanager
@@ -28,15 +66,7 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
         ``overwrite`` is False.
     """
     target = Path(target)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputPathError(
-            f"cannot write {target}: folder {folder} does not exist; create it first"
-        )
-    if not os.access(folder, os.W_OK):
-        raise OutputPathError(
-            f"cannot write {target}: folder {folder} is not writable; choose another output path"
-        )
+    folder = writable_folder(target, str(target))
     if target.exists() and not overwrite:
         raise OutputPathError(
             f"{target} already exists; remove it or pass overwrite=True (--overwrite)"

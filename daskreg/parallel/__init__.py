@@ -2,8 +2,8 @@
 
 Modules: :mod:`.spectra` (one task per frame chunk), :mod:`.pairs` (one task per
 block pair), :mod:`.reduce` (registered average and stack), :mod:`.cluster` (client,
-local cluster, jobqueue, progress), :mod:`.engine` (the driver), :mod:`.fourd`
-(4D-STEM).
+local cluster, jobqueue, progress), :mod:`.checkpoint` (pair blocks saved to resume
+from), :mod:`.engine` (the driver), :mod:`.fourd` (4D-STEM).
 """
 
 from daskreg.parallel.cluster import hpc_cluster, open_client

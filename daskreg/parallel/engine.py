@@ -8,7 +8,9 @@
    (:mod:`~daskreg.parallel.reduce`), and optionally the aligned stack for Zarr.
 
 The shifts come back to the client between the two, so the frames are read once per
-phase and never held in memory while the pairs are measured. :func:`register_dask`
+phase and never held in memory while the pairs are measured. With a checkpoint
+(:mod:`~daskreg.parallel.checkpoint`), phase 1 loads the pair blocks an interrupted run
+saved and saves the others as they finish. :func:`register_dask`
 computes phase 1 for every entry of the leading dims in one graph, then phase 2 in one
 graph, on the cluster of :mod:`~daskreg.parallel.cluster`, and labels each outcome with
 :func:`daskreg.result.build_result`, exactly as the in-memory engine does.
@@ -34,7 +36,8 @@ from dask.delayed import Delayed
 from daskreg import pipeline
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
 from daskreg.parallel import cluster, reduce
-from daskreg.parallel.pairs import assemble, pair_blocks
+from daskreg.parallel.checkpoint import Checkpoint, describe
+from daskreg.parallel.pairs import assemble, block_pairs, pair_blocks
 from daskreg.parallel.spectra import create_store, spectra_blocks
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult, build_result
@@ -71,6 +74,9 @@ class Execution:
     save_stack: str | None = None
     temp_dir: str | None = None
     retries: int = 2
+    checkpoint: str | None = None
+    resume: bool = False
+    keep_checkpoint: bool = False
 
 
 @dataclass
@@ -162,7 +168,12 @@ def prepare_stack(stack: Any, params: RegistrationParams, chunks: int | None) ->
 
 
 def build_graph(
-    stack: xr.DataArray, params: RegistrationParams, *, spectra_store: str | None = None
+    stack: xr.DataArray,
+    params: RegistrationParams,
+    *,
+    spectra_store: str | None = None,
+    checkpoint: Checkpoint | None = None,
+    series: int = 0,
 ) -> Delayed:
     """Phase 1, lazily: spectra, pairs and their analysis for one ``(frame, y, x)`` stack.
 
@@ -173,6 +184,11 @@ def build_graph(
     params : RegistrationParams
     spectra_store : str, optional
         Zarr array to spill the spectra to (:func:`.spectra.create_store`).
+    checkpoint : Checkpoint, optional
+        Pair blocks and frame infos already there are loaded instead of computed (with
+        the spectra only they needed); the others are saved there as they finish.
+    series : int
+        Index of this stack among the leading dims, naming its checkpoint entries.
 
     Returns
     -------
@@ -189,6 +205,10 @@ def build_graph(
         list(frames.to_delayed().ravel()), bounds[:-1], setup, spectra_store
     )
     measured = pair_blocks(blocks, bounds, setup, params.band)
+    if checkpoint is not None:
+        pairs = block_pairs(bounds, params.band)
+        measured = checkpoint.reuse("pairs", [f"{series}-{a}-{b}" for a, b in pairs], measured)
+        infos = checkpoint.reuse("frames", [f"{series}-{a}" for a in range(len(infos))], infos)
     return dask.delayed(_analyse, pure=True)(infos, measured, params)
 
 
@@ -256,10 +276,20 @@ def register_dask(
         As the in-memory engine, for the first series that fails, naming it.
     OutputPathError
         ``save_stack`` exists already.
+    CheckpointError
+        ``checkpoint`` exists but ``resume`` is False, or it was written for another
+        input, chunking or measuring parameters.
     """
     start = time.perf_counter()
-    stack = prepare_stack(stack, params, execution.chunks)
+    source = as_stack(stack)
+    stack = prepare_stack(source, params, execution.chunks)
     target = _check_target(execution.save_stack)
+    saved = None
+    if execution.checkpoint is not None:
+        identity = dask.base.tokenize(source.data)
+        saved = Checkpoint.open(
+            execution.checkpoint, describe(identity, stack, params), resume=execution.resume
+        )
     leading = list(np.ndindex(stack.shape[:-3]))
     series = [stack[index] if index else stack for index in leading]
     timings: dict[str, float] = {}
@@ -281,9 +311,13 @@ def register_dask(
                     spectra_store=_spectra_store(one, params, scratch / f"{k}.zarr")
                     if spill
                     else None,
+                    checkpoint=saved,
+                    series=k,
                 )
                 for k, one in enumerate(series)
             ]
+            if saved is not None and execution.progress:
+                print(f"daskreg: {_checkpoint_note(saved, execution.resume)}", flush=True)
             analysed = cluster.compute(
                 graphs, client, progress=execution.progress, retries=execution.retries
             )
@@ -332,8 +366,24 @@ def register_dask(
         result.dataset.coords.update(_leading_coords(stack, index))
         for (name, data), value in zip((extras or {}).items(), extra_values, strict=True):
             result.dataset[name] = data[0].drop_vars("frame", errors="ignore").copy(data=value)
+        if saved is not None and execution.resume:
+            result.dataset.attrs.update(
+                pair_blocks_reused=saved.reused["pairs"], pair_blocks=saved.total["pairs"]
+            )
         results.append(result)
+    if saved is not None and not execution.keep_checkpoint:
+        saved.remove()
     return results if leading != [()] else results[0]
+
+
+def _checkpoint_note(saved: Checkpoint, resume: bool) -> str:
+    reused, total = saved.reused["pairs"], saved.total["pairs"]
+    if resume:
+        return (
+            f"resumed: {reused} of {total} pair blocks reused from {saved.path}, "
+            f"{total - reused} to compute"
+        )
+    return f"saving the {total} pair blocks to {saved.path} as they finish, to resume from"
 
 
 def _spectra_store(series: xr.DataArray, params: RegistrationParams, path: Path) -> str:

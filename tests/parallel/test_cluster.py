@@ -128,7 +128,7 @@ def test_survives_a_killed_worker(process_cluster):
 
 
 def test_reuses_the_running_client(client, series, monkeypatch, capsys):
-    monkeypatch.setattr(cluster, "_default_cluster", lambda *a: pytest.fail("new cluster"))
+    monkeypatch.setattr(cluster, "local_cluster", lambda *a: pytest.fail("new cluster"))
     got = daskreg.register(series.stack, engine="dask", chunks=6)
     assert_same_result(got, daskreg.register(series.stack))
     printed = capsys.readouterr().out
@@ -137,9 +137,9 @@ def test_reuses_the_running_client(client, series, monkeypatch, capsys):
 
 def test_starts_and_closes_a_local_cluster(series, monkeypatch):
     started = []
-    real = cluster._default_cluster
+    real = cluster.local_cluster
     monkeypatch.setattr(
-        cluster, "_default_cluster", lambda *a: started.append(real(*a)) or started[-1]
+        cluster, "local_cluster", lambda *a: started.append(real(*a)) or started[-1]
     )
     got = daskreg.register(
         series.stack, engine="dask", n_workers=1, memory_limit="1GiB", progress=False
