@@ -68,7 +68,10 @@ class PeakMemory:
         for proc in [me, *me.children(recursive=True)]:
             try:
                 rss = proc.memory_info().rss
+                command = " ".join(proc.cmdline())
             except psutil.Error:
+                continue
+            if "resource_tracker" in command:  # multiprocessing's helper, not a worker
                 continue
             kind = "client+scheduler" if proc.pid == me.pid else "worker"
             self.peaks[proc.pid] = (kind, max(rss, self.peaks.get(proc.pid, (kind, 0))[1]))

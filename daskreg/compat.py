@@ -194,11 +194,37 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
         path = str(fout) if str(fout).lower().endswith(".pdf") else f"{fout}.pdf"
         self.result.save_report(path)
 
-    def _not_yet(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(
-            "imstack.show_* plots are not available in this daskreg version yet; use "
-            "result.save_report(path) for the figures"
-        )
+    # -- figures (daskreg.plot); each returns its Figure --------------------------------
+    def show(self, crop: bool = True, returnfig: bool = True) -> Any:
+        """The average and its FFT beside a frame and its FFT."""
+        from daskreg.plot import plot_average
 
-    show = show_Rij = show_Rij_c = show_Fourier_mask = show_Fourier_mask_simple = _not_yet
-    show_report = _not_yet
+        return plot_average(self.result)
+
+    def show_Fourier_mask(self, i: int = 0, j: int = 1, returnfig: bool = True) -> Any:
+        """The mask over frame ``i``'s FFT, the masked FFT and the correlation of (i, j)."""
+        from daskreg.plot import plot_fourier_mask
+
+        return plot_fourier_mask(self._reg, i, j)
+
+    def show_Fourier_mask_simple(self, i: int = 0, returnfig: bool = True) -> Any:
+        """The mask over frame ``i``'s FFT (with the correlation of ``i`` and the next)."""
+        return self.show_Fourier_mask(i, (i + 1) % self.nz)
+
+    def show_Rij(self, Xmax: Any = None, Ymax: Any = None, mask: bool = True,
+                 returnfig: bool = True) -> Any:
+        """The raw shift matrices, outlier pairs painted over."""
+        from daskreg.plot import plot_shift_matrices
+
+        return plot_shift_matrices(self._reg, corrected=False)
+
+    def show_Rij_c(self, Xmax: Any = None, Ymax: Any = None, mask: bool = True,
+                   returnfig: bool = True) -> Any:
+        """The corrected shift matrices, refilled pairs marked."""
+        from daskreg.plot import plot_shift_matrices
+
+        return plot_shift_matrices(self._reg, corrected=True)
+
+    def show_report(self) -> list:
+        """The reference report's figures: average, raw and corrected matrices."""
+        return [self.show(), self.show_Rij(), self.show_Rij_c()]

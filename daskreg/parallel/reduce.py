@@ -9,6 +9,8 @@ trailing axes after ``(y, x)`` (the detector axes of 4D-STEM): they are shifted 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dask.array as da
 import numpy as np
 
@@ -16,10 +18,14 @@ from daskreg.kernels.shift import fourier_shift_frames
 
 __all__ = ["registered_average", "registered_frames"]
 
-# Partial sums added together per reduction task.
+# Partial sums added together per reduction task: up to this many, fewer when each is
+# large (a 4D-STEM partial sum holds a diffraction pattern per scan position) so that a
+# task holds at most about _COMBINE_BYTES of them.
 _SPLIT_EVERY = 8
-# Frames are shifted a few at a time: the Fourier shift holds about eight float64-sized
-# copies of what it shifts, so a whole 64 MiB chunk at once would need ~1 GiB.
+_COMBINE_BYTES = 256 * 2**20
+# Frames are shifted a piece at a time: the Fourier shift holds about eight float64-sized
+# copies of what it shifts, so a whole 64 MiB chunk (or one 4D-STEM frame of a few
+# hundred MB) at once would need gigabytes.
 _BATCH_BYTES = 16 * 2**20
 
 
@@ -30,10 +36,22 @@ def _aligned(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.moveaxis(fourier_shift_frames(moved, -per_frame), (-2, -1), (1, 2))
 
 
-def _batches(block: np.ndarray) -> range:
-    """Starts of the groups of frames shifted together (bounded working memory)."""
-    step = max(1, _BATCH_BYTES // (8 * max(1, block[0].size)))
-    return range(0, len(block), step)
+def _pieces(shape: tuple[int, ...]) -> Iterator[tuple[slice, slice]]:
+    """Frame and trailing-element slices of a ``(F, y, x, T)`` block, each piece at most
+    about ``_BATCH_BYTES`` as float64: several frames, or part of one 4D-STEM frame."""
+    n_frames, ny, nx, n_trailing = shape
+    column = 8 * ny * nx
+    t_step = max(1, min(n_trailing, _BATCH_BYTES // column))
+    f_step = max(1, _BATCH_BYTES // (column * t_step))
+    for f in range(0, n_frames, f_step):
+        for t in range(0, n_trailing, t_step):
+            yield slice(f, f + f_step), slice(t, t + t_step)
+
+
+def _columns(block: np.ndarray) -> np.ndarray:
+    """``block`` as ``(F, y, x, T)``, the trailing axes flattened."""
+    block = np.asarray(block)
+    return block.reshape(*block.shape[:3], -1)
 
 
 def _aligned_sum(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -42,13 +60,11 @@ def _aligned_sum(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     For plain frames this is :func:`daskreg.kernels.shift.registered_sum`.
     """
     keep = np.isfinite(shifts).all(axis=1)
-    frames, shifts = np.asarray(block)[keep], shifts[keep]
-    total = np.zeros((1, *block.shape[1:]))
-    starts = _batches(frames) if len(frames) else ()
-    for start in starts:
-        stop = start + starts.step
-        total += _aligned(frames[start:stop], shifts[start:stop]).sum(axis=0, keepdims=True)
-    return total
+    frames, shifts = _columns(block)[keep], shifts[keep]
+    total = np.zeros(frames.shape[1:])
+    for f, t in _pieces(frames.shape):
+        total[..., t] += _aligned(frames[f, ..., t], shifts[f]).sum(axis=0)
+    return total.reshape(1, *block.shape[1:])
 
 
 def _indices(ndim: int) -> str:
@@ -85,7 +101,9 @@ def registered_average(data: da.Array, shifts: da.Array, n_used: da.Array) -> da
         adjust_chunks={"f": 1},
         concatenate=True,
     )
-    return partial.sum(axis=0, split_every=_SPLIT_EVERY) / n_used
+    each = 8 * int(np.prod(data.shape[1:]))
+    split_every = int(np.clip(_COMBINE_BYTES // each, 2, _SPLIT_EVERY))
+    return partial.sum(axis=0, split_every=split_every) / n_used
 
 
 def registered_frames(data: da.Array, shifts: da.Array, dtype: np.dtype) -> da.Array:
@@ -105,9 +123,8 @@ def registered_frames(data: da.Array, shifts: da.Array, dtype: np.dtype) -> da.A
 
 
 def _aligned_as(block: np.ndarray, shifts: np.ndarray, out: np.dtype) -> np.ndarray:
-    aligned = np.empty(block.shape, dtype=out)
-    starts = _batches(block) if len(block) else ()
-    for start in starts:
-        stop = start + starts.step
-        aligned[start:stop] = _aligned(block[start:stop], shifts[start:stop])
-    return aligned
+    frames = _columns(block)
+    aligned = np.empty(frames.shape, dtype=out)
+    for f, t in _pieces(frames.shape):
+        aligned[f, ..., t] = _aligned(frames[f, ..., t], shifts[f])
+    return aligned.reshape(block.shape)
