@@ -19,7 +19,7 @@ import xarray as xr
 from daskreg import pipeline
 from daskreg.errors import ParameterError
 from daskreg.kernels import shift
-from daskreg.params import RegistrationParams
+from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack, frame_quality
@@ -28,13 +28,6 @@ __all__ = ["Registration", "register"]
 
 # Frames shifted at once while averaging; bounds memory at a few frame copies.
 _AVERAGE_BLOCK = 16
-# Parameters that change the measured shift matrix (the rest only change its analysis).
-_MEASURE_PARAMS = frozenset(
-    {
-        "mask", "n", "n1", "n2", "theta", "correlation", "find_maxima", "num_peaks",
-        "sigma_guess", "window_radius", "num_iter", "min_window_frac", "band", "precision",
-    }
-)
 
 
 class Registration:
@@ -75,7 +68,7 @@ class Registration:
     def _update(self, **changes: Any) -> None:
         self.params = self.params.replace(**changes)
         check_stack(self.stack, self.params)
-        if _MEASURE_PARAMS.intersection(changes):
+        if MEASURE_PARAMS.intersection(changes):
             self._raw = None
         self._analysis = None
 

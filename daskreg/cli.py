@@ -183,20 +183,15 @@ def _add_execution(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-limit", help="memory per worker of the local cluster, e.g. 4GiB")
     group.add_argument("--chunks", type=int, help="frames per Dask chunk")
     group.add_argument("--temp-dir", help="folder for spectra spilled to disk")
-    group.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="print the dashboard link and a progress bar (default: yes)",
-    )
+    _add_progress(group, "print the dashboard link and a progress bar (default: yes)")
 
 
-def _add_local_progress(parser: argparse.ArgumentParser) -> None:
+def _add_progress(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    text: str = "show a progress bar (default: when the terminal is interactive)",
+) -> None:
     parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="show a progress bar (default: when the terminal is interactive)",
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help=text
     )
 
 
@@ -268,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store", type=Path, help="output store, .zarr")
     p.add_argument("--chunks", type=int, help="frames per chunk (default: ~64 MiB chunks)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    _add_local_progress(p)
+    _add_progress(p)
 
     p = command("apply", _apply, "align another channel with the shifts of a saved result")
     p.add_argument("result", type=Path, help="result, .zarr or .nc (from daskreg register)")
@@ -285,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the full frame (default: crop as the registration did)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    _add_local_progress(p)
+    _add_progress(p)
 
     p = command("info", _info, "describe a stack and what register would do with it")
     _add_input(p)

@@ -214,16 +214,17 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
     def show_Rij(self, Xmax: Any = None, Ymax: Any = None, mask: bool = True,
                  returnfig: bool = True) -> Any:
         """The raw shift matrices, outlier pairs painted over."""
-        from daskreg.plot import plot_shift_matrices
-
-        return plot_shift_matrices(self._reg, corrected=False)
+        return self._matrices(corrected=False)
 
     def show_Rij_c(self, Xmax: Any = None, Ymax: Any = None, mask: bool = True,
                    returnfig: bool = True) -> Any:
         """The corrected shift matrices, refilled pairs marked."""
+        return self._matrices(corrected=True)
+
+    def _matrices(self, corrected: bool) -> Any:
         from daskreg.plot import plot_shift_matrices
 
-        return plot_shift_matrices(self._reg, corrected=True)
+        return plot_shift_matrices(self._reg, corrected=corrected)
 
     def show_report(self) -> list:
         """The reference report's figures: average, raw and corrected matrices."""

@@ -18,11 +18,19 @@ from daskreg.kernels.correlate import CORRELATION_KINDS, CorrelationKind
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA, FindMaxima
 
-__all__ = ["RegistrationParams", "OutlierMethod", "Solver"]
+__all__ = ["RegistrationParams", "OutlierMethod", "Solver", "MEASURE_PARAMS"]
 
 OutlierMethod = Literal["transitivity", "nn"]
 Solver = Literal["mean", "lstsq"]
 _MASK_NAMES = (*MASK_KINDS, "elliptical")
+#: Parameters that change the measured shift matrix; the others change only its analysis
+#: (so a measured matrix, or a checkpoint of one, stays valid when only they change).
+MEASURE_PARAMS = frozenset(
+    {
+        "mask", "n", "n1", "n2", "theta", "correlation", "find_maxima", "num_peaks",
+        "sigma_guess", "window_radius", "num_iter", "min_window_frac", "band", "precision",
+    }
+)
 # What None stands for, for the parameters where it is a valid choice.
 _NONE_MEANS = {"threshold": "chosen from the data", "band": "correlate all pairs"}
 

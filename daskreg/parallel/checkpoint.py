@@ -34,13 +34,12 @@ import zarr
 from dask.delayed import Delayed
 
 from daskreg import __version__
-from daskreg.api import _MEASURE_PARAMS
 from daskreg.errors import CheckpointError
 from daskreg.io.atomic import atomic_path
 from daskreg.kernels.peaks import PeakResult
 from daskreg.parallel.pairs import PairBlock
 from daskreg.parallel.spectra import FrameInfo
-from daskreg.params import RegistrationParams
+from daskreg.params import MEASURE_PARAMS, RegistrationParams
 
 __all__ = ["Checkpoint", "describe"]
 
@@ -69,7 +68,7 @@ def describe(token: str, stack: xr.DataArray, params: RegistrationParams) -> dic
         Format, daskreg version, input token, shape, dtype, frame chunks and the
         measuring parameters (a user mask array by its token).
     """
-    measuring = {name: value for name, value in params.to_dict().items() if name in _MEASURE_PARAMS}
+    measuring = {name: value for name, value in params.to_dict().items() if name in MEASURE_PARAMS}
     if isinstance(params.mask, np.ndarray):
         measuring["mask"] = dask.base.tokenize(params.mask)
     description = {
