@@ -7,7 +7,7 @@ The Gaussian fit (``gf``) is the reference's guard against unit-cell hops: on a 
 lattice the brightest pixel of the correlation can sit on the wrong lattice peak, so
 the ``num_peaks`` brightest DISTINCT local maxima are each fitted with a 2-D elliptical
 Gaussian and the fit with the largest ``amplitude + offset`` wins. All windows of all
-pairs are fitted together by a vectorised Levenberg-Marquardt (no Python loop per pair
+pairs are fitted together (:mod:`daskreg.kernels.gaussfit`, no Python loop per pair
 or per peak); a fit that does not converge to a peak inside its window is reported as
 failed, never silently replaced by its starting guess.
 """
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from scipy import ndimage
+
+from daskreg.kernels.gaussfit import N_PARAMS, fit_gaussians
 
 if TYPE_CHECKING:
     from daskreg.kernels.band import BandGeometry
@@ -37,15 +39,12 @@ __all__ = [
 FindMaxima = Literal["pixel", "gf", "com"]
 FIND_MAXIMA: tuple[str, ...] = get_args(FindMaxima)
 
-_MAX_ITER = 30
-_CENTRE_TOL = 1e-4  # pixels: 100x below the best precision the data support
 # Band-limited path: coarse candidates resolved per candidate finally kept.
 OVERSAMPLE = 4
 # Band-limited path: coarse maxima below this fraction of the map's maximum are not
 # candidates. A sample at most one coarse spacing (2 px) from the top of a peak at least
 # 1.5 px wide keeps 3/4 of its height, and only peaks near the best can win.
 COARSE_FLOOR = 0.5
-_N_PARAMS = 7  # amplitude, offset, y0, x0, a, b, c
 
 
 @dataclass(frozen=True)
@@ -196,155 +195,6 @@ def _log_parabola(maps: np.ndarray, maxima: _Maxima) -> tuple[np.ndarray, np.nda
     return height, delta
 
 
-def _gauss_model(params: np.ndarray, dy: np.ndarray, dx: np.ndarray):
-    """Model values and Jacobian of ``B + A exp(-(a u^2 + 2 b u v + c v^2))``.
-
-    ``u = x - x0``, ``v = y - y0``; ``params`` has shape (M, 7) in the order
-    ``(A, B, y0, x0, a, b, c)``.
-    """
-    amp, off, y0, x0, a, b, c = (params[:, k, None] for k in range(_N_PARAMS))
-    u = dx - x0
-    v = dy - y0
-    quad = a * u**2 + 2 * b * u * v + c * v**2
-    # Clipped so a wandering fit (not positive definite) overflows neither way.
-    expo = np.exp(-np.clip(quad, -50.0, 700.0))
-    g = amp * expo
-    # Parameters on axis 1 so that J J^T is one batched matrix product over pixels.
-    jac = np.empty((params.shape[0], _N_PARAMS, dx.shape[-1]))
-    jac[:, 0] = expo
-    jac[:, 1] = 1.0
-    jac[:, 2] = 2 * g * (b * u + c * v)
-    jac[:, 3] = 2 * g * (a * u + b * v)
-    jac[:, 4] = -g * u**2
-    jac[:, 5] = -2 * g * u * v
-    jac[:, 6] = -g * v**2
-    return off + g, jac
-
-
-def _initial_guess(windows: np.ndarray, sigma_guess: float) -> np.ndarray:
-    """Start of each fit: a log-parabola through the central 3x3 pixels above the minimum.
-
-    Exact for a noise-free Gaussian, so Levenberg-Marquardt needs only a few steps;
-    where the central pixels do not form a peak the start is the window centre with
-    width ``sigma_guess`` (the reference's start).
-    """
-    n_fit, size, _ = windows.shape
-    r = (size - 1) // 2
-    low = windows.reshape(n_fit, -1).min(axis=1)
-    core = windows[:, r - 1 : r + 2, r - 1 : r + 2] - low[:, None, None]
-    logs = np.log(np.maximum(core, 1e-12 * np.maximum(core[:, 1, 1], 1e-300)[:, None, None]))
-    centre = logs[:, 1, 1]
-    curv_y = logs[:, 0, 1] + logs[:, 2, 1] - 2 * centre
-    curv_x = logs[:, 1, 0] + logs[:, 1, 2] - 2 * centre
-    mixed = (logs[:, 2, 2] - logs[:, 2, 0] - logs[:, 0, 2] + logs[:, 0, 0]) / 4
-    a, c, b = -curv_x / 2, -curv_y / 2, -mixed / 2
-    det = a * c - b * b
-    good = (core[:, 1, 1] > 0) & (a > 0) & (c > 0) & (det > 0)
-    safe_det = np.where(good, det, 1.0)
-    # Centre of the quadratic form: solve [[a, b], [b, c]] (x0, y0) = gradient / 2.
-    gx = (logs[:, 1, 2] - logs[:, 1, 0]) / 2
-    gy = (logs[:, 2, 1] - logs[:, 0, 1]) / 2
-    x0 = (c * gx - b * gy) / (2 * safe_det)
-    y0 = (a * gy - b * gx) / (2 * safe_det)
-    good &= (np.abs(x0) <= 1) & (np.abs(y0) <= 1)
-    peak = centre + a * x0**2 + 2 * b * x0 * y0 + c * y0**2
-    params = np.zeros((n_fit, _N_PARAMS))
-    params[:, 1] = low
-    params[:, 0] = np.where(good, np.exp(np.minimum(peak, 700)), core[:, 1, 1])
-    params[:, 2] = np.where(good, y0, 0.0)
-    params[:, 3] = np.where(good, x0, 0.0)
-    start = 1.0 / (2.0 * sigma_guess**2)
-    params[:, 4] = np.where(good, a, start)
-    params[:, 5] = np.where(good, b, 0.0)
-    params[:, 6] = np.where(good, c, start)
-    return params
-
-
-def fit_gaussians(
-    windows: np.ndarray, sigma_guess: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Fit a 2-D elliptical Gaussian plus offset to each square window, all at once.
-
-    Parameters
-    ----------
-    windows : ndarray, shape (M, 2r+1, 2r+1)
-        Data windows, each centred on its candidate maximum.
-    sigma_guess : float
-        Starting width (pixels) of every fit.
-
-    Returns
-    -------
-    params : ndarray of float64, shape (M, 7)
-        ``(amplitude, offset, y0, x0, a, b, c)``; ``y0, x0`` relative to the window
-        centre; the quadratic form ``a u^2 + 2 b u v + c v^2`` with ``u = x - x0``.
-    ok : ndarray of bool, shape (M,)
-        True where the fit converged to a peak (positive amplitude, positive-definite
-        form) whose centre lies inside its window.
-    """
-    n_fit, size, _ = windows.shape
-    radius = (size - 1) // 2
-    data = windows.reshape(n_fit, -1).astype(np.float64)
-    grid_y, grid_x = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    dy, dx = grid_y.reshape(1, -1), grid_x.reshape(1, -1)
-
-    params = _initial_guess(windows.astype(np.float64), sigma_guess)
-    # The working set holds only the fits still running; it shrinks as they converge.
-    idx = np.arange(n_fit)
-    work = params.copy()
-    scale = np.where(work[:, 0] > 0, work[:, 0], 1.0)[:, None]
-    model, jac = _gauss_model(work, dy, dx)
-    cost = (((data - model) / scale) ** 2).sum(axis=1)
-    damping = np.full(n_fit, 1e-3)
-    eye = np.eye(_N_PARAMS)
-    for _ in range(_MAX_ITER):
-        if not len(idx):
-            break
-        resid = data - model
-        jtj = jac @ jac.transpose(0, 2, 1)
-        jtr = (jac @ resid[:, :, None])[:, :, 0]
-        diag = np.einsum("mii->mi", jtj)
-        lhs = jtj + (damping[:, None] * (diag + 1e-12 * scale**2))[:, :, None] * eye
-        try:
-            step = np.linalg.solve(lhs, jtr[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            # A degenerate window (e.g. flat) makes its system singular; pinv steps it safely.
-            step = (np.linalg.pinv(lhs) @ jtr[:, :, None])[:, :, 0]
-        trial = work + step
-        trial_model, trial_jac = _gauss_model(trial, dy, dx)
-        trial_cost = (((data - trial_model) / scale) ** 2).sum(axis=1)
-        better = np.isfinite(trial_cost) & (trial_cost <= cost)
-        rel_change = (cost - trial_cost) / np.maximum(cost, 1e-300)
-        work[better] = trial[better]
-        model[better] = trial_model[better]
-        jac[better] = trial_jac[better]
-        cost[better] = trial_cost[better]
-        damping = np.where(better, damping / 3.0, damping * 4.0)
-        # Done when the centre stops moving (far below any useful precision), the cost
-        # stalls, or no step downhill is left.
-        centre_step = np.abs(step[:, 2:4]).max(axis=1)
-        done = np.where(
-            better, (centre_step < _CENTRE_TOL) | (rel_change < 1e-12), damping > 1e8
-        )
-        if done.any():
-            params[idx[done]] = work[done]
-            keep = ~done
-            idx, work, data, model, jac = idx[keep], work[keep], data[keep], model[keep], jac[keep]
-            cost, damping, scale = cost[keep], damping[keep], scale[keep]
-    params[idx] = work
-
-    amp, _, y0, x0, a, b, c = params.T
-    ok = (
-        np.isfinite(params).all(axis=1)
-        & (amp > 0)
-        & (a > 0)
-        & (c > 0)
-        & (a * c - b * b > 0)
-        & (np.abs(y0) <= radius)
-        & (np.abs(x0) <= radius)
-    )
-    return params, ok
-
-
 def _windows(maps: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
     """Periodic ``(2r+1)^2`` windows of ``maps`` (P, ny, nx) around centres (P, K, 2)."""
     _, ny, nx = maps.shape
@@ -395,7 +245,7 @@ def _fit_candidates(
     if bias is not None:
         data = data / _windows(np.broadcast_to(bias, (n_pairs, *shape)), centres, radius)
     params, ok = fit_gaussians(data.reshape(-1, *data.shape[2:]), sigma_guess)
-    params = params.reshape(n_pairs, n_cand, _N_PARAMS)
+    params = params.reshape(n_pairs, n_cand, N_PARAMS)
     ok = ok.reshape(n_pairs, n_cand) & valid
 
     height = params[..., 0] + params[..., 1]

@@ -1,0 +1,285 @@
+"""Batched least-squares fits of a 2-D elliptical Gaussian plus offset.
+
+The model is ``f = B + A exp(-q)`` with ``q = a u^2 + 2 b u v + c v^2``, ``u = x - x0``,
+``v = y - y0``, fitted to every window of a block at once by Levenberg-Marquardt.
+
+Every derivative of ``f`` is ``exp(-q)`` times a polynomial of degree at most four in
+``(x, y)``, so the normal equations need only a few weighted moments of each window,
+``sum_p w_p x_p^i y_p^j`` with ``i + j <= 4``. Those are one matrix product of the
+``(M, W)`` weights with a fixed ``(W, 15)`` table of monomials on the window's grid: no
+``(M, 7, W)`` Jacobian is ever formed, which makes an iteration about three times cheaper.
+
+Far from the minimum the steps are Gauss-Newton's (``J^T J``, always positive
+semi-definite); once a fit's centre moves less than ``NEWTON_SWITCH`` pixels the full
+Hessian (``J^T J - sum_p r_p d2f_p``) takes over and the fit converges quadratically
+instead of linearly: about 7 iterations instead of 12 for correlation peaks on a
+lattice, to the same minimum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["fit_gaussians", "N_PARAMS", "NEWTON_SWITCH"]
+
+N_PARAMS = 7  # amplitude, offset, y0, x0, a, b, c
+MAX_ITER = 30
+CENTRE_TOL = 1e-4  # pixels: 100x below the best precision the data support
+# Centre step (pixels) below which the full Hessian is used: near a minimum it is
+# positive definite, but from the log-parabola start its curvature terms can point away.
+NEWTON_SWITCH = 3e-2
+
+# Monomials x^i y^j with i + j <= 4, by degree; the first six (degree <= 2) are the basis
+# in which every polynomial factor of a derivative is written: 1, x, y, x^2, xy, y^2.
+_EXPONENTS = [(i, d - i) for d in range(5) for i in range(d, -1, -1)]
+_BASIS = _EXPONENTS[:6]
+# Moment index of the product of two basis monomials.
+_PRODUCT = np.array(
+    [[_EXPONENTS.index((a[0] + b[0], a[1] + b[1])) for b in _BASIS] for a in _BASIS]
+)
+# Rows of the derivative polynomials in ``_coefficients``, as parameter indices.
+_ROWS = np.array([0, 2, 3, 4, 5, 6])  # A, y0, x0, a, b, c (the offset B is separate)
+
+
+def _monomials(radius: int) -> np.ndarray:
+    """``x^i y^j`` on the window grid, shape ``(W, 15)``, pixels in row-major order."""
+    r = np.arange(-radius, radius + 1, dtype=np.float64)
+    y, x = np.meshgrid(r, r, indexing="ij")
+    x, y = x.ravel(), y.ravel()
+    return np.stack([x**i * y**j for i, j in _EXPONENTS], axis=1)
+
+
+def _quadratic_form(params: np.ndarray) -> np.ndarray:
+    """Coefficients of ``q`` in the basis ``1, x, y, x^2, xy, y^2``, shape (M, 6)."""
+    y0, x0, a, b, c = (params[:, k] for k in range(2, N_PARAMS))
+    return np.stack(
+        [
+            a * x0**2 + 2 * b * x0 * y0 + c * y0**2,
+            -2 * (a * x0 + b * y0),
+            -2 * (b * x0 + c * y0),
+            a,
+            2 * b,
+            c,
+        ],
+        axis=1,
+    )
+
+
+def _exp_minus_q(params: np.ndarray, basis_t: np.ndarray) -> np.ndarray:
+    q = _quadratic_form(params) @ basis_t
+    # Clipped so a wandering fit (not positive definite) overflows neither way.
+    np.clip(q, -50.0, 700.0, out=q)
+    return np.exp(-q, out=q)
+
+
+def _coefficients(params: np.ndarray) -> np.ndarray:
+    """Polynomials ``D_k = (df / d theta_k) / exp(-q)`` in the basis, shape (M, 6, 6).
+
+    Rows follow ``_ROWS``: ``D_A = 1``, ``D_y0 = 2A (b u + c v)``, ``D_x0 = 2A (a u + b v)``,
+    ``D_a = -A u^2``, ``D_b = -2A u v``, ``D_c = -A v^2``, expanded in ``x, y``.
+    """
+    amp, _, y0, x0, a, b, c = params.T
+    coef = np.zeros((len(params), 6, 6))
+    coef[:, 0, 0] = 1.0
+    coef[:, 1] = (2 * amp)[:, None] * np.stack(
+        [-(b * x0 + c * y0), b, c, 0 * a, 0 * a, 0 * a], axis=1
+    )
+    coef[:, 2] = (2 * amp)[:, None] * np.stack(
+        [-(a * x0 + b * y0), a, b, 0 * a, 0 * a, 0 * a], axis=1
+    )
+    one, zero = np.ones_like(a), np.zeros_like(a)
+    coef[:, 3] = -amp[:, None] * np.stack([x0**2, -2 * x0, zero, one, zero, zero], axis=1)
+    coef[:, 4] = -2 * amp[:, None] * np.stack([x0 * y0, -y0, -x0, zero, one, zero], axis=1)
+    coef[:, 5] = -amp[:, None] * np.stack([y0**2, zero, -2 * y0, zero, zero, one], axis=1)
+    return coef
+
+
+def _normal_equations(
+    params: np.ndarray,
+    expo: np.ndarray,
+    resid: np.ndarray,
+    monomials: np.ndarray,
+    newton: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(H, J^T r)`` of each fit; ``H`` is ``J^T J``, or the full Hessian where ``newton``."""
+    n_fit = len(params)
+    coef = _coefficients(params)
+    coef_t = coef.transpose(0, 2, 1)
+    e2 = (expo * expo) @ monomials
+    re = (resid * expo) @ monomials
+    e1 = expo @ monomials[:, :6]
+    rows = _ROWS[:, None], _ROWS[None, :]
+
+    hess = np.empty((n_fit, N_PARAMS, N_PARAMS))
+    hess[:, rows[0], rows[1]] = coef @ e2[:, _PRODUCT] @ coef_t
+    cross = (coef @ e1[:, :, None])[:, :, 0]
+    hess[:, 1, _ROWS] = cross
+    hess[:, _ROWS, 1] = cross
+    hess[:, 1, 1] = monomials.shape[0]
+    grad = np.empty((n_fit, N_PARAMS))
+    grad[:, _ROWS] = (coef @ re[:, :6, None])[:, :, 0]
+    grad[:, 1] = resid.sum(axis=1)
+    if newton.any():
+        hess[newton] -= _curvature_term(params[newton], coef[newton], re[newton])
+    return hess, grad
+
+
+def _curvature_term(params: np.ndarray, coef: np.ndarray, re: np.ndarray) -> np.ndarray:
+    """``sum_p r_p d2f_p / d theta_k d theta_l`` (the part Gauss-Newton leaves out).
+
+    With ``e = exp(-q)``: ``d2f / dA d theta_k = e D_k / A``, and for the other parameters
+    ``d2f / d theta_k d theta_l = e (D_k D_l / A - A d2q / d theta_k d theta_l)``.
+    """
+    amp, _, y0, x0, a, b, c = params.T
+    safe_amp = np.where(amp != 0, amp, 1.0)
+    rows = _ROWS[:, None], _ROWS[None, :]
+    term = np.zeros((len(params), N_PARAMS, N_PARAMS))
+    term[:, rows[0], rows[1]] = (
+        coef @ re[:, _PRODUCT] @ coef.transpose(0, 2, 1) / safe_amp[:, None, None]
+    )
+    term[:, 0, 0] = 0.0  # f is linear in A
+    r0 = re[:, 0]
+    ru = re[:, 1] - x0 * r0  # sum r e u
+    rv = re[:, 2] - y0 * r0  # sum r e v
+    # Nonzero second derivatives of q, scaled by -A and weighted by r e.
+    second = {
+        (3, 3): 2 * a * r0,
+        (2, 2): 2 * c * r0,
+        (2, 3): 2 * b * r0,
+        (3, 4): -2 * ru,
+        (3, 5): -2 * rv,
+        (2, 5): -2 * ru,
+        (2, 6): -2 * rv,
+    }
+    for (k, m), value in second.items():
+        term[:, k, m] -= amp * value
+        if k != m:
+            term[:, m, k] -= amp * value
+    return term
+
+
+def _initial_guess(windows: np.ndarray, sigma_guess: float) -> np.ndarray:
+    """Start of each fit: a log-parabola through the central 3x3 pixels above the minimum.
+
+    Exact for a noise-free Gaussian, so Levenberg-Marquardt needs only a few steps;
+    where the central pixels do not form a peak the start is the window centre with
+    width ``sigma_guess`` (the reference's start).
+    """
+    n_fit, size, _ = windows.shape
+    r = (size - 1) // 2
+    low = windows.reshape(n_fit, -1).min(axis=1)
+    core = windows[:, r - 1 : r + 2, r - 1 : r + 2] - low[:, None, None]
+    logs = np.log(np.maximum(core, 1e-12 * np.maximum(core[:, 1, 1], 1e-300)[:, None, None]))
+    centre = logs[:, 1, 1]
+    curv_y = logs[:, 0, 1] + logs[:, 2, 1] - 2 * centre
+    curv_x = logs[:, 1, 0] + logs[:, 1, 2] - 2 * centre
+    mixed = (logs[:, 2, 2] - logs[:, 2, 0] - logs[:, 0, 2] + logs[:, 0, 0]) / 4
+    a, c, b = -curv_x / 2, -curv_y / 2, -mixed / 2
+    det = a * c - b * b
+    good = (core[:, 1, 1] > 0) & (a > 0) & (c > 0) & (det > 0)
+    safe_det = np.where(good, det, 1.0)
+    # Centre of the quadratic form: solve [[a, b], [b, c]] (x0, y0) = gradient / 2.
+    gx = (logs[:, 1, 2] - logs[:, 1, 0]) / 2
+    gy = (logs[:, 2, 1] - logs[:, 0, 1]) / 2
+    x0 = (c * gx - b * gy) / (2 * safe_det)
+    y0 = (a * gy - b * gx) / (2 * safe_det)
+    good &= (np.abs(x0) <= 1) & (np.abs(y0) <= 1)
+    peak = centre + a * x0**2 + 2 * b * x0 * y0 + c * y0**2
+    params = np.zeros((n_fit, N_PARAMS))
+    params[:, 1] = low
+    params[:, 0] = np.where(good, np.exp(np.minimum(peak, 700)), core[:, 1, 1])
+    params[:, 2] = np.where(good, y0, 0.0)
+    params[:, 3] = np.where(good, x0, 0.0)
+    start = 1.0 / (2.0 * sigma_guess**2)
+    params[:, 4] = np.where(good, a, start)
+    params[:, 5] = np.where(good, b, 0.0)
+    params[:, 6] = np.where(good, c, start)
+    return params
+
+
+def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fit a 2-D elliptical Gaussian plus offset to each square window, all at once.
+
+    Parameters
+    ----------
+    windows : ndarray, shape (M, 2r+1, 2r+1)
+        Data windows, each centred on its candidate maximum.
+    sigma_guess : float
+        Starting width (pixels) of the fits whose central pixels do not form a peak.
+
+    Returns
+    -------
+    params : ndarray of float64, shape (M, 7)
+        ``(amplitude, offset, y0, x0, a, b, c)``; ``y0, x0`` relative to the window
+        centre; the quadratic form ``a u^2 + 2 b u v + c v^2`` with ``u = x - x0``.
+    ok : ndarray of bool, shape (M,)
+        True where the fit converged to a peak (positive amplitude, positive-definite
+        form) whose centre lies inside its window.
+    """
+    n_fit, size, _ = windows.shape
+    radius = (size - 1) // 2
+    data = windows.reshape(n_fit, -1).astype(np.float64)
+    monomials = _monomials(radius)
+    basis_t = np.ascontiguousarray(monomials[:, :6].T)
+
+    params = _initial_guess(windows.astype(np.float64), sigma_guess)
+    # The working set holds only the fits still running; it shrinks as they converge.
+    idx = np.arange(n_fit)
+    work = params.copy()
+    scale = np.where(work[:, 0] > 0, work[:, 0], 1.0)[:, None]
+    expo = _exp_minus_q(work, basis_t)
+    resid = data - work[:, 1, None] - work[:, 0, None] * expo
+    cost = ((resid / scale) ** 2).sum(axis=1)
+    damping = np.full(n_fit, 1e-3)
+    last_step = np.full(n_fit, np.inf)
+    eye = np.eye(N_PARAMS)
+    for _ in range(MAX_ITER):
+        if not len(idx):
+            break
+        hess, grad = _normal_equations(work, expo, resid, monomials, last_step < NEWTON_SWITCH)
+        diag = np.abs(np.einsum("mii->mi", hess))
+        lhs = hess + (damping[:, None] * (diag + 1e-12 * scale**2))[:, :, None] * eye
+        try:
+            step = np.linalg.solve(lhs, grad[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            # A degenerate window (e.g. flat) makes its system singular; pinv steps it safely.
+            step = (np.linalg.pinv(lhs) @ grad[:, :, None])[:, :, 0]
+        trial = work + step
+        trial_expo = _exp_minus_q(trial, basis_t)
+        trial_resid = data - trial[:, 1, None] - trial[:, 0, None] * trial_expo
+        trial_cost = ((trial_resid / scale) ** 2).sum(axis=1)
+        better = np.isfinite(trial_cost) & (trial_cost <= cost)
+        rel_change = (cost - trial_cost) / np.maximum(cost, 1e-300)
+        work[better] = trial[better]
+        expo[better] = trial_expo[better]
+        resid[better] = trial_resid[better]
+        cost[better] = trial_cost[better]
+        damping = np.where(better, damping / 3.0, damping * 4.0)
+        # Done when the centre stops moving (far below any useful precision), the cost
+        # stalls, or no step downhill is left.
+        centre_step = np.abs(step[:, 2:4]).max(axis=1)
+        last_step = np.where(better, centre_step, np.inf)
+        done = np.where(
+            better, (centre_step < CENTRE_TOL) | (rel_change < 1e-12), damping > 1e8
+        )
+        if done.any():
+            params[idx[done]] = work[done]
+            keep = ~done
+            idx, work, data, expo, resid = (
+                idx[keep], work[keep], data[keep], expo[keep], resid[keep]
+            )
+            cost, damping, scale = cost[keep], damping[keep], scale[keep]
+            last_step = last_step[keep]
+    params[idx] = work
+
+    amp, _, y0, x0, a, b, c = params.T
+    ok = (
+        np.isfinite(params).all(axis=1)
+        & (amp > 0)
+        & (a > 0)
+        & (c > 0)
+        & (a * c - b * b > 0)
+        & (np.abs(y0) <= radius)
+        & (np.abs(x0) <= radius)
+    )
+    return params, ok
