@@ -14,6 +14,7 @@ import time
 from typing import Any, Literal
 
 import numpy as np
+import scipy.fft
 import xarray as xr
 
 from daskreg import pipeline
@@ -177,9 +178,11 @@ class Registration:
         self._load()
         start = time.perf_counter()
         setup = pipeline.pair_setup(p, self.frame_shape)
-        spectra = setup.spectra(self._frames)
-        i, j = pipeline.pair_indices(self.n_frames, p.band)
-        found = pipeline.measure_pairs(spectra, spectra, i, j, setup)
+        # In one process the transforms may use every core (Dask workers keep one each).
+        with scipy.fft.set_workers(-1):
+            spectra = setup.spectra(self._frames)
+            i, j = pipeline.pair_indices(self.n_frames, p.band)
+            found = pipeline.measure_pairs(spectra, spectra, i, j, setup)
         self._raw = pipeline.assemble_pairs(
             self.n_frames, i, j, found, setup.energy(spectra), p.band
         )
@@ -224,9 +227,10 @@ class Registration:
         start = time.perf_counter()
         shifts = analysis.shifts
         total = np.zeros(self.frame_shape)
-        for lo in range(0, self.n_frames, _AVERAGE_BLOCK):
-            block = slice(lo, lo + _AVERAGE_BLOCK)
-            total += shift.registered_sum(self._frames[block], shifts[block])
+        with scipy.fft.set_workers(-1):
+            for lo in range(0, self.n_frames, _AVERAGE_BLOCK):
+                block = slice(lo, lo + _AVERAGE_BLOCK)
+                total += shift.registered_sum(self._frames[block], shifts[block])
         average = total / analysis.used.sum()
         self.timings["average"] = time.perf_counter() - start
         first_two = np.flatnonzero(analysis.used)[:2]

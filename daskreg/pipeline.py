@@ -247,8 +247,8 @@ def measure_pairs(
     bias = correlate.window_autocorrelation(tuple(shape))
     if setup.band is None:
         map_bytes = 4 * shape[0] * shape[1]
-    else:  # the y-transformed band columns dominate
-        map_bytes = 8 * shape[0] * (setup.band.kx_max + 1)
+    else:  # two gathered band spectra and their product (the band path chunks the rest)
+        map_bytes = 3 * setup.mask_half.size * np.dtype(params.spectrum_dtype).itemsize
     batch = int(max(1, _PAIR_BATCH_BYTES // map_bytes))
     results = []
     for start in range(0, len(i), batch):

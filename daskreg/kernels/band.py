@@ -102,7 +102,7 @@ class BandGeometry:
         full = np.zeros((product.shape[0], ny, product.shape[2]), dtype=product.dtype)
         full[:, : k + 1] = product[:, : k + 1]
         full[:, ny - k :] = product[:, k + 1 :]
-        return scipy.fft.ifft(full, axis=1, workers=-1, overwrite_x=True)
+        return scipy.fft.ifft(full, axis=1, overwrite_x=True)
 
     def coarse_maps(self, columns: np.ndarray) -> np.ndarray:
         """Correlation on the coarse grid, on the full-size path's scale.
@@ -117,11 +117,13 @@ class BandGeometry:
         ndarray, shape (P, my, mx)
             ``c(p * row_step, q * nx / mx)``.
         """
-        mx = self.coarse[1]
-        rows = columns[:, :: self.row_step]
-        maps = scipy.fft.irfft(rows, n=mx, axis=2, workers=-1)
-        maps *= mx / self.shape[1]
-        return maps
+        my, mx = self.coarse
+        padded = np.zeros((columns.shape[0], my, mx // 2 + 1), dtype=columns.dtype)
+        # Scaled on the band, four times smaller than the maps.
+        np.multiply(
+            columns[:, :: self.row_step], mx / self.shape[1], out=padded[..., : self.kx_max + 1]
+        )
+        return scipy.fft.irfft(padded, n=mx, axis=2, overwrite_x=True)
 
     def windows(self, columns: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
         """Exact full-resolution correlation in square windows around integer centres.
@@ -141,13 +143,18 @@ class BandGeometry:
         ny, nx = self.shape
         offsets = np.arange(-radius, radius + 1)
         ys = (centres[..., 0, None] + offsets) % ny  # (P, K, W)
-        xs = (centres[..., 1, None] + offsets) % nx
         pair = np.arange(columns.shape[0])[:, None, None]
-        rows = columns[pair, ys] * self.column_weight.astype(columns.real.dtype)
         kx = np.arange(self.kx_max + 1)
-        # Phases of integer products mod N come from one table: exact, and no exp per entry.
-        ex = _phases(nx, columns.dtype)[(kx[:, None] * xs[..., None, :]) % nx]
-        return np.matmul(rows, ex).real / nx
+        # exp(2 pi i kx (c + o) / nx) = exp(2 pi i kx c / nx) exp(2 pi i kx o / nx): the
+        # first factor scales each window's rows, the second is one matrix for all
+        # windows, so the DFT is a single matrix product. Phases of integer products mod
+        # nx come from one table: exact, and no exp per entry.
+        table = _phases(nx, columns.dtype)
+        centre_phase = table[(centres[..., 1, None] * kx) % nx]  # (P, K, kx)
+        rows = columns[pair, ys] * centre_phase[:, :, None, :]  # (P, K, W, kx)
+        offset_dft = table[(kx[:, None] * offsets) % nx] * self.column_weight[:, None]
+        values = rows.reshape(-1, len(kx)) @ offset_dft.astype(columns.dtype)
+        return values.real.reshape(*ys.shape, len(offsets)) / nx
 
 
 @lru_cache(maxsize=8)

@@ -92,7 +92,7 @@ def frame_spectra(frames: np.ndarray, *, dtype: np.dtype | type = np.complex64) 
     frames = np.asarray(frames, dtype=real)
     centred = frames - frames.mean(axis=(-2, -1), keepdims=True)
     centred *= hann_window(frames.shape[-2:]).astype(real)
-    return scipy.fft.rfft2(centred, workers=-1).astype(dtype, copy=False)
+    return scipy.fft.rfft2(centred).astype(dtype, copy=False)
 
 
 def half_plane_mask(mask: np.ndarray) -> np.ndarray:
@@ -192,7 +192,7 @@ def correlation_maps(
         frame size).
     """
     product = correlation_spectra(spec_i, spec_j, mask_half, kind)
-    return scipy.fft.irfft2(product, s=shape, workers=-1)
+    return scipy.fft.irfft2(product, s=shape)
 
 
 def masked_energy(spectra: np.ndarray, mask_half: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

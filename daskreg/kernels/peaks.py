@@ -45,6 +45,10 @@ OVERSAMPLE = 4
 # candidates. A sample at most one coarse spacing (2 px) from the top of a peak at least
 # 1.5 px wide keeps 3/4 of its height, and only peaks near the best can win.
 COARSE_FLOOR = 0.5
+# Band-limited path: pairs transformed and searched at once. Their band columns and
+# coarse maps (about 0.5 MiB per pair at 512^2) then stay in the CPU cache, which makes
+# the transforms and the search about twice as fast as on a whole block.
+_BAND_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -111,14 +115,29 @@ def _find_maxima(maps: np.ndarray, floor: float) -> _Maxima:
     if np.count_nonzero(above) > above.size // 8:
         # Most pixels pass: one filter over the maps beats eight gathers per pixel.
         above &= ndimage.maximum_filter(maps, size=(1, 3, 3), mode="wrap") == maps
-    p, y, x = np.nonzero(above)
-    value = maps[p, y, x]
-    keep = np.ones(len(p), dtype=bool)
-    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-        neighbour = maps[p, (y + dy) % ny, (x + dx) % nx]
+    # Flat indices: a 1-D nonzero and 1-D gathers are several times faster than 3-D ones.
+    flat = maps.reshape(-1)
+    index = np.flatnonzero(above)
+    value = flat[index]
+    size = ny * nx
+    rest = index % size
+    y, x = rest // nx, rest % nx
+    edge = (y == 0) | (y == ny - 1) | (x == 0) | (x == nx - 1)
+    # Row neighbours first: they discard most candidates, so later gathers are few.
+    for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)):
+        where = index + (dy * nx + dx)
+        if edge.any():  # periodic neighbours across the map's border
+            at = np.flatnonzero(edge)
+            rest = index[at] % size
+            y, x = rest // nx, rest % nx
+            where[at] = index[at] - rest + (y + dy) % ny * nx + (x + dx) % nx
+        neighbour = flat[where]
         # Ties: of a plateau only the pixel with no equal neighbour above/left survives.
-        keep &= (neighbour < value) | ((neighbour == value) & ((dy, dx) > (0, 0)))
-    return _Maxima(p[keep], y[keep], x[keep], value[keep])
+        keep = (neighbour < value) | ((neighbour == value) & ((dy, dx) > (0, 0)))
+        index, value, edge = index[keep], value[keep], edge[keep]
+    p, rest = np.divmod(index, size)
+    y, x = np.divmod(rest, nx)
+    return _Maxima(p, y, x, value)
 
 
 def _top(maxima: _Maxima, score: np.ndarray, n_pairs: int, k: int):
@@ -392,6 +411,37 @@ def find_shifts_band(
     """
     if method not in ("pixel", "gf"):
         raise ValueError(f"the band-limited path supports 'pixel' and 'gf', not {method!r}")
+    radius = window_radius if method == "gf" else None
+    parts = [
+        _band_candidates(product[k : k + _BAND_CHUNK], geometry, num_peaks, radius)
+        for k in range(0, len(product), _BAND_CHUNK)
+    ]
+    centres, value, windows = (
+        np.concatenate([part[n] for part in parts]) if parts else None for n in range(3)
+    )
+    if centres is None:
+        return PeakResult.concatenate([])
+    valid = np.isfinite(value)
+    if method == "pixel":
+        shifts = _wrap_signed(centres[:, 0].astype(float), np.array(geometry.shape))
+        return PeakResult(shifts, valid[:, 0], value[:, 0])
+    # One fit call for the whole block: its cost per call does not shrink with the block.
+    return _fit_candidates(windows, centres, valid, geometry.shape, sigma_guess, bias)
+
+
+def _band_candidates(
+    product: np.ndarray, geometry: BandGeometry, num_peaks: int, radius: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``num_peaks`` best local-maximum pixels of each band-limited correlation.
+
+    Returns
+    -------
+    centres : ndarray of int, shape (P, K, 2)
+    value : ndarray, shape (P, K)
+        Exact correlation at each centre, brightest first; -inf where there is none.
+    windows : ndarray, shape (P, K, 2 radius + 1, 2 radius + 1)
+        Exact correlation around each centre (empty when ``radius`` is None).
+    """
     shape = np.array(geometry.shape)
     spacing = np.array(geometry.spacing)
     columns = geometry.columns(product)
@@ -417,9 +467,6 @@ def find_shifts_band(
     order = np.argsort(-value, axis=1)[:, :num_peaks]
     centres = np.take_along_axis(centres, order[..., None], axis=1)
     value = np.take_along_axis(value, order, axis=1)
-    valid = np.isfinite(value)
-    if method == "pixel":
-        shifts = _wrap_signed(centres[:, 0].astype(float), shape)
-        return PeakResult(shifts, valid[:, 0], value[:, 0])
-    windows = geometry.windows(columns, centres, window_radius)
-    return _fit_candidates(windows, centres, valid, geometry.shape, sigma_guess, bias)
+    if radius is None:
+        return centres, value, np.zeros((len(value), 0))
+    return centres, value, geometry.windows(columns, centres, radius)

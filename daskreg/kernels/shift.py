@@ -40,8 +40,8 @@ def fourier_shift_frames(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     dy = shifts[..., 0, None, None]
     dx = shifts[..., 1, None, None]
     phase = np.exp(-2j * np.pi * (ky * dy + kx * dx))
-    spectrum = scipy.fft.rfft2(frames, workers=-1)
-    return scipy.fft.irfft2(spectrum * phase, s=(ny, nx), workers=-1)
+    spectrum = scipy.fft.rfft2(frames)
+    return scipy.fft.irfft2(spectrum * phase, s=(ny, nx))
 
 
 def registered_sum(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
