@@ -101,61 +101,54 @@ def _normal_equations(
     monomials: np.ndarray,
     newton: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(H, J^T r)`` of each fit; ``H`` is ``J^T J``, or the full Hessian where ``newton``."""
+    """``(H, J^T r)`` of each fit; ``H`` is ``J^T J``, or the full Hessian where ``newton``.
+
+    The full Hessian is ``J^T J - sum_p r_p d2f_p``. With ``e = exp(-q)`` and the
+    polynomials ``D_k`` of :func:`_coefficients`, ``d2f / dA d theta_k = e D_k / A`` and,
+    for the other parameters, ``d2f / d theta_k d theta_l = e (D_k D_l / A - A q_kl)``
+    (``q_kl`` the second derivatives of ``q``). The ``D_k D_l`` parts of both sums share
+    one quadratic form: ``C (S[e^2] - S[r e] / A) C^T`` with ``S[w]`` the moments of
+    ``w`` on products of basis monomials.
+    """
     n_fit = len(params)
+    amp, _, y0, x0, a, b, c = params.T
     coef = _coefficients(params)
-    coef_t = coef.transpose(0, 2, 1)
     e2 = (expo * expo) @ monomials
     re = (resid * expo) @ monomials
     e1 = expo @ monomials[:, :6]
-    rows = _ROWS[:, None], _ROWS[None, :]
+    # 1/A where the full Hessian is wanted, 0 where Gauss-Newton's.
+    weight = np.where(newton & (amp != 0), 1.0 / np.where(amp != 0, amp, 1.0), 0.0)
+    moments = e2[:, _PRODUCT] - weight[:, None, None] * re[:, _PRODUCT]
 
     hess = np.empty((n_fit, N_PARAMS, N_PARAMS))
-    hess[:, rows[0], rows[1]] = coef @ e2[:, _PRODUCT] @ coef_t
+    hess[:, _ROWS[:, None], _ROWS[None, :]] = coef @ moments @ coef.transpose(0, 2, 1)
+    hess[:, 0, 0] += weight * re[:, 0]  # f is linear in A: no curvature term there
     cross = (coef @ e1[:, :, None])[:, :, 0]
     hess[:, 1, _ROWS] = cross
     hess[:, _ROWS, 1] = cross
     hess[:, 1, 1] = monomials.shape[0]
-    grad = np.empty((n_fit, N_PARAMS))
-    grad[:, _ROWS] = (coef @ re[:, :6, None])[:, :, 0]
-    grad[:, 1] = resid.sum(axis=1)
-    if newton.any():
-        hess[newton] -= _curvature_term(params[newton], coef[newton], re[newton])
-    return hess, grad
-
-
-def _curvature_term(params: np.ndarray, coef: np.ndarray, re: np.ndarray) -> np.ndarray:
-    """``sum_p r_p d2f_p / d theta_k d theta_l`` (the part Gauss-Newton leaves out).
-
-    With ``e = exp(-q)``: ``d2f / dA d theta_k = e D_k / A``, and for the other parameters
-    ``d2f / d theta_k d theta_l = e (D_k D_l / A - A d2q / d theta_k d theta_l)``.
-    """
-    amp, _, y0, x0, a, b, c = params.T
-    safe_amp = np.where(amp != 0, amp, 1.0)
-    rows = _ROWS[:, None], _ROWS[None, :]
-    term = np.zeros((len(params), N_PARAMS, N_PARAMS))
-    term[:, rows[0], rows[1]] = (
-        coef @ re[:, _PRODUCT] @ coef.transpose(0, 2, 1) / safe_amp[:, None, None]
-    )
-    term[:, 0, 0] = 0.0  # f is linear in A
-    r0 = re[:, 0]
-    ru = re[:, 1] - x0 * r0  # sum r e u
-    rv = re[:, 2] - y0 * r0  # sum r e v
-    # Nonzero second derivatives of q, scaled by -A and weighted by r e.
-    second = {
-        (3, 3): 2 * a * r0,
-        (2, 2): 2 * c * r0,
-        (2, 3): 2 * b * r0,
+    # The A q_kl parts: q_x0x0 = 2a, q_y0y0 = 2c, q_x0y0 = 2b, q_a,x0 = q_b,y0 = -2u,
+    # q_b,x0 = q_c,y0 = -2v; weighted by r e and summed: sum r e u = re_x - x0 re_1.
+    scaled = amp * (weight != 0)
+    r1 = re[:, 0]
+    ru = re[:, 1] - x0 * r1
+    rv = re[:, 2] - y0 * r1
+    for (k, m), value in {
+        (3, 3): 2 * a * r1,
+        (2, 2): 2 * c * r1,
+        (2, 3): 2 * b * r1,
         (3, 4): -2 * ru,
         (3, 5): -2 * rv,
         (2, 5): -2 * ru,
         (2, 6): -2 * rv,
-    }
-    for (k, m), value in second.items():
-        term[:, k, m] -= amp * value
+    }.items():
+        hess[:, k, m] += scaled * value
         if k != m:
-            term[:, m, k] -= amp * value
-    return term
+            hess[:, m, k] += scaled * value
+    grad = np.empty((n_fit, N_PARAMS))
+    grad[:, _ROWS] = (coef @ re[:, :6, None])[:, :, 0]
+    grad[:, 1] = resid.sum(axis=1)
+    return hess, grad
 
 
 def _initial_guess(windows: np.ndarray, sigma_guess: float) -> np.ndarray:
