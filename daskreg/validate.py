@@ -107,11 +107,17 @@ def frame_quality(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Standard deviation of the finite pixels (0 for a constant frame).
     """
     frames = np.asarray(frames, dtype=np.float64)
-    finite_px = np.isfinite(frames)
-    finite = finite_px.all(axis=(1, 2))
-    clean = np.where(finite_px, frames, np.nan)
+    finite = np.isfinite(frames).all(axis=(1, 2))
+    if finite.all():
+        return finite, frames.std(axis=(1, 2))
+    std = np.zeros(len(frames))
+    if finite.any():
+        std[finite] = frames[finite].std(axis=(1, 2))
+    # Only frames with invalid pixels pay for the NaN-aware statistics.
+    partial = frames[~finite]
+    clean = np.where(np.isfinite(partial), partial, np.nan)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         # An all-NaN frame has no std; it is reported through ``finite``.
         warnings.simplefilter("ignore", RuntimeWarning)
-        std = np.nanstd(clean, axis=(1, 2))
-    return finite, np.nan_to_num(std)
+        std[~finite] = np.nan_to_num(np.nanstd(clean, axis=(1, 2)))
+    return finite, std
