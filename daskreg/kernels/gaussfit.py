@@ -12,8 +12,8 @@ Every derivative of ``f`` is ``exp(-q)`` times a polynomial of degree at most fo
 Far from the minimum the steps are Gauss-Newton's (``J^T J``, always positive
 semi-definite); once a fit's centre moves less than ``NEWTON_SWITCH`` pixels the full
 Hessian (``J^T J - sum_p r_p d2f_p``) takes over and the fit converges quadratically
-instead of linearly: about 7 iterations instead of 12 for correlation peaks on a
-lattice, to the same minimum.
+instead of linearly: about 6 iterations instead of 12 for correlation peaks on a
+lattice, to the same minimum (within 1e-4 px).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ __all__ = ["fit_gaussians", "N_PARAMS", "NEWTON_SWITCH"]
 N_PARAMS = 7  # amplitude, offset, y0, x0, a, b, c
 MAX_ITER = 30
 CENTRE_TOL = 1e-4  # pixels: 100x below the best precision the data support
+# A Newton step this small leaves an error of about its square: below CENTRE_TOL.
+NEWTON_TOL = 1e-3
 # Centre step (pixels) below which the full Hessian is used: near a minimum it is
 # positive definite, but from the log-parabola start its curvature terms can point away.
 NEWTON_SWITCH = 3e-2
@@ -69,7 +71,16 @@ def _exp_minus_q(params: np.ndarray, basis_t: np.ndarray) -> np.ndarray:
     q = _quadratic_form(params) @ basis_t
     # Clipped so a wandering fit (not positive definite) overflows neither way.
     np.clip(q, -50.0, 700.0, out=q)
-    return np.exp(-q, out=q)
+    np.negative(q, out=q)
+    return np.exp(q, out=q)
+
+
+def _residuals(data: np.ndarray, params: np.ndarray, expo: np.ndarray) -> np.ndarray:
+    """``data - B - A exp(-q)``, in place of one temporary."""
+    resid = expo * -params[:, 0, None]
+    resid += data
+    resid -= params[:, 1, None]
+    return resid
 
 
 def _coefficients(params: np.ndarray) -> np.ndarray:
@@ -221,7 +232,7 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
     work = params.copy()
     scale = np.where(work[:, 0] > 0, work[:, 0], 1.0)[:, None]
     expo = _exp_minus_q(work, basis_t)
-    resid = data - work[:, 1, None] - work[:, 0, None] * expo
+    resid = _residuals(data, work, expo)
     cost = ((resid / scale) ** 2).sum(axis=1)
     damping = np.full(n_fit, 1e-3)
     last_step = np.full(n_fit, np.inf)
@@ -229,7 +240,8 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
     for _ in range(MAX_ITER):
         if not len(idx):
             break
-        hess, grad = _normal_equations(work, expo, resid, monomials, last_step < NEWTON_SWITCH)
+        newton = last_step < NEWTON_SWITCH
+        hess, grad = _normal_equations(work, expo, resid, monomials, newton)
         diag = np.abs(np.einsum("mii->mi", hess))
         lhs = hess + (damping[:, None] * (diag + 1e-12 * scale**2))[:, :, None] * eye
         try:
@@ -239,7 +251,7 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
             step = (np.linalg.pinv(lhs) @ grad[:, :, None])[:, :, 0]
         trial = work + step
         trial_expo = _exp_minus_q(trial, basis_t)
-        trial_resid = data - trial[:, 1, None] - trial[:, 0, None] * trial_expo
+        trial_resid = _residuals(data, trial, trial_expo)
         trial_cost = ((trial_resid / scale) ** 2).sum(axis=1)
         better = np.isfinite(trial_cost) & (trial_cost <= cost)
         rel_change = (cost - trial_cost) / np.maximum(cost, 1e-300)
@@ -252,9 +264,8 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
         # stalls, or no step downhill is left.
         centre_step = np.abs(step[:, 2:4]).max(axis=1)
         last_step = np.where(better, centre_step, np.inf)
-        done = np.where(
-            better, (centre_step < CENTRE_TOL) | (rel_change < 1e-12), damping > 1e8
-        )
+        tol = np.where(newton, NEWTON_TOL, CENTRE_TOL)
+        done = np.where(better, (centre_step < tol) | (rel_change < 1e-12), damping > 1e8)
         if done.any():
             params[idx[done]] = work[done]
             keep = ~done
