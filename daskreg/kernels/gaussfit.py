@@ -12,8 +12,10 @@ Every derivative of ``f`` is ``exp(-q)`` times a polynomial of degree at most fo
 Far from the minimum the steps are Gauss-Newton's (``J^T J``, always positive
 semi-definite); once a fit's centre moves less than ``NEWTON_SWITCH`` pixels the full
 Hessian (``J^T J - sum_p r_p d2f_p``) takes over and the fit converges quadratically
-instead of linearly: about 6 iterations instead of 12 for correlation peaks on a
-lattice, to the same minimum (within 1e-4 px).
+instead of linearly. The peaks of one block of pairs share their shape (same lattice,
+same mask), so a sample of ``WARM_SAMPLE`` fits is solved first and the others start
+from its median shape: about 3 iterations per fit instead of 12, to the same minimum
+(within 1e-7 px).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ __all__ = ["fit_gaussians", "N_PARAMS", "NEWTON_SWITCH"]
 
 N_PARAMS = 7  # amplitude, offset, y0, x0, a, b, c
 MAX_ITER = 30
-CENTRE_TOL = 1e-4  # pixels: 100x below the best precision the data support
-# A Newton step this small leaves an error of about its square: below CENTRE_TOL.
-NEWTON_TOL = 1e-3
 # Centre step (pixels) below which the full Hessian is used: near a minimum it is
-# positive definite, but from the log-parabola start its curvature terms can point away.
+# positive definite, but from a distant start its curvature terms can point away.
 NEWTON_SWITCH = 3e-2
+# A fit stops after a Newton step smaller than this (pixels): Newton converges
+# quadratically, so the centre is then within about 1e-7 px of the minimum, whatever
+# the start (which keeps results independent of how pairs are batched).
+NEWTON_TOL = 1e-5
+# Fits of a block solved first; the others start from their median shape.
+WARM_SAMPLE = 32
 
 # Monomials x^i y^j with i + j <= 4, by degree; the first six (degree <= 2) are the basis
 # in which every polynomial factor of a derivative is written: 1, x, y, x^2, xy, y^2.
@@ -225,12 +230,77 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
     data = windows.reshape(n_fit, -1).astype(np.float64)
     monomials = _monomials(radius)
     basis_t = np.ascontiguousarray(monomials[:, :6].T)
+    start = _initial_guess(windows.astype(np.float64), sigma_guess)
+    scale = np.where(start[:, 0] > 0, start[:, 0], 1.0)[:, None]
+    if n_fit < 4 * WARM_SAMPLE:
+        params = _levenberg_marquardt(data, start, scale, monomials, basis_t)
+    else:
+        # The peaks of one block share their shape (same lattice, same mask): fit a
+        # sample, then start the others from its median shape, a few steps closer.
+        head = slice(0, WARM_SAMPLE)
+        sample = _levenberg_marquardt(data[head], start[head], scale[head], monomials, basis_t)
+        rest = slice(WARM_SAMPLE, None)
+        warm = _warm_start(data[rest], start[rest], sample[_converged(sample, radius)], basis_t)
+        params = np.concatenate(
+            [sample, _levenberg_marquardt(data[rest], warm, scale[rest], monomials, basis_t)]
+        )
+    return params, _converged(params, radius)
 
-    params = _initial_guess(windows.astype(np.float64), sigma_guess)
+
+def _converged(params: np.ndarray, radius: int) -> np.ndarray:
+    """Fits that reached a peak: positive amplitude, positive-definite form, centre inside."""
+    amp, _, y0, x0, a, b, c = params.T
+    return (
+        np.isfinite(params).all(axis=1)
+        & (amp > 0)
+        & (a > 0)
+        & (c > 0)
+        & (a * c - b * b > 0)
+        & (np.abs(y0) <= radius)
+        & (np.abs(x0) <= radius)
+    )
+
+
+def _warm_start(
+    data: np.ndarray, start: np.ndarray, fitted: np.ndarray, basis_t: np.ndarray
+) -> np.ndarray:
+    """Each fit's start with the median fitted shape, where that fits the data better.
+
+    With the shape ``(a, b, c)`` and centre fixed the model is linear in ``A`` and ``B``,
+    which are then solved for exactly; the start of lower cost is kept per fit.
+    """
+    if not len(fitted):
+        return start
+    warm = start.copy()
+    warm[:, 4:7] = np.median(fitted[:, 4:7], axis=0)
+    expo = _exp_minus_q(warm, basis_t)
+    n_px = data.shape[1]
+    sum_e, sum_ee = expo.sum(axis=1), (expo * expo).sum(axis=1)
+    sum_d, sum_ed = data.sum(axis=1), (expo * data).sum(axis=1)
+    det = n_px * sum_ee - sum_e**2
+    solvable = det > 1e-12 * n_px * sum_ee
+    safe = np.where(solvable, det, 1.0)
+    warm[:, 0] = (n_px * sum_ed - sum_e * sum_d) / safe
+    warm[:, 1] = (sum_d - warm[:, 0] * sum_e) / n_px
+    warm_cost = (_residuals(data, warm, expo) ** 2).sum(axis=1)
+    start_cost = (_residuals(data, start, _exp_minus_q(start, basis_t)) ** 2).sum(axis=1)
+    better = solvable & (warm[:, 0] > 0) & (warm_cost < start_cost)
+    return np.where(better[:, None], warm, start)
+
+
+def _levenberg_marquardt(
+    data: np.ndarray,
+    start: np.ndarray,
+    scale: np.ndarray,
+    monomials: np.ndarray,
+    basis_t: np.ndarray,
+) -> np.ndarray:
+    """Levenberg-Marquardt from ``start`` for every window (rows of ``data``) at once."""
+    n_fit = len(data)
+    params = start.copy()
     # The working set holds only the fits still running; it shrinks as they converge.
     idx = np.arange(n_fit)
-    work = params.copy()
-    scale = np.where(work[:, 0] > 0, work[:, 0], 1.0)[:, None]
+    work = start.copy()
     expo = _exp_minus_q(work, basis_t)
     resid = _residuals(data, work, expo)
     cost = ((resid / scale) ** 2).sum(axis=1)
@@ -264,8 +334,9 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
         # stalls, or no step downhill is left.
         centre_step = np.abs(step[:, 2:4]).max(axis=1)
         last_step = np.where(better, centre_step, np.inf)
-        tol = np.where(newton, NEWTON_TOL, CENTRE_TOL)
-        done = np.where(better, (centre_step < tol) | (rel_change < 1e-12), damping > 1e8)
+        done = np.where(
+            better, (newton & (centre_step < NEWTON_TOL)) | (rel_change < 1e-12), damping > 1e8
+        )
         if done.any():
             params[idx[done]] = work[done]
             keep = ~done
@@ -276,14 +347,4 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
             last_step = last_step[keep]
     params[idx] = work
 
-    amp, _, y0, x0, a, b, c = params.T
-    ok = (
-        np.isfinite(params).all(axis=1)
-        & (amp > 0)
-        & (a > 0)
-        & (c > 0)
-        & (a * c - b * b > 0)
-        & (np.abs(y0) <= radius)
-        & (np.abs(x0) <= radius)
-    )
-    return params, ok
+    return params
