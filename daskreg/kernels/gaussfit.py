@@ -73,6 +73,7 @@ def _quadratic_form(params: np.ndarray) -> np.ndarray:
 
 
 def _exp_minus_q(params: np.ndarray, basis_t: np.ndarray) -> np.ndarray:
+    """``exp(-q)`` on every window's grid, shape (M, W)."""
     q = _quadratic_form(params) @ basis_t
     # Clipped so a wandering fit (not positive definite) overflows neither way.
     np.clip(q, -50.0, 700.0, out=q)
@@ -97,16 +98,24 @@ def _coefficients(params: np.ndarray) -> np.ndarray:
     amp, _, y0, x0, a, b, c = params.T
     coef = np.zeros((len(params), 6, 6))
     coef[:, 0, 0] = 1.0
-    coef[:, 1] = (2 * amp)[:, None] * np.stack(
-        [-(b * x0 + c * y0), b, c, 0 * a, 0 * a, 0 * a], axis=1
-    )
-    coef[:, 2] = (2 * amp)[:, None] * np.stack(
-        [-(a * x0 + b * y0), a, b, 0 * a, 0 * a, 0 * a], axis=1
-    )
-    one, zero = np.ones_like(a), np.zeros_like(a)
-    coef[:, 3] = -amp[:, None] * np.stack([x0**2, -2 * x0, zero, one, zero, zero], axis=1)
-    coef[:, 4] = -2 * amp[:, None] * np.stack([x0 * y0, -y0, -x0, zero, one, zero], axis=1)
-    coef[:, 5] = -amp[:, None] * np.stack([y0**2, zero, -2 * y0, zero, zero, one], axis=1)
+    # 2A (b u + c v) and 2A (a u + b v): constant, x and y terms.
+    coef[:, 1, 0] = -2 * amp * (b * x0 + c * y0)
+    coef[:, 1, 1] = 2 * amp * b
+    coef[:, 1, 2] = 2 * amp * c
+    coef[:, 2, 0] = -2 * amp * (a * x0 + b * y0)
+    coef[:, 2, 1] = 2 * amp * a
+    coef[:, 2, 2] = 2 * amp * b
+    # -A u^2 = -A (x^2 - 2 x0 x + x0^2), -2A u v and -A v^2 likewise.
+    coef[:, 3, 0] = -amp * x0**2
+    coef[:, 3, 1] = 2 * amp * x0
+    coef[:, 3, 3] = -amp
+    coef[:, 4, 0] = -2 * amp * x0 * y0
+    coef[:, 4, 1] = 2 * amp * y0
+    coef[:, 4, 2] = 2 * amp * x0
+    coef[:, 4, 4] = -2 * amp
+    coef[:, 5, 0] = -amp * y0**2
+    coef[:, 5, 2] = 2 * amp * y0
+    coef[:, 5, 5] = -amp
     return coef
 
 
