@@ -411,21 +411,19 @@ def find_shifts_band(
     """
     if method not in ("pixel", "gf"):
         raise ValueError(f"the band-limited path supports 'pixel' and 'gf', not {method!r}")
+    if not len(product):
+        return PeakResult.concatenate([])
     radius = window_radius if method == "gf" else None
     parts = [
         _band_candidates(product[k : k + _BAND_CHUNK], geometry, num_peaks, radius)
         for k in range(0, len(product), _BAND_CHUNK)
     ]
-    centres, value, windows = (
-        np.concatenate([part[n] for part in parts]) if parts else None for n in range(3)
-    )
-    if centres is None:
-        return PeakResult.concatenate([])
+    centres, value, windows = (np.concatenate(column) for column in zip(*parts, strict=True))
     valid = np.isfinite(value)
     if method == "pixel":
         shifts = _wrap_signed(centres[:, 0].astype(float), np.array(geometry.shape))
         return PeakResult(shifts, valid[:, 0], value[:, 0])
-    # One fit call for the whole block: its cost per call does not shrink with the block.
+    # One fit call for the whole block: the fits' warm-start sample is paid once.
     return _fit_candidates(windows, centres, valid, geometry.shape, sigma_guess, bias)
 
 
