@@ -249,9 +249,11 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
         head = slice(0, WARM_SAMPLE)
         sample = _levenberg_marquardt(data[head], start[head], scale[head], monomials, basis_t)
         rest = slice(WARM_SAMPLE, None)
-        warm = _warm_start(data[rest], start[rest], sample[_converged(sample, radius)], basis_t)
+        warm, expo = _warm_start(
+            data[rest], start[rest], sample[_converged(sample, radius)], basis_t
+        )
         params = np.concatenate(
-            [sample, _levenberg_marquardt(data[rest], warm, scale[rest], monomials, basis_t)]
+            [sample, _levenberg_marquardt(data[rest], warm, scale[rest], monomials, basis_t, expo)]
         )
     return params, _converged(params, radius)
 
@@ -272,14 +274,21 @@ def _converged(params: np.ndarray, radius: int) -> np.ndarray:
 
 def _warm_start(
     data: np.ndarray, start: np.ndarray, fitted: np.ndarray, basis_t: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Each fit's start with the median fitted shape, where that fits the data better.
 
     With the shape ``(a, b, c)`` and centre fixed the model is linear in ``A`` and ``B``,
     which are then solved for exactly; the start of lower cost is kept per fit.
+
+    Returns
+    -------
+    start : ndarray, shape (M, 7)
+    expo : ndarray, shape (M, W)
+        ``exp(-q)`` of each start, already computed here for the comparison.
     """
+    start_expo = _exp_minus_q(start, basis_t)
     if not len(fitted):
-        return start
+        return start, start_expo
     warm = start.copy()
     warm[:, 4:7] = np.median(fitted[:, 4:7], axis=0)
     expo = _exp_minus_q(warm, basis_t)
@@ -292,9 +301,9 @@ def _warm_start(
     warm[:, 0] = (n_px * sum_ed - sum_e * sum_d) / safe
     warm[:, 1] = (sum_d - warm[:, 0] * sum_e) / n_px
     warm_cost = (_residuals(data, warm, expo) ** 2).sum(axis=1)
-    start_cost = (_residuals(data, start, _exp_minus_q(start, basis_t)) ** 2).sum(axis=1)
+    start_cost = (_residuals(data, start, start_expo) ** 2).sum(axis=1)
     better = solvable & (warm[:, 0] > 0) & (warm_cost < start_cost)
-    return np.where(better[:, None], warm, start)
+    return np.where(better[:, None], warm, start), np.where(better[:, None], expo, start_expo)
 
 
 def _levenberg_marquardt(
@@ -303,14 +312,19 @@ def _levenberg_marquardt(
     scale: np.ndarray,
     monomials: np.ndarray,
     basis_t: np.ndarray,
+    expo: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Levenberg-Marquardt from ``start`` for every window (rows of ``data``) at once."""
+    """Levenberg-Marquardt from ``start`` for every window (rows of ``data``) at once.
+
+    ``expo``, if given, is ``exp(-q)`` of ``start`` (it is updated in place).
+    """
     n_fit = len(data)
     params = start.copy()
     # The working set holds only the fits still running; it shrinks as they converge.
     idx = np.arange(n_fit)
     work = start.copy()
-    expo = _exp_minus_q(work, basis_t)
+    if expo is None:
+        expo = _exp_minus_q(work, basis_t)
     resid = _residuals(data, work, expo)
     cost = ((resid / scale) ** 2).sum(axis=1)
     damping = np.full(n_fit, 1e-3)
