@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
-from scipy import ndimage
 
 from daskreg.kernels.gaussfit import N_PARAMS, fit_gaussians
+from daskreg.kernels.maxima import top_maxima
 
 if TYPE_CHECKING:
     from daskreg.kernels.band import BandGeometry
@@ -92,72 +92,6 @@ def _wrap_signed(position: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.mod(position + size / 2, size) - size / 2
 
 
-@dataclass(frozen=True)
-class _Maxima:
-    """Local maxima of a block of maps as flat lists: map index, row, column, value."""
-
-    pair: np.ndarray
-    y: np.ndarray
-    x: np.ndarray
-    value: np.ndarray
-
-
-def _find_maxima(maps: np.ndarray, floor: float) -> _Maxima:
-    """Local maxima (no lower than their 8 periodic neighbours, one per plateau) of
-    each map whose value is at least ``floor`` times the map's maximum.
-
-    Thresholding first keeps the neighbour tests to the few pixels that can matter.
-    """
-    n_pairs, ny, nx = maps.shape
-    top = maps.reshape(n_pairs, -1).max(axis=1)
-    limit = np.where(top > 0, floor * top, 0.0)
-    above = maps >= limit[:, None, None].astype(maps.dtype)
-    if np.count_nonzero(above) > above.size // 8:
-        # Most pixels pass: one filter over the maps beats eight gathers per pixel.
-        above &= ndimage.maximum_filter(maps, size=(1, 3, 3), mode="wrap") == maps
-    # Flat indices: a 1-D nonzero and 1-D gathers are several times faster than 3-D ones.
-    flat = maps.reshape(-1)
-    index = np.flatnonzero(above)
-    value = flat[index]
-    size = ny * nx
-    rest = index % size
-    y, x = rest // nx, rest % nx
-    edge = (y == 0) | (y == ny - 1) | (x == 0) | (x == nx - 1)
-    # Row neighbours first: they discard most candidates, so later gathers are few.
-    for dy, dx in ((0, -1), (0, 1), (-1, 0), (1, 0), (-1, -1), (-1, 1), (1, -1), (1, 1)):
-        where = index + (dy * nx + dx)
-        if edge.any():  # periodic neighbours across the map's border
-            at = np.flatnonzero(edge)
-            rest = index[at] % size
-            y, x = rest // nx, rest % nx
-            where[at] = index[at] - rest + (y + dy) % ny * nx + (x + dx) % nx
-        neighbour = flat[where]
-        # Ties: of a plateau only the pixel with no equal neighbour above/left survives.
-        keep = (neighbour < value) | ((neighbour == value) & ((dy, dx) > (0, 0)))
-        index, value, edge = index[keep], value[keep], edge[keep]
-    p, rest = np.divmod(index, size)
-    y, x = np.divmod(rest, nx)
-    return _Maxima(p, y, x, value)
-
-
-def _top(maxima: _Maxima, score: np.ndarray, n_pairs: int, k: int):
-    """Per map, the ``k`` maxima of largest ``score``: positions (P, k, 2), valid (P, k),
-    and the index of each into the flat lists (P, k)."""
-    order = np.lexsort((-score, maxima.pair))
-    pair = maxima.pair[order]
-    first = np.searchsorted(pair, pair, side="left")
-    rank = np.arange(len(pair)) - first
-    chosen = rank < k
-    index = np.zeros((n_pairs, k), dtype=int)
-    valid = np.zeros((n_pairs, k), dtype=bool)
-    index[pair[chosen], rank[chosen]] = order[chosen]
-    valid[pair[chosen], rank[chosen]] = True
-    if not len(order):  # no maximum anywhere (flat maps): nothing to point at
-        return np.zeros((n_pairs, k, 2), dtype=int), valid, index
-    positions = np.stack([maxima.y[index], maxima.x[index]], axis=-1)
-    return positions, valid, index
-
-
 def local_maxima(corr: np.ndarray, num_peaks: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``num_peaks`` brightest distinct local maxima of each map (periodic edges).
 
@@ -175,43 +109,8 @@ def local_maxima(corr: np.ndarray, num_peaks: int) -> tuple[np.ndarray, np.ndarr
     valid : ndarray of bool, shape (P, K)
         False where a map has fewer than ``K`` such maxima.
     """
-    maxima = _find_maxima(corr, 0.0)
-    positions, valid, _ = _top(maxima, maxima.value, corr.shape[0], num_peaks)
-    return positions, valid
-
-
-def _log_parabola(maps: np.ndarray, maxima: _Maxima) -> tuple[np.ndarray, np.ndarray]:
-    """Peak height and sub-sample offset of each maximum from its neighbourhood.
-
-    A log-parabola through three samples is exact for a Gaussian peak, which is what a
-    correlation peak looks like near its top, however coarsely it is sampled.
-
-    Returns
-    -------
-    height : ndarray, shape (M,)
-        Estimated peak height of each maximum.
-    offset : ndarray, shape (M, 2)
-        Sub-sample offset of the peak (samples, clipped to one).
-    """
-    _, ny, nx = maps.shape
-    p, y, x = maxima.pair, maxima.y, maxima.x
-    centre = maxima.value.astype(np.float64)
-    positive = centre > 0
-    safe_centre = np.where(positive, centre, 1.0)
-    gain = np.zeros(len(p))
-    delta = np.zeros((len(p), 2))
-    for axis, (dy, dx) in enumerate(((1, 0), (0, 1))):
-        before = maps[p, (y - dy) % ny, (x - dx) % nx] / safe_centre
-        after = maps[p, (y + dy) % ny, (x + dx) % nx] / safe_centre
-        before = np.log(np.maximum(before, 1e-3))
-        after = np.log(np.maximum(after, 1e-3))
-        curvature = before + after
-        peaked = positive & (curvature < 0)
-        curvature = np.where(peaked, curvature, -1.0)
-        delta[:, axis] = np.where(peaked, np.clip((before - after) / (2 * curvature), -1, 1), 0)
-        gain += np.where(peaked, -((before - after) ** 2) / (8 * curvature), 0.0)
-    height = np.where(positive, centre * np.exp(np.minimum(gain, 5.0)), centre)
-    return height, delta
+    maxima = top_maxima(corr, num_peaks)
+    return maxima.positions, maxima.valid
 
 
 def _windows(maps: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
@@ -444,11 +343,9 @@ def _band_candidates(
     spacing = np.array(geometry.spacing)
     columns = geometry.columns(product)
     coarse = geometry.coarse_maps(columns)
-    maxima = _find_maxima(coarse, COARSE_FLOOR)
-    height, offset = _log_parabola(coarse, maxima)
-    cand, valid, index = _top(maxima, height, len(coarse), OVERSAMPLE * num_peaks)
-    sub = offset[index] if len(offset) else 0.0
-    approx = np.rint((cand + sub) * spacing).astype(int)
+    maxima = top_maxima(coarse, OVERSAMPLE * num_peaks, floor=COARSE_FLOOR, interpolate=True)
+    valid = maxima.valid
+    approx = np.rint((maxima.positions + maxima.offset) * spacing).astype(int)
     # The estimate is good to about a pixel; look one pixel further for the maximum.
     reach = 2
     near = geometry.windows(columns, approx, reach)

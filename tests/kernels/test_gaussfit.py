@@ -44,25 +44,27 @@ def test_warm_started_block_equals_each_fit_alone():
     np.testing.assert_allclose(together[::7, 2:4], alone[:, 2:4], atol=1e-6)
 
 
+def _normal_equations(params: np.ndarray, data: np.ndarray, newton: bool):
+    expo, resid = np.empty(len(data)), np.empty(len(data))
+    gaussfit._evaluate(data, params, RADIUS, expo, resid)
+    hess, grad = np.empty((gaussfit.N_PARAMS,) * 2), np.empty(gaussfit.N_PARAMS)
+    gaussfit._normal_equations(params, expo, resid, RADIUS, newton, hess, grad)
+    return hess, grad
+
+
 def test_newton_hessian_matches_finite_differences():
     windows, _, _ = _windows(3, seed=3, noise=0.05)
-    data = windows.reshape(3, -1)
-    monomials = gaussfit._monomials(RADIUS)
-    basis_t = np.ascontiguousarray(monomials[:, :6].T)
-    params = gaussfit._initial_guess(windows, 2.0) + [0, 0, 0.1, -0.15, 0.01, 0.005, -0.01]
-
-    def gradient(p: np.ndarray) -> np.ndarray:
-        expo = gaussfit._exp_minus_q(p, basis_t)
-        resid = gaussfit._residuals(data, p, expo)
-        return gaussfit._normal_equations(p, expo, resid, monomials, np.zeros(3, bool))[1]
-
-    expo = gaussfit._exp_minus_q(params, basis_t)
-    resid = gaussfit._residuals(data, params, expo)
-    hessian, _ = gaussfit._normal_equations(params, expo, resid, monomials, np.ones(3, bool))
-    numeric = np.empty_like(hessian)
-    for k in range(gaussfit.N_PARAMS):
-        step = np.zeros(gaussfit.N_PARAMS)
-        step[k] = 1e-6
-        # J^T r is minus half the cost's gradient; the Hessian is its negative derivative.
-        numeric[:, :, k] = -(gradient(params + step) - gradient(params - step)) / 2e-6
-    np.testing.assert_allclose(hessian, numeric, atol=1e-5 * np.abs(numeric).max())
+    starts = gaussfit._initial_guess(windows, 2.0) + [0, 0, 0.1, -0.15, 0.01, 0.005, -0.01]
+    for window, params in zip(windows.reshape(3, -1), starts, strict=True):
+        hessian, _ = _normal_equations(params, window, newton=True)
+        numeric = np.empty_like(hessian)
+        for k in range(gaussfit.N_PARAMS):
+            step = np.zeros(gaussfit.N_PARAMS)
+            step[k] = 1e-6
+            # J^T r is minus half the cost's gradient; the Hessian is its negative derivative.
+            ahead = _normal_equations(params + step, window, newton=False)[1]
+            behind = _normal_equations(params - step, window, newton=False)[1]
+            numeric[:, k] = -(ahead - behind) / 2e-6
+        np.testing.assert_allclose(hessian, numeric, atol=1e-5 * np.abs(numeric).max())
+        # Gauss-Newton's J^T J differs from it by the residual curvature.
+        assert not np.allclose(_normal_equations(params, window, newton=False)[0], hessian)
