@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.fft
+from dask.system import CPU_COUNT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -47,13 +48,14 @@ def _time(func, *args, repeat: int = 1, **kwargs):
 
 
 def pair_stage(stack: np.ndarray, params: RegistrationParams, band_limited: bool | None):
-    """Spectra + all pairs with the numpy kernels, transforms on every core (as the
-    numpy engine runs them); returns the PeakResult."""
+    """Spectra + all pairs with the numpy kernels on every core, as the numpy engine
+    runs them (spectra with multi-threaded transforms, pairs in one thread per core);
+    returns the PeakResult."""
     setup = pipeline.pair_setup(params, stack.shape[1:], band_limited=band_limited)
     with scipy.fft.set_workers(-1):
         spectra = setup.spectra(stack)
-        i, j = pipeline.pair_indices(len(stack))
-        return pipeline.measure_pairs(spectra, spectra, i, j, setup)
+    i, j = pipeline.pair_indices(len(stack))
+    return pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
 
 
 def reference_end_to_end(stack: np.ndarray) -> np.ndarray:

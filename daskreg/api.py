@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.fft
 import xarray as xr
+from dask.system import CPU_COUNT
 
 from daskreg import pipeline
 from daskreg.errors import ParameterError
@@ -178,11 +179,11 @@ class Registration:
         self._load()
         start = time.perf_counter()
         setup = pipeline.pair_setup(p, self.frame_shape)
-        # In one process the transforms may use every core (Dask workers keep one each).
+        # In one process the work may use every core (Dask workers keep one each).
         with scipy.fft.set_workers(-1):
             spectra = setup.spectra(self._frames)
-            i, j = pipeline.pair_indices(self.n_frames, p.band)
-            found = pipeline.measure_pairs(spectra, spectra, i, j, setup)
+        i, j = pipeline.pair_indices(self.n_frames, p.band)
+        found = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
         self._raw = pipeline.assemble_pairs(
             self.n_frames, i, j, found, setup.energy(spectra), p.band
         )

@@ -9,9 +9,11 @@ final shifts). Nothing here knows where the frames come from.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from daskreg.errors import (
     ConstantFrameError,
@@ -47,6 +49,9 @@ __all__ = [
 # Correlation maps held at once while measuring pairs (float32 values); the batch's
 # temporaries are a few times this, which must fit a worker of 1 GiB next to its spectra.
 _PAIR_BATCH_BYTES = 32 * 2**20
+# Smallest batch of pairs given to a thread: the fits' warm start needs a few hundred
+# windows to pay off, and numpy's per-call cost must stay small.
+_MIN_THREAD_BATCH = 32
 # A frame whose pairs are mostly outliers is itself bad (blank, torn, out of focus).
 BAD_FRAME_OUTLIER_FRACTION = 0.5
 # A frame correlating this much worse than the series (relative to its median) is bad.
@@ -223,6 +228,8 @@ def measure_pairs(
     i: np.ndarray,
     j: np.ndarray,
     setup: PairSetup,
+    *,
+    threads: int = 1,
 ) -> peaks.PeakResult:
     """Correlate pairs of frames from two blocks of spectra and locate each maximum.
 
@@ -237,6 +244,9 @@ def measure_pairs(
     i, j : ndarray of int, shape (P,)
         Indices into ``spectra_a`` and ``spectra_b``.
     setup : PairSetup
+    threads : int, default 1
+        Batches of pairs measured at once, one per thread (the kernels release the GIL).
+        Dask workers keep 1: their cluster already has a worker per core.
 
     Returns
     -------
@@ -249,16 +259,19 @@ def measure_pairs(
         map_bytes = 4 * shape[0] * shape[1]
     else:  # two gathered band spectra and their product (the band path chunks the rest)
         map_bytes = 3 * setup.mask_half.size * np.dtype(params.spectrum_dtype).itemsize
-    batch = int(max(1, _PAIR_BATCH_BYTES // map_bytes))
-    results = []
-    for start in range(0, len(i), batch):
+    batch = int(max(1, _PAIR_BATCH_BYTES // map_bytes / threads))
+    if threads > 1:
+        # Enough batches to keep every thread busy to the end.
+        batch = max(min(batch, -(-len(i) // (4 * threads))), _MIN_THREAD_BATCH)
+
+    def measure(start: int) -> peaks.PeakResult:
         spec_i = spectra_a[i[start : start + batch]]
         spec_j = spectra_b[j[start : start + batch]]
         if setup.band is not None:
             product = correlate.correlation_spectra(
                 spec_i, spec_j, setup.mask_half, params.correlation
             )
-            found = peaks.find_shifts_band(
+            return peaks.find_shifts_band(
                 product,
                 setup.band,
                 params.find_maxima,
@@ -267,22 +280,27 @@ def measure_pairs(
                 window_radius=params.window_radius,
                 bias=bias,
             )
-        else:
-            corr = correlate.correlation_maps(
-                spec_i, spec_j, setup.mask_half, shape, params.correlation
-            )
-            found = peaks.find_shifts(
-                corr,
-                params.find_maxima,
-                num_peaks=params.num_peaks,
-                sigma_guess=params.sigma_guess,
-                window_radius=params.window_radius,
-                num_iter=params.num_iter,
-                min_window_frac=params.min_window_frac,
-                bias=bias,
-            )
-        results.append(found)
-    return peaks.PeakResult.concatenate(results)
+        corr = correlate.correlation_maps(
+            spec_i, spec_j, setup.mask_half, shape, params.correlation
+        )
+        return peaks.find_shifts(
+            corr,
+            params.find_maxima,
+            num_peaks=params.num_peaks,
+            sigma_guess=params.sigma_guess,
+            window_radius=params.window_radius,
+            num_iter=params.num_iter,
+            min_window_frac=params.min_window_frac,
+            bias=bias,
+        )
+
+    starts = range(0, len(i), batch)
+    if threads > 1 and len(starts) > 1:
+        # BLAS's own threads would fight ours (measured: two threads then run slower
+        # than one); Dask workers get the same limit from distributed's environment.
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            return peaks.PeakResult.concatenate(list(pool.map(measure, starts)))
+    return peaks.PeakResult.concatenate([measure(start) for start in starts])
 
 
 @dataclass
@@ -597,9 +615,7 @@ def analyse_shift_matrix(
         )
     lstsq_shifts, uncertainty = sm.solve_shifts(matrix, valid, used, layout)
     shifts = (
-        lstsq_shifts
-        if params.solver == "lstsq"
-        else sm.shifts_from_rows(corrected, used, layout)
+        lstsq_shifts if params.solver == "lstsq" else sm.shifts_from_rows(corrected, used, layout)
     )
     return MatrixAnalysis(
         measured=measured,

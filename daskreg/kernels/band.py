@@ -105,7 +105,8 @@ class BandGeometry:
         return scipy.fft.ifft(full, axis=1, overwrite_x=True)
 
     def coarse_maps(self, columns: np.ndarray) -> np.ndarray:
-        """Correlation on the coarse grid, on the full-size path's scale.
+        """Correlation on the coarse grid, ``nx / mx`` times the full-size path's scale
+        (the candidates are ranked, never compared with exact values).
 
         Parameters
         ----------
@@ -115,14 +116,11 @@ class BandGeometry:
         Returns
         -------
         ndarray, shape (P, my, mx)
-            ``c(p * row_step, q * nx / mx)``.
+            ``c(p * row_step, q * nx / mx) * nx / mx``.
         """
         my, mx = self.coarse
         padded = np.zeros((columns.shape[0], my, mx // 2 + 1), dtype=columns.dtype)
-        # Scaled on the band, four times smaller than the maps.
-        np.multiply(
-            columns[:, :: self.row_step], mx / self.shape[1], out=padded[..., : self.kx_max + 1]
-        )
+        padded[..., : self.kx_max + 1] = columns[:, :: self.row_step]
         return scipy.fft.irfft(padded, n=mx, axis=2, overwrite_x=True)
 
     def windows(self, columns: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:

@@ -389,14 +389,16 @@ def _levenberg_marquardt(data, start, scale, radius):  # pragma: no cover - comp
         for _ in range(MAX_ITER):
             newton = last_step < NEWTON_SWITCH
             _normal_equations(work, expo, resid, radius, newton, hess, grad)
+            # Newton steps are taken undamped: damping would shrink them most along the
+            # weakly determined directions, and a short step would pass the test below
+            # with the centre still 1e-6 px or more from the minimum.
             lhs = hess.copy()
             for k in range(N_PARAMS):
-                lhs[k, k] += damping * (abs(hess[k, k]) + 1e-12 * norm)
+                lhs[k, k] += (0.0 if newton else damping) * (abs(hess[k, k]) + 1e-12 * norm)
             step = _solve(lhs, grad)
             trial = work + step
             trial_cost = _evaluate(data[m], trial, radius, trial_expo, trial_resid) / norm
             better = np.isfinite(trial_cost) and trial_cost <= cost
-            rel_change = (cost - trial_cost) / max(cost, 1e-300)
             centre_step = max(abs(step[2]), abs(step[3]))
             if better:
                 work[:] = trial
@@ -405,9 +407,10 @@ def _levenberg_marquardt(data, start, scale, radius):  # pragma: no cover - comp
                 cost = trial_cost
                 damping /= 3.0
                 last_step = centre_step
-                # Done when the centre stops moving (far below any useful precision)
-                # or the cost stalls.
-                if (newton and centre_step < NEWTON_TOL) or rel_change < 1e-12:
+                # Done when a Newton step barely moves the centre: far below any useful
+                # precision, and the same minimum from any start. (A stalling cost is no
+                # test: near the minimum it stalls while the centre still moves 1e-5 px.)
+                if newton and centre_step < NEWTON_TOL:
                     break
             else:
                 damping *= 4.0

@@ -96,18 +96,26 @@ def top_maxima(
 def _search(maps, limit, interpolate, positions, offset, score):  # pragma: no cover - compiled
     n_maps, ny, nx = maps.shape
     k = score.shape[1]
+    reaching = np.empty(nx, dtype=np.intp)
     for p in range(n_maps):
         m = maps[p]
         low = limit[p]
         count = 0
         for y in range(ny):
-            above = m[y - 1] if y > 0 else m[ny - 1]
             row = m[y]
-            below = m[y + 1] if y < ny - 1 else m[0]
+            # Most rows hold no pixel above the threshold: a branch-free test finds them
+            # (vectorised), and the rest are listed branch-free before the neighbour tests.
+            if not _reaches(row, low):
+                continue
+            n_reach = 0
             for x in range(nx):
+                reaching[n_reach] = x
+                n_reach += row[x] >= low
+            above = m[y - 1] if y > 0 else m[ny - 1]
+            below = m[y + 1] if y < ny - 1 else m[0]
+            for t in range(n_reach):
+                x = reaching[t]
                 v = row[x]
-                if v < low:
-                    continue
                 xl = x - 1 if x > 0 else nx - 1
                 xr = x + 1 if x < nx - 1 else 0
                 # Equal neighbours above or to the left win the plateau.
@@ -142,6 +150,15 @@ def _search(maps, limit, interpolate, positions, offset, score):  # pragma: no c
                 offset[p, i, 1] = dx
                 if not full:
                     count += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _reaches(row, low):  # pragma: no cover - compiled
+    """Whether any value of ``row`` is at least ``low``."""
+    hit = False
+    for x in range(row.shape[0]):
+        hit |= row[x] >= low
+    return hit
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
