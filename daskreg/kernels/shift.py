@@ -33,38 +33,50 @@ def fourier_shift_frames(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     ndarray of float64, shape (..., ny, nx)
     """
     frames = np.asarray(frames, dtype=np.float64)
-    shifts = np.asarray(shifts, dtype=np.float64)
-    ny, nx = frames.shape[-2:]
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.rfftfreq(nx)[None, :]
-    dy = shifts[..., 0, None, None]
-    dx = shifts[..., 1, None, None]
-    spectrum = scipy.fft.rfft2(frames)
-    # The phase ramp is separable: two short exponentials per frame instead of one per
-    # frequency (a complex exp costs more than the transforms at 512^2).
-    spectrum *= np.exp(-2j * np.pi * ky * dy)
-    spectrum *= np.exp(-2j * np.pi * kx * dx)
-    return scipy.fft.irfft2(spectrum, s=(ny, nx), overwrite_x=True)
+    return scipy.fft.irfft2(_shifted_spectra(frames, shifts), s=frames.shape[-2:], overwrite_x=True)
 
 
 def registered_sum(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Sum of a block of frames after aligning each (shift by ``-shifts``).
 
+    The inverse transform is linear, so the shifted spectra are summed first and
+    transformed back once: half the transforms of shifting each frame.
+
     Parameters
     ----------
-    frames : ndarray, shape (F, ny, nx)
+    frames : ndarray, shape (F, ..., ny, nx)
+        Frames, optionally with axes between the frame axis and ``(y, x)`` (shifted
+        alike: e.g. one image per detector pixel of a 4D-STEM frame).
     shifts : ndarray, shape (F, 2)
         Displacement ``s_i`` of each frame; frames with a NaN shift are skipped.
 
     Returns
     -------
-    ndarray of float64, shape (ny, nx)
+    ndarray of float64, shape (..., ny, nx)
     """
+    frames = np.asarray(frames)
     shifts = np.asarray(shifts, dtype=np.float64)
-    keep = np.isfinite(shifts).all(axis=-1)
+    keep = np.isfinite(shifts).all(axis=1)
     if not keep.any():
-        return np.zeros(np.shape(frames)[-2:])
-    return fourier_shift_frames(np.asarray(frames)[keep], -shifts[keep]).sum(axis=0)
+        return np.zeros(frames.shape[1:])
+    per_frame = -shifts[keep].reshape(-1, *(1,) * (frames.ndim - 3), 2)
+    spectrum = _shifted_spectra(np.asarray(frames[keep], dtype=np.float64), per_frame)
+    return scipy.fft.irfft2(spectrum.sum(axis=0), s=frames.shape[-2:], overwrite_x=True)
+
+
+def _shifted_spectra(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Half-plane spectra of float64 ``frames`` (..., ny, nx) times the phase ramps of
+    ``shifts`` (..., 2)."""
+    shifts = np.asarray(shifts, dtype=np.float64)
+    ny, nx = frames.shape[-2:]
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    spectrum = scipy.fft.rfft2(frames)
+    # The phase ramp is separable: two short exponentials per frame instead of one per
+    # frequency (a complex exp costs more than the transforms at 512^2).
+    spectrum *= np.exp(-2j * np.pi * ky * shifts[..., 0, None, None])
+    spectrum *= np.exp(-2j * np.pi * kx * shifts[..., 1, None, None])
+    return spectrum
 
 
 class CropBounds(NamedTuple):

@@ -1,7 +1,7 @@
 """The registered average (a Dask reduction over frame chunks) and the registered stack.
 
-Inside each chunk the used frames are aligned by the Fourier shift theorem
-(:func:`daskreg.kernels.shift.fourier_shift_frames`) and summed; the partial sums are
+Inside each chunk the used frames are aligned by the Fourier shift theorem and summed
+(:func:`daskreg.kernels.shift.registered_sum`); the partial sums are
 added in a tree and divided by the number of used frames. The frames may carry
 trailing axes after ``(y, x)`` (the detector axes of 4D-STEM): they are shifted along
 ``(y, x)`` only.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import dask.array as da
 import numpy as np
 
-from daskreg.kernels.shift import fourier_shift_frames
+from daskreg.kernels.shift import fourier_shift_frames, registered_sum
 
 __all__ = ["registered_average", "registered_frames"]
 
@@ -55,15 +55,13 @@ def _columns(block: np.ndarray) -> np.ndarray:
 
 
 def _aligned_sum(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Sum of the aligned frames of a chunk with finite shifts, shape (1, y, x, ...).
-
-    For plain frames this is :func:`daskreg.kernels.shift.registered_sum`.
-    """
-    keep = np.isfinite(shifts).all(axis=1)
-    frames, shifts = _columns(block)[keep], shifts[keep]
+    """Sum of the aligned frames of a chunk with finite shifts, shape (1, y, x, ...)."""
+    frames = _columns(block)
     total = np.zeros(frames.shape[1:])
     for f, t in _pieces(frames.shape):
-        total[..., t] += _aligned(frames[f, ..., t], shifts[f]).sum(axis=0)
+        # (F, y, x, T) -> (F, T, y, x): the trailing elements ride along as images.
+        moved = np.moveaxis(frames[f, ..., t], 3, 1)
+        total[..., t] += np.moveaxis(registered_sum(moved, shifts[f]), 0, -1)
     return total.reshape(1, *block.shape[1:])
 
 
