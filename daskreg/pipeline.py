@@ -295,12 +295,14 @@ def measure_pairs(
         )
 
     starts = range(0, len(i), batch)
-    if threads > 1 and len(starts) > 1:
-        # BLAS's own threads would fight ours (measured: two threads then run slower
-        # than one); Dask workers get the same limit from distributed's environment.
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-            return peaks.PeakResult.concatenate(list(pool.map(measure, starts)))
-    return peaks.PeakResult.concatenate([measure(start) for start in starts])
+    # BLAS's own threads cost more than they give on these small products, and they
+    # fight ours (two threads of pairs then ran slower than one); Dask workers get the
+    # same limit from distributed's environment.
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                return peaks.PeakResult.concatenate(list(pool.map(measure, starts)))
+        return peaks.PeakResult.concatenate([measure(start) for start in starts])
 
 
 @dataclass
