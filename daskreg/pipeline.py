@@ -49,6 +49,8 @@ __all__ = [
 # Correlation maps held at once while measuring pairs (float32 values); the batch's
 # temporaries are a few times this, which must fit a worker of 1 GiB next to its spectra.
 _PAIR_BATCH_BYTES = 32 * 2**20
+# Frames transformed at once by PairSetup.spectra (as float64 bytes).
+_SPECTRA_PIECE_BYTES = 8 * 2**20
 # Smallest batch of pairs given to a thread: the fits' warm start needs a few hundred
 # windows to pay off, and numpy's per-call cost must stay small.
 _MIN_THREAD_BATCH = 32
@@ -183,9 +185,21 @@ class PairSetup:
     band: BandGeometry | None
 
     def spectra(self, frames: np.ndarray) -> np.ndarray:
-        """Spectra of a block of frames ``(F, ny, nx)``, cropped to the band if any."""
-        spec = correlate.frame_spectra(frames, dtype=self.params.spectrum_dtype)
-        return spec if self.band is None else self.band.crop(spec)
+        """Spectra of a block of frames ``(F, ny, nx)``, cropped to the band if any.
+
+        A few frames are transformed at a time: the whole half-plane spectra of a
+        64 MiB chunk, with the windowed copy before them, took a 1 GiB worker from
+        0.45 to 0.8 GiB before the crop kept a few per cent of them.
+        """
+        frames = np.asarray(frames)
+        step = max(1, _SPECTRA_PIECE_BYTES // max(1, 8 * frames[0].size)) if len(frames) else 1
+        pieces = [
+            correlate.frame_spectra(frames[k : k + step], dtype=self.params.spectrum_dtype)
+            for k in range(0, max(len(frames), 1), step)
+        ]
+        if self.band is not None:
+            pieces = [self.band.crop(piece) for piece in pieces]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def energy(self, spectra: np.ndarray) -> np.ndarray:
         """Masked energy of each frame (see :func:`~daskreg.kernels.correlate.masked_energy`)."""
