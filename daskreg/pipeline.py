@@ -50,7 +50,7 @@ __all__ = [
 # temporaries are a few times this, which must fit a worker of 1 GiB next to its spectra.
 _PAIR_BATCH_BYTES = 32 * 2**20
 # Frames transformed at once by PairSetup.spectra (as float64 bytes).
-_SPECTRA_PIECE_BYTES = 8 * 2**20
+_SPECTRA_PIECE_BYTES = 32 * 2**20
 # Smallest batch of pairs given to a thread: the fits' warm start needs a few hundred
 # windows to pay off, and numpy's per-call cost must stay small.
 _MIN_THREAD_BATCH = 32
@@ -187,16 +187,17 @@ class PairSetup:
     def spectra(self, frames: np.ndarray) -> np.ndarray:
         """Spectra of a block of frames ``(F, ny, nx)``, cropped to the band if any.
 
-        A few frames are transformed at a time: the whole half-plane spectra of a
-        64 MiB chunk, with the windowed copy before them, took a 1 GiB worker from
-        0.45 to 0.8 GiB before the crop kept a few per cent of them.
+        A few frames are transformed at a time: the windowed copy and the half-plane
+        spectra of a whole 64 MiB chunk are several times its size, of which the band
+        keeps a few per cent (with :func:`~daskreg.validate.frame_quality`, which had
+        the same fault, 1 GiB workers peaked at 0.8 instead of 0.64 GiB).
         """
         frames = np.asarray(frames)
-        step = max(1, _SPECTRA_PIECE_BYTES // max(1, 8 * frames[0].size)) if len(frames) else 1
+        step = max(1, _SPECTRA_PIECE_BYTES // (8 * max(1, frames[0].size if len(frames) else 1)))
         pieces = [
             correlate.frame_spectra(frames[k : k + step], dtype=self.params.spectrum_dtype)
-            for k in range(0, max(len(frames), 1), step)
-        ]
+            for k in range(0, len(frames), step)
+        ] or [correlate.frame_spectra(frames, dtype=self.params.spectrum_dtype)]
         if self.band is not None:
             pieces = [self.band.crop(piece) for piece in pieces]
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)

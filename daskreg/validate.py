@@ -109,8 +109,8 @@ def frame_quality(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Standard deviation of the finite pixels (0 for a constant frame).
     """
     frames = np.asarray(frames)
-    # A few frames at a time: float64 copies and std's temporaries of a whole 64 MiB
-    # chunk come to several times its size (a 1 GiB worker went from 0.45 to 0.8 GiB).
+    # A few frames at a time: the float64 copy and std's temporaries of a whole 64 MiB
+    # chunk are several times its size (1 GiB workers peaked at 0.8 instead of 0.64 GiB).
     step = max(1, _PIECE_BYTES // max(1, 8 * frames[0].size)) if len(frames) else 1
     finite = np.ones(len(frames), dtype=bool)
     std = np.zeros(len(frames))

@@ -22,7 +22,7 @@ __all__ = ["registered_average", "registered_frames"]
 # large (a 4D-STEM partial sum holds a diffraction pattern per scan position) so that a
 # task holds at most about _COMBINE_BYTES of them.
 _SPLIT_EVERY = 8
-_COMBINE_BYTES = 256 * 2**20
+_COMBINE_BYTES = 128 * 2**20
 # Frames are shifted a piece at a time: the Fourier shift holds about eight float64-sized
 # copies of what it shifts, so a whole 64 MiB chunk (or one 4D-STEM frame of a few
 # hundred MB) at once would need gigabytes.
