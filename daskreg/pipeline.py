@@ -8,6 +8,7 @@ final shifts). Nothing here knows where the frames come from.
 
 from __future__ import annotations
 
+import math
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from daskreg._pieces import frame_slices
 from daskreg.errors import (
     ConstantFrameError,
     NonFiniteError,
@@ -193,11 +195,10 @@ class PairSetup:
         the same fault, 1 GiB workers peaked at 0.8 instead of 0.64 GiB).
         """
         frames = np.asarray(frames)
-        step = max(1, _SPECTRA_PIECE_BYTES // (8 * max(1, frames[0].size if len(frames) else 1)))
         pieces = [
-            correlate.frame_spectra(frames[k : k + step], dtype=self.params.spectrum_dtype)
-            for k in range(0, len(frames), step)
-        ] or [correlate.frame_spectra(frames, dtype=self.params.spectrum_dtype)]
+            correlate.frame_spectra(frames[piece], dtype=self.params.spectrum_dtype)
+            for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
+        ]
         if self.band is not None:
             pieces = [self.band.crop(piece) for piece in pieces]
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)

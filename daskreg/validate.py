@@ -6,11 +6,13 @@ error names the problem, the value seen and the fix.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 import xarray as xr
 
+from daskreg._pieces import frame_slices
 from daskreg.errors import ParameterError, StackDtypeError, StackShapeError, TooFewFramesError
 from daskreg.params import RegistrationParams
 
@@ -111,11 +113,10 @@ def frame_quality(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frames = np.asarray(frames)
     # A few frames at a time: the float64 copy and std's temporaries of a whole 64 MiB
     # chunk are several times its size (1 GiB workers peaked at 0.8 instead of 0.64 GiB).
-    step = max(1, _PIECE_BYTES // max(1, 8 * frames[0].size)) if len(frames) else 1
     finite = np.ones(len(frames), dtype=bool)
     std = np.zeros(len(frames))
-    for k in range(0, len(frames), step):
-        finite[k : k + step], std[k : k + step] = _quality(frames[k : k + step])
+    for piece in frame_slices(len(frames), math.prod(frames.shape[1:]), _PIECE_BYTES):
+        finite[piece], std[piece] = _quality(frames[piece])
     return finite, std
 
 
