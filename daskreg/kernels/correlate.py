@@ -148,7 +148,9 @@ def correlation_spectra(
     sharp peaks on clean data, but at low dose noise dominates and it fails (the
     reference's ``pc`` fails on lattices too). ``mc`` sits between the two.
     """
-    product = spec_j * np.conj(spec_i)
+    # In place: the products of a batch of pairs are the largest arrays of the band path.
+    product = np.conj(spec_i)
+    product *= spec_j
     if kind == "mc":
         product = _safe_divide(product, np.sqrt(np.abs(product)))
     elif kind == "pc":
@@ -157,7 +159,8 @@ def correlation_spectra(
         product = _safe_divide(product, np.abs(product))
     elif kind != "cc":
         raise ValueError(f"unknown correlation kind {kind!r}; expected one of {CORRELATION_KINDS}")
-    return product * mask_half
+    product *= mask_half
+    return product
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
