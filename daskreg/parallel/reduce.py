@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import dask.array as da
 import numpy as np
 
+from daskreg._pieces import frame_slices
 from daskreg.kernels.shift import fourier_shift_frames, registered_sum
 
 __all__ = ["registered_average", "registered_frames"]
@@ -40,12 +41,12 @@ def _pieces(shape: tuple[int, ...]) -> Iterator[tuple[slice, slice]]:
     """Frame and trailing-element slices of a ``(F, y, x, T)`` block, each piece at most
     about ``_BATCH_BYTES`` as float64: several frames, or part of one 4D-STEM frame."""
     n_frames, ny, nx, n_trailing = shape
-    column = 8 * ny * nx
-    t_step = max(1, min(n_trailing, _BATCH_BYTES // column))
-    f_step = max(1, _BATCH_BYTES // (column * t_step))
-    for f in range(0, n_frames, f_step):
+    if not n_frames:
+        return
+    t_step = max(1, min(n_trailing, _BATCH_BYTES // (8 * ny * nx)))
+    for f in frame_slices(n_frames, ny * nx * t_step, _BATCH_BYTES):
         for t in range(0, n_trailing, t_step):
-            yield slice(f, f + f_step), slice(t, t + t_step)
+            yield f, slice(t, t + t_step)
 
 
 def _columns(block: np.ndarray) -> np.ndarray:
