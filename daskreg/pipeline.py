@@ -195,8 +195,9 @@ class PairSetup:
         the same fault, 1 GiB workers peaked at 0.8 instead of 0.64 GiB).
         """
         frames = np.asarray(frames)
+        kx_max = None if self.band is None else self.band.kx_max
         pieces = [
-            correlate.frame_spectra(frames[piece], dtype=self.params.spectrum_dtype)
+            correlate.frame_spectra(frames[piece], dtype=self.params.spectrum_dtype, kx_max=kx_max)
             for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
         ]
         if self.band is not None:

@@ -81,7 +81,8 @@ class BandGeometry:
         return (self.shape[0] / self.coarse[0], self.shape[1] / self.coarse[1])
 
     def crop(self, half_plane: np.ndarray) -> np.ndarray:
-        """The band of a half-plane array ``(..., ny, nx // 2 + 1)``."""
+        """The band of a half-plane array ``(..., ny, nx // 2 + 1)`` (or of its first
+        ``kx_max + 1`` columns)."""
         return half_plane[..., self.rows, : self.kx_max + 1]
 
     def columns(self, product: np.ndarray) -> np.ndarray:

@@ -59,6 +59,13 @@ def hann_window(shape: tuple[int, int]) -> np.ndarray:
     return np.outer(wy, wx)
 
 
+@lru_cache(maxsize=8)
+def _window(shape: tuple[int, int], real: type) -> np.ndarray:
+    window = hann_window(shape).astype(real)
+    window.flags.writeable = False
+    return window
+
+
 @lru_cache(maxsize=16)
 def window_autocorrelation(shape: tuple[int, int]) -> np.ndarray:
     """Periodic autocorrelation of :func:`hann_window`, 1 at zero shift.
@@ -74,7 +81,9 @@ def window_autocorrelation(shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def frame_spectra(frames: np.ndarray, *, dtype: np.dtype | type = np.complex64) -> np.ndarray:
+def frame_spectra(
+    frames: np.ndarray, *, dtype: np.dtype | type = np.complex64, kx_max: int | None = None
+) -> np.ndarray:
     """Mean-subtracted, Hann-windowed half-plane spectra of a block of frames.
 
     Parameters
@@ -83,16 +92,21 @@ def frame_spectra(frames: np.ndarray, *, dtype: np.dtype | type = np.complex64) 
         Real frames.
     dtype : complex dtype, default complex64
         Precision of the returned spectra (complex128 on request).
+    kx_max : int, optional
+        Keep only the columns ``kx <= kx_max``. The transform along y then runs on those
+        columns alone (a band-limited mask needs no more), which gives the same numbers
+        as cropping the whole half plane.
 
     Returns
     -------
-    ndarray, shape (..., ny, nx // 2 + 1)
+    ndarray, shape (..., ny, nx // 2 + 1), or (..., ny, kx_max + 1)
     """
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
     frames = np.asarray(frames, dtype=real)
     centred = frames - frames.mean(axis=(-2, -1), keepdims=True)
-    centred *= hann_window(frames.shape[-2:]).astype(real)
-    return scipy.fft.rfft2(centred).astype(dtype, copy=False)
+    centred *= _window(frames.shape[-2:], real)
+    half = scipy.fft.rfft(centred, axis=-1)[..., : None if kx_max is None else kx_max + 1]
+    return scipy.fft.fft(half, axis=-2).astype(dtype, copy=False)
 
 
 def half_plane_mask(mask: np.ndarray) -> np.ndarray:
