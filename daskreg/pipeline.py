@@ -26,6 +26,7 @@ from daskreg.errors import (
 )
 from daskreg.kernels import correlate, masks, peaks
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels._scratch import scratch
 from daskreg.kernels.band import BandGeometry, band_geometry
 from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.params import RegistrationParams
@@ -53,6 +54,8 @@ __all__ = [
 _PAIR_BATCH_BYTES = 32 * 2**20
 # Frames transformed at once by PairSetup.spectra (as float64 bytes).
 _SPECTRA_PIECE_BYTES = 32 * 2**20
+# Band-limited path: pairs whose spectra are gathered at once (a few hundred KiB).
+_PRODUCT_PAIRS = 16
 # Smallest batch of pairs given to a thread: the fits' warm start needs a few hundred
 # windows to pay off, and numpy's per-call cost must stay small.
 _MIN_THREAD_BATCH = 32
@@ -239,6 +242,27 @@ def pair_setup(
     return PairSetup(params, tuple(shape), mask_half, band)
 
 
+def _band_products(
+    spectra_a: np.ndarray, spectra_b: np.ndarray, i: np.ndarray, j: np.ndarray, setup: PairSetup
+) -> np.ndarray:
+    """Masked band products of pairs ``(i[k], j[k])``, in this thread's scratch array.
+
+    Formed a few pairs at a time: the spectra gathered for a whole batch were its
+    largest temporaries, fresh memory each time.
+    """
+    product = scratch("band products", (len(i), *setup.mask_half.shape), spectra_a.dtype)
+    for start in range(0, len(i), _PRODUCT_PAIRS):
+        pairs = slice(start, start + _PRODUCT_PAIRS)
+        correlate.correlation_spectra(
+            spectra_a[i[pairs]],
+            spectra_b[j[pairs]],
+            setup.mask_half,
+            setup.params.correlation,
+            out=product[pairs],
+        )
+    return product
+
+
 def measure_pairs(
     spectra_a: np.ndarray,
     spectra_b: np.ndarray,
@@ -282,14 +306,10 @@ def measure_pairs(
         batch = max(min(batch, -(-len(i) // (4 * threads))), _MIN_THREAD_BATCH)
 
     def measure(start: int) -> peaks.PeakResult:
-        spec_i = spectra_a[i[start : start + batch]]
-        spec_j = spectra_b[j[start : start + batch]]
+        pairs = slice(start, start + batch)
         if setup.band is not None:
-            product = correlate.correlation_spectra(
-                spec_i, spec_j, setup.mask_half, params.correlation
-            )
             return peaks.find_shifts_band(
-                product,
+                _band_products(spectra_a, spectra_b, i[pairs], j[pairs], setup),
                 setup.band,
                 params.find_maxima,
                 num_peaks=params.num_peaks,
@@ -298,7 +318,7 @@ def measure_pairs(
                 bias=bias,
             )
         corr = correlate.correlation_maps(
-            spec_i, spec_j, setup.mask_half, shape, params.correlation
+            spectra_a[i[pairs]], spectra_b[j[pairs]], setup.mask_half, shape, params.correlation
         )
         return peaks.find_shifts(
             corr,

@@ -26,6 +26,9 @@ from functools import cached_property, lru_cache
 import numpy as np
 import scipy.fft
 
+from daskreg.kernels._fft import ifft_into, irfft_into
+from daskreg.kernels._scratch import scratch
+
 __all__ = ["BandGeometry", "band_geometry", "COARSE_SPACING"]
 
 # The band path pays off only when the band is this much smaller than the half plane.
@@ -80,6 +83,11 @@ class BandGeometry:
         """Full-resolution pixels between coarse samples, per axis."""
         return (self.shape[0] / self.coarse[0], self.shape[1] / self.coarse[1])
 
+    @property
+    def pair_columns_size(self) -> int:
+        """Elements of one pair's :meth:`columns`."""
+        return self.shape[0] * (self.coarse[1] // 2 + 1)
+
     def crop(self, half_plane: np.ndarray) -> np.ndarray:
         """The band of a half-plane array ``(..., ny, nx // 2 + 1)`` (or of its first
         ``kx_max + 1`` columns)."""
@@ -95,15 +103,19 @@ class BandGeometry:
 
         Returns
         -------
-        ndarray, shape (P, ny, kx_max + 1)
-            ``G(y, kx) = (1/ny) sum_ky P(ky, kx) exp(2 pi i ky y / ny)``.
+        ndarray, shape (P, ny, mx // 2 + 1)
+            ``G(y, kx) = (1/ny) sum_ky P(ky, kx) exp(2 pi i ky y / ny)`` for ``kx <=
+            kx_max``, zero beyond: already the zero-padded input of
+            :meth:`coarse_maps`. This thread's scratch array, valid until its next call.
         """
         ny = self.shape[0]
         k = self.ky_max
-        full = np.zeros((product.shape[0], ny, product.shape[2]), dtype=product.dtype)
+        full = scratch(("band rows", self), (product.shape[0], ny, product.shape[2]), product.dtype)
         full[:, : k + 1] = product[:, : k + 1]
         full[:, ny - k :] = product[:, k + 1 :]
-        return scipy.fft.ifft(full, axis=1, overwrite_x=True)
+        padded = scratch(("columns", self), (len(full), ny, self.coarse[1] // 2 + 1), full.dtype)
+        ifft_into(full, 1, padded[..., : self.kx_max + 1])
+        return padded
 
     def coarse_maps(self, columns: np.ndarray) -> np.ndarray:
         """Correlation on the coarse grid, ``nx / mx`` times the full-size path's scale
@@ -111,25 +123,26 @@ class BandGeometry:
 
         Parameters
         ----------
-        columns : ndarray, shape (P, ny, kx_max + 1)
+        columns : ndarray, shape (P, ny, mx // 2 + 1)
             :meth:`columns` of the pairs.
 
         Returns
         -------
         ndarray, shape (P, my, mx)
-            ``c(p * row_step, q * nx / mx) * nx / mx``.
+            ``c(p * row_step, q * nx / mx) * nx / mx``. This thread's scratch array,
+            valid until its next call.
         """
         my, mx = self.coarse
-        padded = np.zeros((columns.shape[0], my, mx // 2 + 1), dtype=columns.dtype)
-        padded[..., : self.kx_max + 1] = columns[:, :: self.row_step]
-        return scipy.fft.irfft(padded, n=mx, axis=2, overwrite_x=True)
+        real = np.float32 if columns.dtype == np.complex64 else np.float64
+        out = scratch("coarse maps", (len(columns), my, mx), real)
+        return irfft_into(columns[:, :: self.row_step], mx, 2, out)
 
     def windows(self, columns: np.ndarray, centres: np.ndarray, radius: int) -> np.ndarray:
         """Exact full-resolution correlation in square windows around integer centres.
 
         Parameters
         ----------
-        columns : ndarray, shape (P, ny, kx_max + 1)
+        columns : ndarray, shape (P, ny, mx // 2 + 1)
             :meth:`columns` of the pairs.
         centres : ndarray of int, shape (P, K, 2)
             Window centres ``(y, x)`` in full-resolution pixels (any integers: periodic).
@@ -150,7 +163,7 @@ class BandGeometry:
         # nx come from one table: exact, and no exp per entry.
         table = _phases(nx, columns.dtype)
         centre_phase = table[(centres[..., 1, None] * kx) % nx]  # (P, K, kx)
-        rows = columns[pair, ys] * centre_phase[:, :, None, :]  # (P, K, W, kx)
+        rows = columns[pair, ys, : len(kx)] * centre_phase[:, :, None, :]  # (P, K, W, kx)
         offset_dft = table[(kx[:, None] * offsets) % nx] * self.column_weight[:, None]
         values = rows.reshape(-1, len(kx)) @ offset_dft.astype(columns.dtype)
         return values.real.reshape(*ys.shape, len(offsets)) / nx

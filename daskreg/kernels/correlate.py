@@ -137,6 +137,8 @@ def correlation_spectra(
     spec_j: np.ndarray,
     mask_half: np.ndarray,
     kind: CorrelationKind = "cc",
+    *,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Masked correlation spectra of pairs of frames.
 
@@ -151,6 +153,8 @@ def correlation_spectra(
         ``sqrt(|F_j conj(F_i)|)`` (mutual correlation). ``pc``: divided by ``|F_j|**2``
         (the reference's "phase correlation"). ``phase``: divided by ``|F_j conj(F_i)|``
         (the textbook normalised phase correlation).
+    out : ndarray, shape (P, ky, kx), optional
+        Where to write the result.
 
     Returns
     -------
@@ -163,7 +167,7 @@ def correlation_spectra(
     reference's ``pc`` fails on lattices too). ``mc`` sits between the two.
     """
     # In place: the products of a batch of pairs are the largest arrays of the band path.
-    product = np.conj(spec_i)
+    product = np.conj(spec_i, out=out)
     product *= spec_j
     if kind == "mc":
         product = _safe_divide(product, np.sqrt(np.abs(product)))
@@ -174,6 +178,9 @@ def correlation_spectra(
     elif kind != "cc":
         raise ValueError(f"unknown correlation kind {kind!r}; expected one of {CORRELATION_KINDS}")
     product *= mask_half
+    if out is not None and product is not out:
+        out[...] = product
+        return out
     return product
 
 

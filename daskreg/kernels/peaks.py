@@ -45,10 +45,12 @@ OVERSAMPLE = 4
 # candidates. A sample at most one coarse spacing (2 px) from the top of a peak at least
 # 1.5 px wide keeps 3/4 of its height, and only peaks near the best can win.
 COARSE_FLOOR = 0.5
-# Band-limited path: pairs transformed and searched at once. Their band columns and
-# coarse maps (about 0.5 MiB per pair at 512^2) then stay in the CPU cache, which makes
-# the transforms and the search about twice as fast as on a whole block.
-_BAND_CHUNK = 16
+# Band-limited path: bytes of band columns (the largest per-pair array) of the pairs
+# transformed and searched at once, 16 pairs at 512^2. Their arrays are this thread's
+# scratch (:mod:`daskreg.kernels._scratch`), kept between blocks, so the chunk is sized
+# by bytes: a fixed count of pairs would keep hundreds of MiB per thread for large
+# frames.
+_BAND_CHUNK_BYTES = 8 * 2**20
 
 
 @dataclass(frozen=True)
@@ -313,9 +315,10 @@ def find_shifts_band(
     if not len(product):
         return PeakResult.concatenate([])
     radius = window_radius if method == "gf" else None
+    chunk = -(-_BAND_CHUNK_BYTES // (geometry.pair_columns_size * product.itemsize))
     parts = [
-        _band_candidates(product[k : k + _BAND_CHUNK], geometry, num_peaks, radius)
-        for k in range(0, len(product), _BAND_CHUNK)
+        _band_candidates(product[k : k + chunk], geometry, num_peaks, radius)
+        for k in range(0, len(product), chunk)
     ]
     centres, value, windows = (np.concatenate(column) for column in zip(*parts, strict=True))
     valid = np.isfinite(value)
