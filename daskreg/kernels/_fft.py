@@ -9,6 +9,8 @@ refuses the call the public functions are used and their result copied.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.fft
 
@@ -25,21 +27,29 @@ _BY_N = 2
 
 def ifft_into(x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
     """``scipy.fft.ifft(x, axis=axis)``, written into ``out`` (returned)."""
-    if _pocketfft is not None:
-        try:
-            return _pocketfft.c2c(x, (axis,), False, _BY_N, out, 1)
-        except (TypeError, ValueError, RuntimeError):  # pragma: no cover
-            pass
-    out[...] = scipy.fft.ifft(x, axis=axis)
-    return out
+    return _into(
+        lambda: _pocketfft.c2c(x, (axis,), False, _BY_N, out, 1),
+        lambda: scipy.fft.ifft(x, axis=axis),
+        out,
+    )
 
 
 def irfft_into(x: np.ndarray, n: int, axis: int, out: np.ndarray) -> np.ndarray:
     """``scipy.fft.irfft(x, n=n, axis=axis)``, written into ``out`` (returned)."""
+    return _into(
+        lambda: _pocketfft.c2r(x, (axis,), n, False, _BY_N, out, 1),
+        lambda: scipy.fft.irfft(x, n=n, axis=axis),
+        out,
+    )
+
+
+def _into(
+    direct: Callable[[], np.ndarray], public: Callable[[], np.ndarray], out: np.ndarray
+) -> np.ndarray:
     if _pocketfft is not None:
         try:
-            return _pocketfft.c2r(x, (axis,), n, False, _BY_N, out, 1)
-        except (TypeError, ValueError, RuntimeError):  # pragma: no cover
+            return direct()
+        except (TypeError, ValueError, RuntimeError):  # pragma: no cover - other scipy
             pass
-    out[...] = scipy.fft.irfft(x, n=n, axis=axis)
+    out[...] = public()
     return out
