@@ -97,3 +97,32 @@ def test_transforms_without_scipys_private_binding_give_the_same_numbers(monkeyp
     monkeypatch.setattr(_fft, "_pocketfft", None)
     _, public = _measure(stack, RegistrationParams(), band_limited=True)
     np.testing.assert_array_equal(public.shifts, direct.shifts)
+
+
+@pytest.mark.parametrize("precision", ["single", "double"])
+@pytest.mark.parametrize("shape", [(256, 256), (200, 237)])
+def test_windows_are_the_full_size_correlation_around_any_centre(precision, shape):
+    # The compiled windows against the full-size inverse transform of the same band
+    # product, read with periodic indexing: centres far outside the frame and on both
+    # edges, radii of the reach and fit windows.
+    stack = lattice_series(3, shape, dose=50, seed=13).stack
+    setup = pipeline.pair_setup(RegistrationParams(precision=precision), shape)
+    assert setup.band is not None
+    geometry = setup.band
+    spectra = setup.spectra(stack)
+    product = spectra[[0, 0, 1]] * spectra[[1, 2, 2]].conj() * setup.mask_half
+    half = np.zeros((3, shape[0], shape[1] // 2 + 1), product.dtype)
+    half[:, geometry.rows, : geometry.kx_max + 1] = product
+    full = np.fft.irfft2(half, s=shape)
+    rng = np.random.default_rng(0)
+    centres = rng.integers(-2 * shape[1], 2 * shape[1], size=(3, 6, 2))
+    centres[:, 0] = (0, 0)
+    centres[:, 1] = (shape[0] - 1, shape[1] - 1)
+    for radius in (2, 6):
+        windows = geometry.windows(geometry.columns(product), centres, radius)
+        offsets = np.arange(-radius, radius + 1)
+        ys = (centres[..., 0, None] + offsets) % shape[0]
+        xs = (centres[..., 1, None] + offsets) % shape[1]
+        expected = full[np.arange(3)[:, None, None, None], ys[..., :, None], xs[..., None, :]]
+        tolerance = 1e-5 if precision == "single" else 1e-12
+        np.testing.assert_allclose(windows, expected, rtol=0, atol=tolerance * np.abs(full).max())

@@ -13,7 +13,7 @@ the half plane. Then:
    one sample every ``COARSE_SPACING`` pixels (:meth:`BandGeometry.coarse_maps`): the
    correlation on a coarse grid, enough to find and rank candidate maxima;
 4. around each candidate the full-resolution correlation is evaluated exactly by a
-   small matrix-multiply DFT along x of the rows it needs (:meth:`BandGeometry.windows`,
+   small DFT along x of the rows it needs (:meth:`BandGeometry.windows`, compiled;
    Guizar-Sicairos et al., Opt. Lett. 33, 156 (2008)) — the same numbers the full-size
    inverse transform gives, up to round-off.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
+import numba
 import numpy as np
 import scipy.fft
 
@@ -152,29 +153,78 @@ class BandGeometry:
         -------
         ndarray of float, shape (P, K, 2 radius + 1, 2 radius + 1)
         """
-        ny, nx = self.shape
-        offsets = np.arange(-radius, radius + 1)
-        ys = (centres[..., 0, None] + offsets) % ny  # (P, K, W)
-        pair = np.arange(columns.shape[0])[:, None, None]
+        nx = self.shape[1]
+        real = np.float32 if columns.dtype == np.complex64 else np.float64
+        cos, sin = _phases(nx, real)
+        out = np.empty((*centres.shape[:2], 2 * radius + 1, 2 * radius + 1), real)
+        _window_dft(
+            columns.view(real),
+            centres.astype(np.int64, copy=False),
+            cos,
+            sin,
+            self._offset_basis(radius, real),
+            real(0),
+            out,
+        )
+        return out
+
+    @lru_cache(maxsize=8)  # noqa: B019 - a handful of radii per geometry, kept with it
+    def _offset_basis(self, radius: int, dtype: type) -> np.ndarray:
+        """Rows ``(cos, -sin)`` of ``2 pi kx o / nx`` interleaved per ``kx``, times the
+        column weight and ``1 / nx``, for offsets ``o = -radius .. radius``."""
+        nx = self.shape[1]
         kx = np.arange(self.kx_max + 1)
-        # exp(2 pi i kx (c + o) / nx) = exp(2 pi i kx c / nx) exp(2 pi i kx o / nx): the
-        # first factor scales each window's rows, the second is one matrix for all
-        # windows, so the DFT is a single matrix product. Phases of integer products mod
-        # nx come from one table: exact, and no exp per entry.
-        table = _phases(nx, columns.dtype)
-        centre_phase = table[(centres[..., 1, None] * kx) % nx]  # (P, K, kx)
-        rows = columns[pair, ys, : len(kx)] * centre_phase[:, :, None, :]  # (P, K, W, kx)
-        offset_dft = table[(kx[:, None] * offsets) % nx] * self.column_weight[:, None]
-        values = rows.reshape(-1, len(kx)) @ offset_dft.astype(columns.dtype)
-        return values.real.reshape(*ys.shape, len(offsets)) / nx
+        angle = 2 * np.pi * ((np.arange(-radius, radius + 1)[:, None] * kx) % nx) / nx
+        basis = np.empty((len(angle), 2 * len(kx)))
+        basis[:, 0::2] = np.cos(angle)
+        basis[:, 1::2] = -np.sin(angle)
+        return (basis * np.repeat(self.column_weight, 2) / nx).astype(dtype)
 
 
 @lru_cache(maxsize=8)
-def _phases(n: int, dtype: np.dtype) -> np.ndarray:
-    """``exp(2 pi i m / n)`` for ``m = 0 .. n-1``."""
-    table = np.exp(2j * np.pi * np.arange(n) / n).astype(dtype)
-    table.flags.writeable = False
-    return table
+def _phases(n: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """``cos`` and ``sin`` of ``2 pi m / n`` for ``m = 0 .. n-1``."""
+    angle = 2 * np.pi * np.arange(n) / n
+    return np.cos(angle).astype(dtype), np.sin(angle).astype(dtype)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _window_dft(columns, centres, cos, sin, basis, zero, out):  # pragma: no cover - compiled
+    """``out[p, k, w, o] = Re sum_kx G(y_w, kx) weight(kx) exp(2 pi i kx x_o / nx)``.
+
+    ``exp(2 pi i kx (c + o) / nx)`` splits into the centre's phase, applied to each
+    row the window needs, and the offset's, the same ``basis`` for every window.
+    ``columns`` is the complex ``G`` viewed as reals (re, im interleaved), so a value
+    is one dot product of contiguous reals: the real part is all a window needs.
+    """
+    n_pairs, n_windows = centres.shape[0], centres.shape[1]
+    ny, nx = columns.shape[1], cos.shape[0]
+    size, width = basis.shape
+    radius = size // 2
+    phase = np.empty(width, dtype=columns.dtype)
+    row = np.empty(width, dtype=columns.dtype)
+    for p in range(n_pairs):
+        for k in range(n_windows):
+            # kx * centre mod nx by additions: no division per column.
+            step = centres[p, k, 1] % nx
+            m = 0
+            for q in range(width // 2):
+                phase[2 * q] = cos[m]
+                phase[2 * q + 1] = sin[m]
+                m += step
+                if m >= nx:
+                    m -= nx
+            for w in range(size):
+                y = (centres[p, k, 0] + w - radius) % ny
+                for q in range(width // 2):
+                    re, im = columns[p, y, 2 * q], columns[p, y, 2 * q + 1]
+                    row[2 * q] = re * phase[2 * q] - im * phase[2 * q + 1]
+                    row[2 * q + 1] = re * phase[2 * q + 1] + im * phase[2 * q]
+                for o in range(size):
+                    total = zero
+                    for t in range(width):
+                        total += row[t] * basis[o, t]
+                    out[p, k, w, o] = total
 
 
 def band_geometry(mask_half: np.ndarray, shape: tuple[int, int]) -> BandGeometry | None:
