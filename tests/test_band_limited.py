@@ -89,14 +89,26 @@ def test_scratch_arrays_kept_per_thread_never_leak_between_masks():
         assert diff.max() <= 0.01, f"n={n}: worst pair differs by {diff.max():.4f} px"
 
 
-def test_transforms_without_scipys_private_binding_give_the_same_numbers(monkeypatch):
+def test_every_transform_library_gives_the_same_shifts(monkeypatch):
+    # ducc0 where installed, else scipy's private pocketfft binding, else public scipy.fft
+    # plus a copy: the same transforms, so the shifts agree to round-off.
     from daskreg.kernels import _fft
 
     stack = lattice_series(5, (256, 256), dose=50, seed=12).stack
-    _, direct = _measure(stack, RegistrationParams(), band_limited=True)
-    monkeypatch.setattr(_fft, "_pocketfft", None)
-    _, public = _measure(stack, RegistrationParams(), band_limited=True)
-    np.testing.assert_array_equal(public.shifts, direct.shifts)
+    shifts = {}
+    for library, missing in (("ducc0", ()), ("pocketfft", ("_ducc",)),
+                             ("scipy", ("_ducc", "_pocketfft"))):
+        with monkeypatch.context() as patch:
+            for name in missing:
+                patch.setattr(_fft, name, None)
+            if library == "ducc0" and _fft.backend() != "ducc0":
+                continue  # ducc0 not installed here: the other two are still compared
+            assert _fft.backend() == library
+            _, found = _measure(stack, RegistrationParams(), band_limited=True)
+        shifts[library] = found.shifts
+    np.testing.assert_array_equal(shifts["scipy"], shifts["pocketfft"])
+    for found in shifts.values():
+        np.testing.assert_allclose(found, shifts["scipy"], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("precision", ["single", "double"])
