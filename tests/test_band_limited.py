@@ -138,3 +138,11 @@ def test_windows_are_the_full_size_correlation_around_any_centre(precision, shap
         expected = full[np.arange(3)[:, None, None, None], ys[..., :, None], xs[..., None, :]]
         tolerance = 1e-5 if precision == "single" else 1e-12
         np.testing.assert_allclose(windows, expected, rtol=0, atol=tolerance * np.abs(full).max())
+        # The brightest pixel of each window, as the windows themselves rank it.
+        positions, values = geometry.brightest_near(geometry.columns(product), centres, radius)
+        flat = windows.reshape(*windows.shape[:2], -1)
+        row, column = np.divmod(flat.argmax(axis=-1), len(offsets))
+        np.testing.assert_array_equal(values, flat.max(axis=-1))
+        best_y = np.take_along_axis(ys, row[..., None], -1)[..., 0]
+        best_x = np.take_along_axis(xs, column[..., None], -1)[..., 0]
+        np.testing.assert_array_equal(positions, np.stack([best_y, best_x], axis=-1))

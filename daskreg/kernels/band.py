@@ -153,20 +153,46 @@ class BandGeometry:
         -------
         ndarray of float, shape (P, K, 2 radius + 1, 2 radius + 1)
         """
-        nx = self.shape[1]
-        real = np.float32 if columns.dtype == np.complex64 else np.float64
-        cos, sin = _phases(nx, real)
+        real, cos, sin = self._dft_tables(columns)
         out = np.empty((*centres.shape[:2], 2 * radius + 1, 2 * radius + 1), real)
-        _window_dft(
-            columns.view(real),
-            centres.astype(np.int64, copy=False),
-            cos,
-            sin,
-            self._offset_basis(radius, real),
-            real(0),
-            out,
-        )
+        basis = self._offset_basis(radius, real)
+        _window_dft(columns.view(real), _int64(centres), cos, sin, basis, real(0), out)
         return out
+
+    def brightest_near(
+        self, columns: np.ndarray, centres: np.ndarray, reach: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The brightest full-resolution pixel within ``reach`` of each centre, exactly.
+
+        Parameters
+        ----------
+        columns : ndarray, shape (P, ny, mx // 2 + 1)
+            :meth:`columns` of the pairs.
+        centres : ndarray of int, shape (P, K, 2)
+            ``(y, x)`` in full-resolution pixels (any integers: periodic).
+        reach : int
+            Pixels searched along each axis on either side of a centre.
+
+        Returns
+        -------
+        positions : ndarray of int64, shape (P, K, 2)
+            Of the brightest pixel in each ``(2 reach + 1)^2`` window, wrapped into the
+            frame (the first in row-major order on ties).
+        values : ndarray, shape (P, K)
+            The correlation there (as :meth:`windows` gives it).
+        """
+        real, cos, sin = self._dft_tables(columns)
+        positions = np.empty((*centres.shape[:2], 2), np.int64)
+        values = np.empty(centres.shape[:2], real)
+        basis = self._offset_basis(reach, real)
+        _window_argmax(
+            columns.view(real), _int64(centres), cos, sin, basis, real(0), positions, values
+        )
+        return positions, values
+
+    def _dft_tables(self, columns: np.ndarray) -> tuple[type, np.ndarray, np.ndarray]:
+        real = np.float32 if columns.dtype == np.complex64 else np.float64
+        return (real, *_phases(self.shape[1], real))
 
     @lru_cache(maxsize=8)  # noqa: B019 - a handful of radii per geometry, kept with it
     def _offset_basis(self, radius: int, dtype: type) -> np.ndarray:
@@ -181,6 +207,10 @@ class BandGeometry:
         return (basis * np.repeat(self.column_weight, 2) / nx).astype(dtype)
 
 
+def _int64(centres: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(centres, dtype=np.int64)
+
+
 @lru_cache(maxsize=8)
 def _phases(n: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     """``cos`` and ``sin`` of ``2 pi m / n`` for ``m = 0 .. n-1``."""
@@ -189,42 +219,72 @@ def _phases(n: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _window_dft(columns, centres, cos, sin, basis, zero, out):  # pragma: no cover - compiled
-    """``out[p, k, w, o] = Re sum_kx G(y_w, kx) weight(kx) exp(2 pi i kx x_o / nx)``.
+def _window_into(columns, p, cy, cx, cos, sin, basis, zero, phase, row, out):  # pragma: no cover
+    """``out[w, o] = Re sum_kx G_p(cy + w - r, kx) weight(kx) exp(2 pi i kx (cx + o - r) / nx)``.
 
     ``exp(2 pi i kx (c + o) / nx)`` splits into the centre's phase, applied to each
     row the window needs, and the offset's, the same ``basis`` for every window.
     ``columns`` is the complex ``G`` viewed as reals (re, im interleaved), so a value
     is one dot product of contiguous reals: the real part is all a window needs.
+    ``phase`` and ``row`` are work arrays of the basis' width.
     """
-    n_pairs, n_windows = centres.shape[0], centres.shape[1]
     ny, nx = columns.shape[1], cos.shape[0]
     size, width = basis.shape
     radius = size // 2
-    phase = np.empty(width, dtype=columns.dtype)
-    row = np.empty(width, dtype=columns.dtype)
-    for p in range(n_pairs):
-        for k in range(n_windows):
-            # kx * centre mod nx by additions: no division per column.
-            step = centres[p, k, 1] % nx
-            m = 0
-            for q in range(width // 2):
-                phase[2 * q] = cos[m]
-                phase[2 * q + 1] = sin[m]
-                m += step
-                if m >= nx:
-                    m -= nx
+    # kx * centre mod nx by additions: no division per column.
+    step = cx % nx
+    m = 0
+    for q in range(width // 2):
+        phase[2 * q] = cos[m]
+        phase[2 * q + 1] = sin[m]
+        m += step
+        if m >= nx:
+            m -= nx
+    for w in range(size):
+        y = (cy + w - radius) % ny
+        for q in range(width // 2):
+            re, im = columns[p, y, 2 * q], columns[p, y, 2 * q + 1]
+            row[2 * q] = re * phase[2 * q] - im * phase[2 * q + 1]
+            row[2 * q + 1] = re * phase[2 * q + 1] + im * phase[2 * q]
+        for o in range(size):
+            total = zero
+            for t in range(width):
+                total += row[t] * basis[o, t]
+            out[w, o] = total
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_dft(columns, centres, cos, sin, basis, zero, out):  # pragma: no cover - compiled
+    """Every window: ``out[p, k]`` around ``centres[p, k]`` (see :func:`_window_into`)."""
+    phase = np.empty(basis.shape[1], dtype=columns.dtype)
+    row = np.empty(basis.shape[1], dtype=columns.dtype)
+    for p in range(centres.shape[0]):
+        for k in range(centres.shape[1]):
+            cy, cx = centres[p, k, 0], centres[p, k, 1]
+            _window_into(columns, p, cy, cx, cos, sin, basis, zero, phase, row, out[p, k])
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_argmax(columns, centres, cos, sin, basis, zero, positions, values):  # pragma: no cover
+    """The brightest pixel of each window (first in row-major order on ties) and its value."""
+    ny, nx = columns.shape[1], cos.shape[0]
+    size = basis.shape[0]
+    radius = size // 2
+    phase = np.empty(basis.shape[1], dtype=columns.dtype)
+    row = np.empty(basis.shape[1], dtype=columns.dtype)
+    window = np.empty((size, size), dtype=columns.dtype)
+    for p in range(centres.shape[0]):
+        for k in range(centres.shape[1]):
+            cy, cx = centres[p, k, 0], centres[p, k, 1]
+            _window_into(columns, p, cy, cx, cos, sin, basis, zero, phase, row, window)
+            best_w, best_o = 0, 0
             for w in range(size):
-                y = (centres[p, k, 0] + w - radius) % ny
-                for q in range(width // 2):
-                    re, im = columns[p, y, 2 * q], columns[p, y, 2 * q + 1]
-                    row[2 * q] = re * phase[2 * q] - im * phase[2 * q + 1]
-                    row[2 * q + 1] = re * phase[2 * q + 1] + im * phase[2 * q]
                 for o in range(size):
-                    total = zero
-                    for t in range(width):
-                        total += row[t] * basis[o, t]
-                    out[p, k, w, o] = total
+                    if window[w, o] > window[best_w, best_o]:
+                        best_w, best_o = w, o
+            positions[p, k, 0] = (cy + best_w - radius) % ny
+            positions[p, k, 1] = (cx + best_o - radius) % nx
+            values[p, k] = window[best_w, best_o]
 
 
 def band_geometry(mask_half: np.ndarray, shape: tuple[int, int]) -> BandGeometry | None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["Maxima", "top_maxima"]
+__all__ = ["Maxima", "top_maxima", "distinct_best"]
 
 # Largest log-parabola gain over both axes: a neighbour ratio is clipped at 1e-3, and
 # the parabola's top rises at most log(1e3) / 8 per axis above the centre sample (when
@@ -90,6 +90,63 @@ def top_maxima(
         limit = np.where(top > 0, floor * top, 0.0)
         _search(maps, limit, interpolate, positions, offset, score)
     return Maxima(positions, offset, score)
+
+
+def distinct_best(
+    positions: np.ndarray, values: np.ndarray, valid: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` brightest distinct positions of each row of candidates.
+
+    Two candidates at the same position count once (the earlier one); invalid
+    candidates never count.
+
+    Parameters
+    ----------
+    positions : ndarray of int, shape (P, K, 2)
+    values : ndarray of float, shape (P, K)
+    valid : ndarray of bool, shape (P, K)
+    k : int
+
+    Returns
+    -------
+    positions : ndarray of int64, shape (P, k, 2)
+        Brightest first (the earlier candidate on ties); ``(0, 0)`` where a row has
+        fewer than ``k``.
+    values : ndarray of float64, shape (P, k)
+        ``-inf`` where a row has fewer than ``k``.
+    """
+    best = np.zeros((len(values), k, 2), dtype=np.int64)
+    best_values = np.full((len(values), k), -np.inf)
+    _distinct_best(np.asarray(positions, dtype=np.int64), values, valid, best, best_values)
+    return best, best_values
+
+
+@numba.njit(cache=True, nogil=True)
+def _distinct_best(positions, values, valid, best, best_values):  # pragma: no cover - compiled
+    k = best_values.shape[1]
+    for p in range(values.shape[0]):
+        count = 0
+        for c in range(values.shape[1]):
+            if not valid[p, c]:
+                continue
+            y, x = positions[p, c, 0], positions[p, c, 1]
+            seen = False
+            for e in range(c):
+                seen |= valid[p, e] and positions[p, e, 0] == y and positions[p, e, 1] == x
+            if seen:
+                continue
+            v = np.float64(values[p, c])
+            if count == k and v <= best_values[p, k - 1]:
+                continue
+            i = count if count < k else k - 1
+            while i > 0 and best_values[p, i - 1] < v:
+                best_values[p, i] = best_values[p, i - 1]
+                best[p, i] = best[p, i - 1]
+                i -= 1
+            best_values[p, i] = v
+            best[p, i, 0] = y
+            best[p, i, 1] = x
+            count = min(count + 1, k)
 
 
 @numba.njit(cache=True, nogil=True)

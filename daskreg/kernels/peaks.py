@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import numpy as np
 
 from daskreg.kernels.gaussfit import N_PARAMS, fit_gaussians
-from daskreg.kernels.maxima import top_maxima
+from daskreg.kernels.maxima import distinct_best, top_maxima
 
 if TYPE_CHECKING:
     from daskreg.kernels.band import BandGeometry
@@ -344,29 +344,15 @@ def _band_candidates(
     windows : ndarray, shape (P, K, 2 radius + 1, 2 radius + 1)
         Exact correlation around each centre (empty when ``radius`` is None).
     """
-    shape = np.array(geometry.shape)
     spacing = np.array(geometry.spacing)
     columns = geometry.columns(product)
     coarse = geometry.coarse_maps(columns)
     maxima = top_maxima(coarse, OVERSAMPLE * num_peaks, floor=COARSE_FLOOR, interpolate=True)
-    valid = maxima.valid
-    approx = np.rint((maxima.positions + maxima.offset) * spacing).astype(int)
+    approx = np.rint((maxima.positions + maxima.offset) * spacing).astype(np.int64)
     # The estimate is good to about a pixel; look one pixel further for the maximum.
-    reach = 2
-    near = geometry.windows(columns, approx, reach)
-    flat = near.reshape(*near.shape[:2], -1)
-    best_pixel = flat.argmax(axis=-1)
-    value = np.take_along_axis(flat, best_pixel[..., None], axis=-1)[..., 0]
-    dy, dx = np.unravel_index(best_pixel, near.shape[-2:])
-    centres = (approx + np.stack([dy - reach, dx - reach], axis=-1)) % shape
-    # Two coarse samples of one broad peak lead to the same pixel: keep it once.
-    key = centres[..., 0] * shape[1] + centres[..., 1]
-    same = (key[:, :, None] == key[:, None, :]) & np.tri(key.shape[1], k=-1, dtype=bool)
-    valid &= ~same.any(axis=2)
-    value = np.where(valid, value, -np.inf)
-    order = np.argsort(-value, axis=1)[:, :num_peaks]
-    centres = np.take_along_axis(centres, order[..., None], axis=1)
-    value = np.take_along_axis(value, order, axis=1)
+    # Two coarse samples of one broad peak lead to the same pixel: it counts once.
+    near, value = geometry.brightest_near(columns, approx, reach=2)
+    centres, value = distinct_best(near, value, maxima.valid, num_peaks)
     if radius is None:
         return centres, value, np.zeros((len(value), 0))
     return centres, value, geometry.windows(columns, centres, radius)

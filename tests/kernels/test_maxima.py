@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from daskreg.kernels.maxima import top_maxima
+from daskreg.kernels.maxima import distinct_best, top_maxima
 
 
 def _brute_force(m: np.ndarray, k: int, floor: float):
@@ -75,3 +75,20 @@ def test_interpolated_height_and_offset_exact_for_a_gaussian():
 def test_rejects_non_float_maps():
     with pytest.raises(ValueError, match="real float"):
         top_maxima(np.zeros((1, 4, 4), dtype=int), 2)
+
+
+def test_distinct_best_counts_each_position_once_and_ignores_invalid():
+    positions = np.array([[[5, 5], [1, 2], [5, 5], [7, 0], [3, 3]],
+                          [[0, 0], [0, 0], [2, 2], [9, 9], [4, 4]]])
+    values = np.array([[1.0, 3.0, 9.0, 2.0, 8.0],
+                       [4.0, 5.0, 6.0, 7.0, 0.5]], dtype=np.float32)
+    valid = np.array([[True, True, True, True, False],
+                      [False, True, True, False, False]])
+    best, best_values = distinct_best(positions, values, valid, 3)
+    # Row 0: the second (5, 5) is a repeat, whatever its value; (3, 3) is invalid.
+    np.testing.assert_array_equal(best[0], [[1, 2], [7, 0], [5, 5]])
+    np.testing.assert_array_equal(best_values[0], [3.0, 2.0, 1.0])
+    # Row 1: an invalid candidate does not hide a valid one at the same position, and
+    # fewer than k candidates leave -inf.
+    np.testing.assert_array_equal(best[1, :2], [[2, 2], [0, 0]])
+    np.testing.assert_array_equal(best_values[1], [6.0, 5.0, -np.inf])
