@@ -54,8 +54,6 @@ __all__ = [
 _PAIR_BATCH_BYTES = 32 * 2**20
 # Frames transformed at once by PairSetup.spectra (as float64 bytes).
 _SPECTRA_PIECE_BYTES = 32 * 2**20
-# Band-limited path: pairs whose spectra are gathered at once (a few hundred KiB).
-_PRODUCT_PAIRS = 16
 # Smallest batch of pairs given to a thread: the fits' warm start needs a few hundred
 # windows to pay off, and numpy's per-call cost must stay small.
 _MIN_THREAD_BATCH = 32
@@ -245,22 +243,11 @@ def pair_setup(
 def _band_products(
     spectra_a: np.ndarray, spectra_b: np.ndarray, i: np.ndarray, j: np.ndarray, setup: PairSetup
 ) -> np.ndarray:
-    """Masked band products of pairs ``(i[k], j[k])``, in this thread's scratch array.
-
-    Formed a few pairs at a time: the spectra gathered for a whole batch were its
-    largest temporaries, fresh memory each time.
-    """
+    """Masked band products of pairs ``(i[k], j[k])``, in this thread's scratch array."""
     product = scratch("band products", (len(i), *setup.mask_half.shape), spectra_a.dtype)
-    for start in range(0, len(i), _PRODUCT_PAIRS):
-        pairs = slice(start, start + _PRODUCT_PAIRS)
-        correlate.correlation_spectra(
-            spectra_a[i[pairs]],
-            spectra_b[j[pairs]],
-            setup.mask_half,
-            setup.params.correlation,
-            out=product[pairs],
-        )
-    return product
+    return correlate.pair_spectra(
+        spectra_a, spectra_b, i, j, setup.mask_half, setup.params.correlation, out=product
+    )
 
 
 def measure_pairs(

@@ -24,6 +24,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal, get_args
 
+import numba
 import numpy as np
 import scipy.fft
 
@@ -35,6 +36,7 @@ __all__ = [
     "frame_spectra",
     "half_plane_mask",
     "correlation_spectra",
+    "pair_spectra",
     "correlation_maps",
     "masked_energy",
 ]
@@ -45,6 +47,8 @@ CORRELATION_KINDS: tuple[str, ...] = get_args(CorrelationKind)
 # Guards the divisions of mc/pc/phase at frequencies where a spectrum vanishes
 # (e.g. DC after mean subtraction); such terms are set to zero.
 _TINY = np.finfo(np.float32).tiny
+# Pairs whose spectra are gathered at once where the products are not compiled.
+_GATHERED_PAIRS = 16
 
 
 def hann_window(shape: tuple[int, int]) -> np.ndarray:
@@ -182,6 +186,72 @@ def correlation_spectra(
         out[...] = product
         return out
     return product
+
+
+def pair_spectra(
+    spectra_a: np.ndarray,
+    spectra_b: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    mask_half: np.ndarray,
+    kind: CorrelationKind = "cc",
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`correlation_spectra` of ``spectra_a[i]`` and ``spectra_b[j]``, pair by pair.
+
+    The pairs' spectra are never gathered: for ``cc`` one compiled pass reads both
+    spectra and the mask and writes the product (gathering them, then multiplying in
+    place, took four passes over a batch's largest arrays); other kinds gather a few
+    pairs at a time.
+
+    Parameters
+    ----------
+    spectra_a, spectra_b : ndarray, shape (F, ky, kx)
+        Half-plane spectra (or their band) of two blocks of frames.
+    i, j : ndarray of int, shape (P,)
+        Frame of ``spectra_a`` and of ``spectra_b`` in each pair.
+    mask_half, kind, out : see :func:`correlation_spectra`
+
+    Returns
+    -------
+    ndarray, shape (P, ky, kx)
+    """
+    if out is None:
+        out = np.empty((len(i), *spectra_a.shape[1:]), np.result_type(spectra_a, spectra_b))
+    real = out.real.dtype
+    if (
+        kind == "cc"
+        and spectra_a.dtype == spectra_b.dtype == out.dtype
+        and np.isrealobj(mask_half)
+        and all(a.flags.c_contiguous for a in (spectra_a, spectra_b, out))
+    ):
+        mask = np.ascontiguousarray(mask_half, dtype=real)
+        _cross_products(
+            spectra_a.view(real), spectra_b.view(real), np.asarray(i), np.asarray(j), mask,
+            out.view(real),
+        )
+        return out
+    for start in range(0, len(i), _GATHERED_PAIRS):
+        pairs = slice(start, start + _GATHERED_PAIRS)
+        correlation_spectra(
+            spectra_a[i[pairs]], spectra_b[j[pairs]], mask_half, kind, out=out[pairs]
+        )
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _cross_products(spectra_a, spectra_b, i, j, mask, out):  # pragma: no cover - compiled
+    """``out[p] = conj(spectra_a[i[p]]) * spectra_b[j[p]] * mask`` for a real mask, on
+    complex arrays viewed as reals (re, im interleaved along x)."""
+    for p in range(len(i)):
+        a, b, o = spectra_a[i[p]], spectra_b[j[p]], out[p]
+        for y in range(o.shape[0]):
+            for x in range(mask.shape[1]):
+                ar, ai = a[y, 2 * x], a[y, 2 * x + 1]
+                br, bi = b[y, 2 * x], b[y, 2 * x + 1]
+                o[y, 2 * x] = (ar * br + ai * bi) * mask[y, x]
+                o[y, 2 * x + 1] = (ar * bi - ai * br) * mask[y, x]
 
 
 def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -143,3 +143,18 @@ def test_masked_energy_normalises_autocorrelation_to_one():
     corr = correlate.correlation_maps(spec[:1], spec[1:], half, (32, 48))
     energy = correlate.masked_energy(spec, half, (32, 48))
     np.testing.assert_allclose(corr[0, 0, 0] / energy[0], 1.0, rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind", correlate.CORRELATION_KINDS)
+@pytest.mark.parametrize("mask_dtype", [np.float32, np.complex64])
+def test_pair_spectra_equal_the_products_of_gathered_spectra(kind, mask_dtype):
+    # The compiled cross products (cc, real mask) and the gathered fallback (other kinds,
+    # complex masks, strided spectra) against correlation_spectra of the gathered pairs.
+    rng = np.random.default_rng(3)
+    spectra = (rng.normal(size=(6, 9, 5)) + 1j * rng.normal(size=(6, 9, 5))).astype(np.complex64)
+    mask = rng.uniform(size=(9, 5)).astype(mask_dtype)
+    i, j = np.array([0, 0, 3, 5, 2]), np.array([1, 4, 3, 0, 2])
+    for a, b in ((spectra, spectra[::-1].copy()), (spectra[:, :, ::-1], spectra)):
+        expected = correlate.correlation_spectra(a[i], b[j], mask, kind)
+        found = correlate.pair_spectra(a, b, i, j, mask, kind)
+        np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
