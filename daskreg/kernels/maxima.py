@@ -18,11 +18,16 @@ import numpy as np
 
 __all__ = ["Maxima", "top_maxima", "distinct_best"]
 
-# Largest log-parabola gain over both axes: a neighbour ratio is clipped at 1e-3, and
-# the parabola's top rises at most log(1e3) / 8 per axis above the centre sample (when
-# the other neighbour equals it). Skips the logarithms of maxima that cannot make the list.
+# Neighbour ratios below this are clipped before their logarithm.
 _CLIP = 1e-3
-_MAX_GAIN = 2 * np.log(1 / _CLIP) / 8
+# Skipping the logarithms of maxima that cannot make the list: with the neighbour ratios
+# ``r`` of a maximum clipped to ``[_CLIP, 1]``, the log-parabola along an axis rises at
+# most ``-log(r_before r_after) / 8`` above the centre sample (``|b - a| <= |b + a|``
+# for logarithms ``a, b <= 0``), so the height is at most ``value (r1 r2 r3 r4)^(-1/8)``,
+# tested without logarithms as ``(value / worst)^8 <= r1 r2 r3 r4``. The margin keeps
+# the test on the safe side of rounding (a maximum whose bound ties with the list's last
+# score is interpolated, as before).
+_BOUND_MARGIN = 1 - 1e-6
 
 
 @dataclass(frozen=True)
@@ -186,10 +191,19 @@ def _search(maps, limit, interpolate, positions, offset, score):  # pragma: no c
                 height, dy, dx = value, 0.0, 0.0
                 full = count == k
                 if interpolate and value > 0:
-                    if full and value * np.exp(_MAX_GAIN) <= score[p, k - 1]:
-                        continue
-                    dy, gain_y = _parabola(above[x] / value, below[x] / value)
-                    dx, gain_x = _parabola(row[xl] / value, row[xr] / value)
+                    r_above, r_below = above[x] / value, below[x] / value
+                    r_left, r_right = row[xl] / value, row[xr] / value
+                    if full and score[p, k - 1] > 0:
+                        ratios = (
+                            max(r_above, _CLIP)
+                            * max(r_below, _CLIP)
+                            * max(r_left, _CLIP)
+                            * max(r_right, _CLIP)
+                        )
+                        if (value / score[p, k - 1]) ** 8 <= _BOUND_MARGIN * ratios:
+                            continue
+                    dy, gain_y = _parabola(r_above, r_below)
+                    dx, gain_x = _parabola(r_left, r_right)
                     height = value * np.exp(gain_y + gain_x)
                 if full and height <= score[p, k - 1]:
                     continue

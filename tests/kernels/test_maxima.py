@@ -72,6 +72,39 @@ def test_interpolated_height_and_offset_exact_for_a_gaussian():
     np.testing.assert_allclose(found.score[0, 1], 1.0, rtol=1e-6)
 
 
+def _log_parabola_height(m: np.ndarray, y: int, x: int) -> float:
+    """The ranking height of the maximum at (y, x), written out with logarithms."""
+    ny, nx = m.shape
+    v = float(m[y, x])
+
+    def gain(before: float, after: float) -> float:
+        b, a = np.log(max(before / v, 1e-3)), np.log(max(after / v, 1e-3))
+        return 0.0 if b + a >= 0 else -((b - a) ** 2) / (8 * (b + a))
+
+    m = m.astype(np.float64)
+    return v * np.exp(
+        gain(m[(y - 1) % ny, x], m[(y + 1) % ny, x]) + gain(m[y, (x - 1) % nx], m[y, (x + 1) % nx])
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_interpolated_ranking_keeps_the_best_heights_of_many_maxima(dtype):
+    # Far more maxima than kept, so the search skips most of them by its bound on the
+    # height: the kept ones must still be the best by the height itself.
+    rng = np.random.default_rng(5)
+    maps = ndimage.gaussian_filter(rng.random((4, 64, 64)), (0, 1.2, 1.2), mode="wrap")
+    maps = (maps - maps.mean()).astype(dtype)
+    found = top_maxima(maps, 6, interpolate=True)
+    for p in range(len(maps)):
+        every = _brute_force(maps[p], 10_000, 0.0)
+        assert len(every) > 30
+        heights = sorted(
+            (_log_parabola_height(maps[p], y, x) for y, x in every if maps[p, y, x] > 0),
+            reverse=True,
+        )
+        np.testing.assert_allclose(found.score[p], heights[:6], rtol=1e-9)
+
+
 def test_rejects_non_float_maps():
     with pytest.raises(ValueError, match="real float"):
         top_maxima(np.zeros((1, 4, 4), dtype=int), 2)
