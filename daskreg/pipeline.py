@@ -202,7 +202,9 @@ class PairSetup:
             for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
         ]
         if self.band is not None:
-            pieces = [self.band.crop(piece) for piece in pieces]
+            # The crop's fancy index leaves frames interleaved (frame is not the slowest
+            # axis): contiguous frames are what the pair kernels read pair by pair.
+            pieces = [np.ascontiguousarray(self.band.crop(piece)) for piece in pieces]
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
     def energy(self, spectra: np.ndarray) -> np.ndarray:

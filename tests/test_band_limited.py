@@ -58,6 +58,15 @@ def test_band_limited_equals_full_size_on_every_pair(scenario, find_maxima):
     assert diff.max() <= 0.01, f"worst pair differs by {diff.max():.4f} px"
 
 
+def test_band_spectra_hold_each_frame_contiguously():
+    # The pair kernels read one frame's band spectrum at a time; the band crop's fancy
+    # index alone would leave the frames interleaved (and the kernels on a slow path).
+    stack = lattice_series(3, (128, 128), dose=20, seed=5).stack
+    setup = pipeline.pair_setup(RegistrationParams(), stack.shape[1:])
+    assert setup.band is not None
+    assert setup.spectra(stack).flags.c_contiguous
+
+
 def test_pairs_measured_in_threads_equal_one_thread():
     # Enough pairs for several batches per thread, so the threads really split the work
     # (and a batch concatenated out of order would misplace shifts).

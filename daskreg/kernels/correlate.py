@@ -224,11 +224,15 @@ def pair_spectra(
         kind == "cc"
         and spectra_a.dtype == spectra_b.dtype == out.dtype
         and np.isrealobj(mask_half)
-        and all(a.flags.c_contiguous for a in (spectra_a, spectra_b, out))
+        and out.flags.c_contiguous
     ):
-        mask = np.ascontiguousarray(mask_half, dtype=real)
+        # Copies only where the caller's spectra are not contiguous already.
         _cross_products(
-            spectra_a.view(real), spectra_b.view(real), np.asarray(i), np.asarray(j), mask,
+            np.ascontiguousarray(spectra_a).view(real),
+            np.ascontiguousarray(spectra_b).view(real),
+            np.asarray(i),
+            np.asarray(j),
+            np.ascontiguousarray(mask_half, dtype=real),
             out.view(real),
         )
         return out
