@@ -46,13 +46,13 @@ OVERSAMPLE = 4
 # 1.5 px wide keeps 3/4 of its height, and only peaks near the best can win.
 COARSE_FLOOR = 0.5
 # Band-limited path: bytes of band columns (the largest per-pair array) of the pairs
-# transformed and searched at once: 4 pairs at 512^2, one at 1024^2. Their arrays are
+# transformed and searched at once: 3 pairs at 512^2, one at 1024^2. Their arrays are
 # this thread's scratch (:mod:`daskreg.kernels._scratch`), kept between blocks, so the
 # chunk is sized by bytes: a fixed count of pairs would keep hundreds of MiB per thread
-# for large frames. Small enough that a chunk's transforms, search and windows mostly
-# hit the core's own cache (1 MiB here): 10-20 % faster per pair than 8 MiB on one
-# thread at 256^2 to 1024^2, the same on two.
-_BAND_CHUNK_BYTES = 2 * 2**20
+# for large frames. Small chunks keep a chunk's transforms, search and windows close to
+# the core (1 MiB of L2 here): at 512^2, 8 MiB chunks cost 15-30 % more per pair on one
+# thread and 30 % more on two than 1.5 MiB; 1 MiB is as fast on one thread.
+_BAND_CHUNK_BYTES = 3 * 2**19
 
 
 @dataclass(frozen=True)
