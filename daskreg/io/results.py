@@ -189,7 +189,8 @@ def _encoded(dataset: xr.Dataset) -> xr.Dataset:
     kinds = {}
     for key, value in dataset.attrs.items():
         value = value.item() if isinstance(value, np.generic) else value
-        if _is_number(value) or isinstance(value, str):
+        # HDF5 (NetCDF) text cannot hold NUL characters; JSON escapes them.
+        if _is_number(value) or (isinstance(value, str) and "\x00" not in value):
             out.attrs[key] = value
         elif isinstance(value, tuple | list) and value and all(map(_is_number, value)):
             out.attrs[key] = list(value)
