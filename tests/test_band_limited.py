@@ -2,7 +2,7 @@
 
 The band-limited path inverse-transforms the masked product on a grid about ``n`` times
 coarser per axis, then evaluates the full-resolution correlation only in the fit
-windows (matrix-multiply DFT). Both paths evaluate the same band-limited function at
+windows (a small DFT). Both paths evaluate the same band-limited function at
 the same full-resolution points inside the windows, so they may differ only by
 round-off in single precision; 0.01 px (the issue's bound) is two orders of magnitude
 above that and two below the precision the registration reaches.
