@@ -122,12 +122,15 @@ def distinct_best(
     """
     best = np.zeros((len(values), k, 2), dtype=np.int64)
     best_values = np.full((len(values), k), -np.inf)
-    _distinct_best(np.asarray(positions, dtype=np.int64), values, valid, best, best_values)
+    unused_offset = np.zeros((len(values), k, 2))
+    _distinct_best(
+        np.asarray(positions, dtype=np.int64), values, valid, best, best_values, unused_offset
+    )
     return best, best_values
 
 
 @numba.njit(cache=True, nogil=True)
-def _distinct_best(positions, values, valid, best, best_values):  # pragma: no cover - compiled
+def _distinct_best(positions, values, valid, best, best_values, offset):  # pragma: no cover
     k = best_values.shape[1]
     for p in range(values.shape[0]):
         count = 0
@@ -143,15 +146,7 @@ def _distinct_best(positions, values, valid, best, best_values):  # pragma: no c
             v = np.float64(values[p, c])
             if count == k and v <= best_values[p, k - 1]:
                 continue
-            i = count if count < k else k - 1
-            while i > 0 and best_values[p, i - 1] < v:
-                best_values[p, i] = best_values[p, i - 1]
-                best[p, i] = best[p, i - 1]
-                i -= 1
-            best_values[p, i] = v
-            best[p, i, 0] = y
-            best[p, i, 1] = x
-            count = min(count + 1, k)
+            count = _insert(best_values, best, offset, p, count, v, y, x, 0.0, 0.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -207,20 +202,7 @@ def _search(maps, limit, interpolate, positions, offset, score):  # pragma: no c
                     height = value * np.exp(gain_y + gain_x)
                 if full and height <= score[p, k - 1]:
                     continue
-                # Insert into the sorted list; equal scores keep the earlier maximum first.
-                i = count if not full else k - 1
-                while i > 0 and score[p, i - 1] < height:
-                    score[p, i] = score[p, i - 1]
-                    positions[p, i] = positions[p, i - 1]
-                    offset[p, i] = offset[p, i - 1]
-                    i -= 1
-                score[p, i] = height
-                positions[p, i, 0] = y
-                positions[p, i, 1] = x
-                offset[p, i, 0] = dy
-                offset[p, i, 1] = dx
-                if not full:
-                    count += 1
+                count = _insert(score, positions, offset, p, count, height, y, x, dy, dx)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -230,6 +212,26 @@ def _reaches(row, low):  # pragma: no cover - compiled
     for x in range(row.shape[0]):
         hit |= row[x] >= low
     return hit
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _insert(score, positions, offset, p, count, value, y, x, dy, dx):  # pragma: no cover
+    """Insert into row ``p`` of a list sorted by descending score that holds ``count``
+    entries (at most ``score.shape[1]``; a full list drops its last). Equal scores keep
+    the earlier entry first. Returns the new count."""
+    k = score.shape[1]
+    i = min(count, k - 1)
+    while i > 0 and score[p, i - 1] < value:
+        score[p, i] = score[p, i - 1]
+        positions[p, i] = positions[p, i - 1]
+        offset[p, i] = offset[p, i - 1]
+        i -= 1
+    score[p, i] = value
+    positions[p, i, 0] = y
+    positions[p, i, 1] = x
+    offset[p, i, 0] = dy
+    offset[p, i, 1] = dx
+    return min(count + 1, k)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
