@@ -1,4 +1,4 @@
-"""Inverse transforms written into a given array, by the fastest library installed.
+"""Transforms by the fastest library installed; the inverse ones written into a given array.
 
 ``scipy.fft`` returns a new array per call. For the band-limited pair kernel's
 transform outputs (a few MiB per block of pairs) that meant fresh memory every call:
@@ -11,11 +11,14 @@ take an output array (any strides):
 - scipy's own pocketfft binding, where ducc0 is missing. It is private, so where it is
   missing too or refuses the call the public functions are used and their result copied.
 
-The library is chosen once, at import. The libraries differ by round-off only.
+The library is chosen once, at import. The libraries differ by round-off only. The
+forward transforms of the frame spectra run on as many threads as ``scipy.fft``'s
+``workers`` setting asks for (``scipy.fft.set_workers``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -31,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installed scipy
     _pocketfft = None
 
-__all__ = ["ifft_into", "irfft_into", "backend"]
+__all__ = ["rfft", "fft", "ifft_into", "irfft_into", "backend"]
 
 # Normalisation code of both libraries for 1/n, scipy's default for inverse transforms.
 _BY_N = 2
@@ -42,6 +45,26 @@ def backend() -> str:
     if _ducc is not None:
         return "ducc0"
     return "pocketfft" if _pocketfft is not None else "scipy"
+
+
+def rfft(x: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.fft.rfft(x, axis=axis)``."""
+    if _ducc is not None:
+        return _ducc.r2c(x, axes=(axis,), forward=True, nthreads=_threads())
+    return scipy.fft.rfft(x, axis=axis)
+
+
+def fft(x: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.fft.fft(x, axis=axis)``."""
+    if _ducc is not None:
+        return _ducc.c2c(x, axes=(axis,), forward=True, nthreads=_threads())
+    return scipy.fft.fft(x, axis=axis)
+
+
+def _threads() -> int:
+    """Threads for a transform: scipy.fft's ``workers`` (negative counts from the CPUs)."""
+    workers = scipy.fft.get_workers()
+    return workers if workers > 0 else max(1, (os.cpu_count() or 1) + 1 + workers)
 
 
 def ifft_into(x: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
