@@ -18,7 +18,7 @@ from its median shape: about 3 iterations per fit instead of 12, to the same min
 
 The iterations run compiled (numba), one fit after another: a fit's few hundred pixels
 and 7 x 7 system stay in registers and cache, where the same steps batched in numpy
-cost about ten array passes each. The start and the warm start stay in numpy.
+cost about ten array passes each. The start stays in numpy.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def fit_gaussians(windows: np.ndarray, sigma_guess: float) -> tuple[np.ndarray, 
     n_fit, size, _ = windows.shape
     radius = (size - 1) // 2
     data = np.ascontiguousarray(windows.reshape(n_fit, -1), dtype=np.float64)
-    start = _initial_guess(windows.astype(np.float64), sigma_guess)
+    start = _initial_guess(data.reshape(windows.shape), sigma_guess)
     scale = np.where(start[:, 0] > 0, start[:, 0], 1.0)
     if n_fit < 4 * WARM_SAMPLE:
         params = _levenberg_marquardt(data, start, scale, radius)
@@ -155,34 +155,46 @@ def _warm_start(data: np.ndarray, start: np.ndarray, fitted: np.ndarray, radius:
     """
     if not len(fitted):
         return start
-    n_fit, n_px = data.shape
-    resid = np.empty((n_fit, n_px))
-    start_cost = _evaluate_all(data, start, radius, np.empty((n_fit, n_px)), resid)
-    warm = start.copy()
-    warm[:, 4:7] = np.median(fitted[:, 4:7], axis=0)
-    # exp(-q) alone: the model with A = 1, B = 0.
-    warm[:, 0], warm[:, 1] = 1.0, 0.0
-    expo = np.empty((n_fit, n_px))
-    _evaluate_all(data, warm, radius, expo, resid)
-    sum_e, sum_ee = expo.sum(axis=1), (expo * expo).sum(axis=1)
-    sum_d, sum_ed = data.sum(axis=1), (expo * data).sum(axis=1)
-    det = n_px * sum_ee - sum_e**2
-    solvable = det > 1e-12 * n_px * sum_ee
-    safe = np.where(solvable, det, 1.0)
-    warm[:, 0] = (n_px * sum_ed - sum_e * sum_d) / safe
-    warm[:, 1] = (sum_d - warm[:, 0] * sum_e) / n_px
-    warm_cost = ((data - warm[:, 1, None] - warm[:, 0, None] * expo) ** 2).sum(axis=1)
-    better = solvable & (warm[:, 0] > 0) & (warm_cost < start_cost)
-    return np.where(better[:, None], warm, start)
+    return _warm_start_fits(data, start, np.median(fitted[:, 4:7], axis=0), radius)
 
 
 @numba.njit(cache=True, nogil=True)
-def _evaluate_all(data, params, radius, expo, resid):  # pragma: no cover - compiled
-    """:func:`_evaluate` of every fit; returns the costs (M,)."""
-    cost = np.empty(len(data))
-    for m in range(len(data)):
-        cost[m] = _evaluate(data[m], params[m], radius, expo[m], resid[m])
-    return cost
+def _warm_start_fits(data, start, shape, radius):  # pragma: no cover - compiled
+    """:func:`_warm_start` with the shape ``(a, b, c)`` given, one fit after another
+    (batched in numpy, its window-sized temporaries cost more than the sums)."""
+    n_fit, n_px = data.shape
+    out = start.copy()
+    expo, resid = np.empty(n_px), np.empty(n_px)
+    warm = np.empty(N_PARAMS)
+    for m in range(n_fit):
+        start_cost = _evaluate(data[m], start[m], radius, expo, resid)
+        # exp(-q) alone: the model with A = 1, B = 0.
+        warm[:] = start[m]
+        warm[0], warm[1] = 1.0, 0.0
+        warm[4:7] = shape
+        _evaluate(data[m], warm, radius, expo, resid)
+        sum_e = sum_ee = sum_d = sum_ed = 0.0
+        for k in range(n_px):
+            e, d = expo[k], data[m, k]
+            sum_e += e
+            sum_ee += e * e
+            sum_d += d
+            sum_ed += e * d
+        det = n_px * sum_ee - sum_e * sum_e
+        if not det > 1e-12 * n_px * sum_ee:
+            continue
+        amp = (n_px * sum_ed - sum_e * sum_d) / det
+        offset = (sum_d - amp * sum_e) / n_px
+        if not amp > 0:
+            continue
+        warm_cost = 0.0
+        for k in range(n_px):
+            r = data[m, k] - offset - amp * expo[k]
+            warm_cost += r * r
+        if warm_cost < start_cost:
+            out[m] = warm
+            out[m, 0], out[m, 1] = amp, offset
+    return out
 
 
 @numba.njit(cache=True, nogil=True)

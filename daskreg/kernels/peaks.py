@@ -17,8 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
+import numba
 import numpy as np
 
+from daskreg.kernels._scratch import scratch
+from daskreg.kernels.band import _int64
 from daskreg.kernels.gaussfit import N_PARAMS, fit_gaussians
 from daskreg.kernels.maxima import distinct_best, top_maxima
 
@@ -158,15 +161,13 @@ def _fit_candidates(
         See :func:`find_shifts`.
     """
     n_pairs, n_cand = valid.shape
-    radius = (windows.shape[-1] - 1) // 2
-    # One scale per pair keeps the fits well conditioned without changing which
-    # candidate of a pair wins.
-    scale = np.abs(np.where(valid[..., None, None], windows, 0)).reshape(n_pairs, -1).max(axis=1)
-    scale = np.where(scale > 0, scale, 1.0)
-    data = windows / scale[:, None, None, None]
-    if bias is not None:
-        data = data / _windows(np.broadcast_to(bias, (n_pairs, *shape)), centres, radius)
-    params, ok = fit_gaussians(data.reshape(-1, *data.shape[2:]), sigma_guess)
+    size = windows.shape[-1]
+    radius = (size - 1) // 2
+    scale = np.empty(n_pairs)
+    data = scratch("fit data", (n_pairs * n_cand, size, size), np.float64)
+    unbiased = np.ones((1, 1)) if bias is None else np.asarray(bias, dtype=np.float64)
+    _fit_data(windows, valid, _int64(centres), unbiased, bias is not None, scale, data)
+    params, ok = fit_gaussians(data, sigma_guess)
     params = params.reshape(n_pairs, n_cand, N_PARAMS)
     ok = ok.reshape(n_pairs, n_cand) & valid
 
@@ -187,6 +188,37 @@ def _fit_candidates(
     shifts = np.where(fitted[:, None], shifts, fallback)
     peak = np.where(fitted, height[rows, best] * scale, centre_value[rows, brightest])
     return PeakResult(shifts, fitted, peak)
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_data(windows, valid, centres, bias, divide, scale, out):  # pragma: no cover
+    """The windows as the fits see them, in ``out`` (P * K, 2r+1, 2r+1) float64.
+
+    One scale per pair, the largest ``|value|`` of its valid candidates (1 if none),
+    keeps the fits well conditioned without changing which candidate of a pair wins;
+    with ``divide`` each value is also divided by ``bias`` at its periodic position.
+    Fills ``scale`` (P,). In numpy the same steps cost five window-sized temporaries.
+    """
+    n_pairs, n_cand, size, _ = windows.shape
+    radius = (size - 1) // 2
+    ny, nx = bias.shape
+    for p in range(n_pairs):
+        top = 0.0
+        for k in range(n_cand):
+            if valid[p, k]:
+                for y in range(size):
+                    for x in range(size):
+                        top = max(top, abs(float(windows[p, k, y, x])))
+        scale[p] = top if top > 0 else 1.0
+        for k in range(n_cand):
+            fit = p * n_cand + k
+            for y in range(size):
+                row = (centres[p, k, 0] + y - radius) % ny
+                for x in range(size):
+                    value = float(windows[p, k, y, x]) / scale[p]
+                    if divide:
+                        value /= bias[row, (centres[p, k, 1] + x - radius) % nx]
+                    out[fit, y, x] = value
 
 
 def _shift_gaussian_fit(
