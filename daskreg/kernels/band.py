@@ -134,7 +134,7 @@ class BandGeometry:
             valid until its next call.
         """
         my, mx = self.coarse
-        real = np.float32 if columns.dtype == np.complex64 else np.float64
+        real = _real(columns)
         out = scratch("coarse maps", (len(columns), my, mx), real)
         return irfft_into(columns[:, :: self.row_step], mx, 2, out)
 
@@ -153,9 +153,10 @@ class BandGeometry:
         -------
         ndarray of float, shape (P, K, 2 radius + 1, 2 radius + 1)
         """
-        real, cos, sin = self._dft_tables(columns)
+        real = _real(columns)
         out = np.empty((*centres.shape[:2], 2 * radius + 1, 2 * radius + 1), real)
-        basis = self._offset_basis(radius, real)
+        basis = self.offset_basis(radius, real)
+        cos, sin = self.phases(real)
         _window_dft(columns.view(real), _int64(centres), cos, sin, basis, real(0), out)
         return out
 
@@ -181,21 +182,22 @@ class BandGeometry:
         values : ndarray, shape (P, K)
             The correlation there (as :meth:`windows` gives it).
         """
-        real, cos, sin = self._dft_tables(columns)
+        real = _real(columns)
         positions = np.empty((*centres.shape[:2], 2), np.int64)
         values = np.empty(centres.shape[:2], real)
-        basis = self._offset_basis(reach, real)
+        basis = self.offset_basis(reach, real)
+        cos, sin = self.phases(real)
         _window_argmax(
             columns.view(real), _int64(centres), cos, sin, basis, real(0), positions, values
         )
         return positions, values
 
-    def _dft_tables(self, columns: np.ndarray) -> tuple[type, np.ndarray, np.ndarray]:
-        real = np.float32 if columns.dtype == np.complex64 else np.float64
-        return (real, *_phases(self.shape[1], real))
+    def phases(self, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+        """``cos`` and ``sin`` of ``2 pi m / nx``, ``m = 0 .. nx - 1``, for the window kernels."""
+        return _phases(self.shape[1], dtype)
 
     @lru_cache(maxsize=8)  # noqa: B019 - a handful of radii per geometry, kept with it
-    def _offset_basis(self, radius: int, dtype: type) -> np.ndarray:
+    def offset_basis(self, radius: int, dtype: type) -> np.ndarray:
         """Rows ``(cos, -sin)`` of ``2 pi kx o / nx`` interleaved per ``kx``, times the
         column weight and ``1 / nx``, for offsets ``o = -radius .. radius``."""
         nx = self.shape[1]
@@ -209,6 +211,10 @@ class BandGeometry:
 
 def _int64(centres: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(centres, dtype=np.int64)
+
+
+def _real(columns: np.ndarray) -> type:
+    return np.float32 if columns.dtype == np.complex64 else np.float64
 
 
 @lru_cache(maxsize=8)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["Maxima", "top_maxima", "distinct_best"]
+__all__ = ["Maxima", "top_maxima", "thresholds", "distinct_best"]
 
 # Neighbour ratios below this are clipped before their logarithm.
 _CLIP = 1e-3
@@ -91,10 +91,14 @@ def top_maxima(
     offset = np.zeros((n_maps, k, 2))
     score = np.full((n_maps, k), -np.inf)
     if maps.size:
-        top = maps.reshape(n_maps, -1).max(axis=1).astype(np.float64)
-        limit = np.where(top > 0, floor * top, 0.0)
-        _search(maps, limit, interpolate, positions, offset, score)
+        _search(maps, thresholds(maps, floor), interpolate, positions, offset, score)
     return Maxima(positions, offset, score)
+
+
+def thresholds(maps: np.ndarray, floor: float) -> np.ndarray:
+    """``floor`` times each map's maximum, 0 where that maximum is not positive (float64, (P,))."""
+    top = maps.reshape(len(maps), -1).max(axis=1).astype(np.float64)
+    return np.where(top > 0, floor * top, 0.0)
 
 
 def distinct_best(
