@@ -109,14 +109,37 @@ def frame_spectra(
     ndarray, shape (..., ny, nx // 2 + 1), or (..., ny, kx_max + 1)
     """
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
-    frames = np.asarray(frames, dtype=real)
+    frames = np.asarray(frames)
+    if frames.dtype not in (np.float32, np.float64):
+        frames = frames.astype(real)
+    shape = frames.shape[-2:]
     # The centred frames are this thread's scratch: made fresh, a block of them cost
     # more in page faults than its mean and window together.
     centred = scratch("centred frames", frames.shape, real)
-    np.subtract(frames, frames.mean(axis=(-2, -1), keepdims=True), out=centred)
-    centred *= _window(frames.shape[-2:], real)
+    flat = frames.reshape(-1, *shape)
+    _centre_and_window(flat, _window(shape, real), centred.reshape(-1, *shape))
     half = _fft.rfft(centred, axis=-1)[..., : None if kx_max is None else kx_max + 1]
     return _fft.fft(half, axis=-2).astype(dtype, copy=False)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _centre_and_window(frames, window, out):  # pragma: no cover - compiled
+    """``out = (frame - mean) * window`` per frame, the mean summed in float64.
+
+    Two passes over each frame instead of numpy's five over the block (conversion,
+    mean, subtraction, window): a float64 block is read once from memory, and its
+    conversion no longer needs a copy (a quarter of the spectra's time at 512^2).
+    """
+    ny, nx = window.shape
+    for f in range(frames.shape[0]):
+        total = 0.0
+        for y in range(ny):
+            for x in range(nx):
+                total += frames[f, y, x]
+        mean = total / (ny * nx)
+        for y in range(ny):
+            for x in range(nx):
+                out[f, y, x] = (frames[f, y, x] - mean) * window[y, x]
 
 
 def half_plane_mask(mask: np.ndarray) -> np.ndarray:

@@ -158,3 +158,22 @@ def test_pair_spectra_equal_the_products_of_gathered_spectra(kind, mask_dtype):
         expected = correlate.correlation_spectra(a[i], b[j], mask, kind)
         found = correlate.pair_spectra(a, b, i, j, mask, kind)
         np.testing.assert_allclose(found, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("source", [np.float64, np.float32, np.uint16])
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_frame_spectra_is_the_windowed_rfft2_of_the_centred_frames(source, dtype):
+    """The compiled centring (mean in float64) against its numpy definition, for any
+    input dtype and leading axes; the input is left untouched."""
+    rng = np.random.default_rng(4)
+    frames = (rng.random((2, 3, 24, 30)) * 1000 + 5000).astype(source)
+    before = frames.copy()
+    spec = correlate.frame_spectra(frames, dtype=dtype, kx_max=9)
+    data = frames.astype(np.float64)
+    centred = data - data.mean(axis=(-2, -1), keepdims=True)
+    expected = np.fft.rfft2(centred * correlate.hann_window((24, 30)))
+    assert spec.shape == (2, 3, 24, 10) and spec.dtype == dtype
+    scale = np.abs(expected).max()
+    tol = 1e-5 if dtype == np.complex64 else 1e-12
+    np.testing.assert_allclose(spec, expected[..., :10], rtol=0, atol=tol * scale)
+    np.testing.assert_array_equal(frames, before)
