@@ -95,6 +95,22 @@ def _gaussian_map(shape, centre, amp=1.0, sigma=1.7):
     return amp * np.exp(-(dy**2 + dx**2) / (2 * sigma**2))
 
 
+@pytest.mark.parametrize("centre", [(20.3, 31.6), (49.6, 0.3)])
+def test_gaussian_fit_divides_the_bias_out_at_each_window_pixel(centre):
+    """A peak multiplied by a smooth, asymmetric bias is found where it was placed
+    once ``bias`` is given (also where the window wraps); without it the bias pulls it."""
+    shape = (50, 60)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    wave_y = np.cos(2 * np.pi * (yy - 7) / shape[0])
+    bias = 1 + 0.4 * wave_y * np.sin(2 * np.pi * (xx + 5) / shape[1])
+    corr = (_gaussian_map(shape, centre) + 0.1) * bias
+    expected = (np.array(centre) + np.array(shape) / 2) % shape - np.array(shape) / 2
+    found = peaks.find_shifts(corr[None], "gf", window_radius=5, bias=bias)
+    np.testing.assert_allclose(found.shifts[0], expected, atol=1e-6)
+    pulled = peaks.find_shifts(corr[None], "gf", window_radius=5)
+    assert np.abs(pulled.shifts[0] - expected).max() > 1e-3
+
+
 def test_gaussian_fit_recovers_subpixel_centre_across_the_edge():
     # Centre near the periodic edge: windows wrap instead of being skipped.
     corr = _gaussian_map((50, 60), (49.6, 0.3))[None] + 0.1

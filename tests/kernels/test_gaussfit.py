@@ -44,6 +44,33 @@ def test_warm_started_block_equals_each_fit_alone():
     np.testing.assert_allclose(together[::7, 2:4], alone[:, 2:4], atol=1e-6)
 
 
+def test_warm_start_keeps_each_start_or_a_better_one():
+    """The warm start (median fitted shape, exact amplitude and offset) replaces a
+    start only where it fits its window better; for starts of the wrong width it does
+    so for most windows."""
+    n = 60
+    windows, _, _ = _windows(n, seed=5, noise=0.05)
+    data = windows.reshape(n, -1)
+    start = gaussfit._initial_guess(windows, 2.0)
+    start[:, 4:7] *= 1.6  # starts of the wrong width
+    fitted, _ = gaussfit.fit_gaussians(windows[:8], 2.0)
+    warm = gaussfit._warm_start(data, start, fitted, RADIUS)
+
+    def cost(params):
+        expo, resid = np.empty(data.shape[1]), np.empty(data.shape[1])
+        pairs = zip(data, params, strict=True)
+        return np.array([gaussfit._evaluate(d, p, RADIUS, expo, resid) for d, p in pairs])
+
+    assert (cost(warm) <= cost(start)).all()
+    replaced = (warm != start).any(axis=1)
+    assert replaced.mean() > 0.5
+    median = np.median(fitted[:, 4:7], axis=0)
+    np.testing.assert_array_equal(warm[replaced, 4:7], np.broadcast_to(median, (replaced.sum(), 3)))
+    np.testing.assert_array_equal(warm[replaced, 2:4], start[replaced, 2:4])
+    # Without fitted shapes the starts are kept as they are.
+    np.testing.assert_array_equal(gaussfit._warm_start(data, start, fitted[:0], RADIUS), start)
+
+
 def _normal_equations(params: np.ndarray, data: np.ndarray, newton: bool):
     expo, resid = np.empty(len(data)), np.empty(len(data))
     gaussfit._evaluate(data, params, RADIUS, expo, resid)
