@@ -6,6 +6,9 @@ on the same spectra, so only summation order differs (measured: 0 px, ~4e-16).
 
 from __future__ import annotations
 
+import warnings
+
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -109,3 +112,16 @@ def test_caller_array_untouched(series):
     with pytest.warns(daskreg.errors.RegistrationWarning):
         daskreg.register(stack, engine="dask", scheduler="synchronous", progress=False)
     np.testing.assert_array_equal(stack, before)
+
+
+def test_in_memory_stack_on_distributed_is_sent_once(series, numpy_results, client):
+    """A numpy stack on a cluster: the numpy result, the frames persisted once instead
+    of embedded in both phases' graphs (distributed warns of graphs larger than its
+    threshold, lowered here below the stack's size), and nothing left on the workers."""
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "20kB"}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = daskreg.register(series.stack, client=client, chunks=7, progress=False)
+    assert_same_result(got, numpy_results[None])
+    assert not [w for w in caught if "large graph" in str(w.message)]
+    assert not any(client.run(lambda dask_worker: len(dask_worker.data)).values())
