@@ -6,6 +6,7 @@ on the same spectra, so only summation order differs (measured: 0 px, ~4e-16).
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import dask
@@ -124,4 +125,9 @@ def test_in_memory_stack_on_distributed_is_sent_once(series, numpy_results, clie
             got = daskreg.register(series.stack, client=client, chunks=7, progress=False)
     assert_same_result(got, numpy_results[None])
     assert not [w for w in caught if "large graph" in str(w.message)]
-    assert not any(client.run(lambda dask_worker: len(dask_worker.data)).values())
+    # The persisted chunks are released when the registration returns; the workers
+    # drop them a moment later.
+    deadline = time.monotonic() + 10
+    while any(client.run(lambda dask_worker: len(dask_worker.data)).values()):
+        assert time.monotonic() < deadline, "the persisted frames stayed on the workers"
+        time.sleep(0.05)
