@@ -213,8 +213,9 @@ def _int64(centres: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(centres, dtype=np.int64)
 
 
-def _real(columns: np.ndarray) -> type:
-    return np.float32 if columns.dtype == np.complex64 else np.float64
+def _real(spectra: np.ndarray) -> type:
+    """The real dtype of complex ``spectra`` (float32 for complex64)."""
+    return np.float32 if spectra.dtype == np.complex64 else np.float64
 
 
 @lru_cache(maxsize=8)

@@ -21,7 +21,7 @@ import numba
 import numpy as np
 
 from daskreg.kernels._scratch import scratch
-from daskreg.kernels.band import _int64, _window_argmax, _window_dft
+from daskreg.kernels.band import _int64, _real, _window_argmax, _window_dft
 from daskreg.kernels.gaussfit import N_PARAMS, fit_gaussians
 from daskreg.kernels.maxima import _distinct_best, _search, thresholds, top_maxima
 
@@ -351,7 +351,7 @@ def find_shifts_band(
     if not len(product):
         return PeakResult.concatenate([])
     n_pairs = len(product)
-    real = np.float32 if product.dtype == np.complex64 else np.float64
+    real = _real(product)
     size = 2 * window_radius + 1 if method == "gf" else 0
     centres = np.zeros((n_pairs, num_peaks, 2), np.int64)
     value = np.full((n_pairs, num_peaks), -np.inf)
