@@ -184,8 +184,10 @@ class Registration:
             spectra = setup.spectra(self._frames)
         i, j = pipeline.pair_indices(self.n_frames, p.band)
         found = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
+        with scipy.fft.set_workers(-1):
+            split = pipeline.split_half_shifts(self._frames, setup)
         self._raw = pipeline.assemble_pairs(
-            self.n_frames, i, j, found, setup.energy(spectra), p.band
+            self.n_frames, i, j, found, setup.energy(spectra), p.band, split
         )
         self._analysis = None
         self.timings["pairs"] = time.perf_counter() - start

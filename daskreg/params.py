@@ -20,8 +20,8 @@ from daskreg.kernels.peaks import FIND_MAXIMA, FindMaxima
 
 __all__ = ["RegistrationParams", "OutlierMethod", "Solver", "MEASURE_PARAMS"]
 
-OutlierMethod = Literal["transitivity", "nn"]
-Solver = Literal["mean", "lstsq"]
+OutlierMethod = Literal["robust", "transitivity", "nn"]
+Solver = Literal["robust", "mean", "lstsq"]
 _MASK_NAMES = (*MASK_KINDS, "elliptical")
 #: Parameters that change the measured shift matrix; the others change only its analysis
 #: (so a measured matrix, or a checkpoint of one, stays valid when only they change).
@@ -51,14 +51,14 @@ class RegistrationParams:
     window_radius: int = 6
     num_iter: int = 2
     min_window_frac: float = 3.0
-    outliers: OutlierMethod | None = "transitivity"
+    outliers: OutlierMethod | None = "robust"
     threshold: float | None = None
     maxpaths: int = 5
     max_shift: float = 1.0
     bad_frames: tuple[int, ...] = ()
     frames: tuple[int, int] | None = None
     crop: bool = True
-    solver: Solver = "mean"
+    solver: Solver = "robust"
     band: int | None = None
     detect_bad_frames: bool = True
     precision: Literal["single", "double"] = "single"

@@ -337,6 +337,9 @@ def build_result(
         timings=json.dumps(timings),
         daskreg_version=__version__,
         pair_layout="dense" if pairs.layout.band is None else "band",
+        reliable=int(analysis.reliable),
+        hops_corrected=0 if analysis.hops is None else int(analysis.hops.sum() // 2),
+        pair_scatter=np.nan if analysis.scale is None else float(analysis.scale),
         **crop_bounds(analysis.shifts, shape)._asdict(),
     )
     for key in ("pixel_size", "unit", "source"):

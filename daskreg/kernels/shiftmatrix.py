@@ -406,13 +406,19 @@ def shifts_from_rows(
 
 
 def solve_shifts(
-    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, layout: PairLayout | None = None
+    matrix: np.ndarray,
+    valid: np.ndarray,
+    used: np.ndarray,
+    layout: PairLayout | None = None,
+    *,
+    weights: np.ndarray | None = None,
+    uncertainty: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares shifts from all valid pairs, with a per-frame uncertainty.
 
-    Minimises ``sum over valid i<j of |s_j - s_i - r_ij|^2`` with the mean of the used
-    frames' shifts fixed at zero (the gauge of :func:`shifts_from_rows`; on a complete,
-    consistent matrix both give the same answer).
+    Minimises ``sum over valid i<j of w_ij |s_j - s_i - r_ij|^2`` with the mean of the
+    used frames' shifts fixed at zero (the gauge of :func:`shifts_from_rows`; on a
+    complete, consistent matrix both give the same answer).
 
     Parameters
     ----------
@@ -423,6 +429,12 @@ def solve_shifts(
     layout : PairLayout, optional
         Storage of ``matrix`` and ``valid`` (default dense). A band is solved as a
         banded system (LAPACK band Cholesky), never as an N x N matrix.
+    weights : ndarray of float, shape (N, N) or the layout's, optional
+        Non-negative weight of each pair, symmetric (default 1 for every valid pair);
+        only valid pairs count.
+    uncertainty : bool, default True
+        Compute the uncertainties (False: NaN, and the solve skips the inverse's
+        diagonal, for iterative callers).
 
     Returns
     -------
@@ -435,40 +447,45 @@ def solve_shifts(
     layout = _layout(matrix, layout)
     index = np.flatnonzero(used)
     m = len(index)
-    if isinstance(layout, BandLayout):
-        solution, resid, cov_diag = _solve_band(matrix, valid, used, layout)
-    else:
-        solution, resid, cov_diag = _solve_dense(matrix, valid, index)
+    weight = np.where(valid, 1.0 if weights is None else weights, 0.0)
+    solve = _solve_band if isinstance(layout, BandLayout) else _solve_dense
+    solution, resid, pair_weight, cov_diag = solve(matrix, weight, used, layout, uncertainty)
     dof = resid.shape[0] - (m - 1)
     shifts = np.full((layout.n_frames, 2), np.nan)
-    uncertainty = np.full((layout.n_frames, 2), np.nan)
+    sigma = np.full((layout.n_frames, 2), np.nan)
     shifts[index] = solution
-    if dof > 0:
-        variance = (resid**2).sum(axis=0) / dof
-        uncertainty[index] = np.sqrt(np.clip(cov_diag, 0, None)[:, None] * variance[None, :])
-    return shifts, uncertainty
+    if dof > 0 and cov_diag is not None:
+        variance = (pair_weight[:, None] * resid**2).sum(axis=0) / dof
+        sigma[index] = np.sqrt(np.clip(cov_diag, 0, None)[:, None] * variance[None, :])
+    return shifts, sigma
 
 
 def _solve_dense(
-    matrix: np.ndarray, valid: np.ndarray, index: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Solution, residuals of the valid pairs and ``diag(pinv(L))`` of the used frames."""
+    matrix: np.ndarray, weights: np.ndarray, used: np.ndarray, layout: PairLayout, inverse: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Solution, residuals and weights of the weighted pairs, ``diag(pinv(L))``."""
+    index = np.flatnonzero(used)
     m = len(index)
-    weight = (valid[np.ix_(index, index)] & ~np.eye(m, dtype=bool)).astype(float)
-    sub = matrix[np.ix_(index, index)]
+    weight = np.where(np.eye(m, dtype=bool), 0.0, weights[np.ix_(index, index)])
+    sub = np.nan_to_num(matrix[np.ix_(index, index)])
     laplacian = np.diag(weight.sum(axis=1)) - weight
     rhs = -(weight[..., None] * sub).sum(axis=1)
     gauge = np.full((m, m), 1.0 / m)
-    inverse = np.linalg.inv(laplacian + gauge)
-    solution = inverse @ rhs
+    cov_diag = None
+    if inverse:
+        full = np.linalg.inv(laplacian + gauge)
+        solution = full @ rhs
+        cov_diag = np.diag(full - gauge)
+    else:
+        solution = np.linalg.solve(laplacian + gauge, rhs)
     upper = np.triu(weight, 1) > 0
     resid = (solution[None, :, :] - solution[:, None, :] - sub)[upper]
-    return solution, resid, np.diag(inverse - gauge)
+    return solution, resid, weight[upper], cov_diag
 
 
 def _solve_band(
-    matrix: np.ndarray, valid: np.ndarray, used: np.ndarray, layout: BandLayout
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    matrix: np.ndarray, weights: np.ndarray, used: np.ndarray, layout: BandLayout, inverse: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """:func:`_solve_dense` for a band, in O(N w^2).
 
     The graph Laplacian ``L`` of the valid pairs is singular (shifts are defined up to
@@ -484,27 +501,30 @@ def _solve_band(
     w = min(layout.width, m - 2)
     position = np.full(layout.n_frames, -1)
     position[index] = np.arange(m)
-    i, j = layout.nonzero(valid & layout.upper() & layout.outer(used, used))
+    i, j = layout.nonzero((weights > 0) & layout.upper() & layout.outer(used, used))
     a, b = position[i], position[j]
     shifts = layout.take(matrix, i, j, 0.0)
+    weight = layout.take(weights, i, j, 0.0)
     rhs = np.zeros((m, 2))
-    np.add.at(rhs, a, -shifts)
-    np.add.at(rhs, b, shifts)
+    np.add.at(rhs, a, -weight[:, None] * shifts)
+    np.add.at(rhs, b, weight[:, None] * shifts)
     # L0 = L without the grounded frame 0, in LAPACK upper band storage: ab[w + r - c, c].
     ab = np.zeros((w + 1, m - 1))
-    ab[w] = np.bincount(np.concatenate([a, b]), minlength=m)[1:]
+    ab[w] = np.bincount(np.concatenate([a, b]), np.concatenate([weight, weight]), minlength=m)[1:]
     inner = a > 0
-    np.add.at(ab, (w + a[inner] - b[inner], b[inner] - 1), -1.0)
+    np.add.at(ab, (w + a[inner] - b[inner], b[inner] - 1), -weight[inner])
     grounded = np.zeros((m, 2))
     ones = np.ones((m - 1, 1))
     solved = solveh_banded(ab, np.hstack([rhs[1:], ones]))
     grounded[1:] = solved[:, :2]
     solution = grounded - grounded.mean(axis=0)
     resid = solution[b] - solution[a] - shifts
+    if not inverse:
+        return solution, resid, weight, None
     z_ones = np.concatenate([[0.0], solved[:, 2]])
     z_diag = np.concatenate([[0.0], _band_inverse_diagonal(ab)])
     cov_diag = z_diag - 2.0 * z_ones / m + z_ones.sum() / m**2
-    return solution, resid, cov_diag
+    return solution, resid, weight, cov_diag
 
 
 def _band_inverse_diagonal(ab: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ A checkpoint is a Zarr v3 folder::
 
     checkpoint.zarr/            attrs: fingerprint + the description it hashes
         pairs/<s>-<a>-<b>/      PairBlock of series s, block pair (a, b): i, j, shifts, ok, peak
-        frames/<s>-<a>/         FrameInfo of series s, frame chunk a: finite, std, energy
+        frames/<s>-<a>/         FrameInfo of series s, frame chunk a: finite, std, energy, split
 
 Each entry is written under a hidden temporary name and renamed when complete, so an
 entry that exists is whole: a task killed mid-write leaves only a temporary folder,
@@ -120,11 +120,14 @@ def _frames_entry(info: FrameInfo) -> _Entry:
         "finite": info.finite,
         "std": info.std,
         "energy": info.energy,
+        "split": info.split,
     }
 
 
 def _frame_info(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> FrameInfo:
-    return FrameInfo(int(attrs["start"]), arrays["finite"], arrays["std"], arrays["energy"])
+    return FrameInfo(
+        int(attrs["start"]), arrays["finite"], arrays["std"], arrays["energy"], arrays["split"]
+    )
 
 
 _ENCODE = {"pairs": _pair_entry, "frames": _frames_entry}

@@ -124,7 +124,9 @@ def assemble(
     finite = np.concatenate([info.finite for info in infos])
     std = np.concatenate([info.std for info in infos])
     energy = np.concatenate([info.energy for info in infos])
+    split = np.concatenate([info.split for info in infos])
     i = np.concatenate([m.i for m in measured])
     j = np.concatenate([m.j for m in measured])
     found = PeakResult.concatenate([m.found for m in measured])
-    return pipeline.assemble_pairs(len(finite), i, j, found, energy, band), finite, std
+    pairs = pipeline.assemble_pairs(len(finite), i, j, found, energy, band, split)
+    return pairs, finite, std

@@ -34,12 +34,15 @@ class FrameInfo:
         :func:`daskreg.validate.frame_quality` of each frame.
     energy : ndarray, shape (F,)
         Masked energy of each frame's spectrum (:meth:`~daskreg.pipeline.PairSetup.energy`).
+    split : ndarray, shape (F, 2)
+        :func:`~daskreg.pipeline.split_half_shifts` of each frame.
     """
 
     start: int
     finite: np.ndarray
     std: np.ndarray
     energy: np.ndarray
+    split: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def _spectra_block(
         frames = frames.astype(np.float64, copy=True)
         frames[sorted(bad)] = 0.0
     spectra = setup.spectra(frames)
-    info = FrameInfo(start, finite, std, setup.energy(spectra))
+    split = pipeline.split_half_shifts(frames, setup)
+    info = FrameInfo(start, finite, std, setup.energy(spectra), split)
     if store is None:
         return SpectraBlock(info, spectra)
     stop = start + len(frames)
