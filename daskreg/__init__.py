@@ -1,7 +1,6 @@
 """daskreg: rigid registration of atomic-resolution STEM image series."""
 
-__version__ = "0.1.0"
-
+from daskreg._version import __version__ as __version__
 from daskreg.api import Registration, register
 from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from daskreg._version import __version__
 from daskreg.apply import apply_shifts
 from daskreg.errors import FileFormatError
 from daskreg.io.average_tif import write_average_tif
@@ -301,8 +302,6 @@ def build_result(
         :func:`daskreg.pipeline.example_views` of the first two used frames, kept so
         that the report can be drawn from the result alone.
     """
-    from daskreg import __version__
-
     shape = average.shape
     frame_axis = ("frame", "axis")
     pair_dims, pair_labels = pair_coords(pairs.layout)
