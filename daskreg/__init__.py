@@ -5,9 +5,8 @@ from daskreg.api import Registration, register
 from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
-from daskreg.io.results import load_result, save_result
 from daskreg.kernels.masks import fourier_grids
-from daskreg.result import RegistrationResult
+from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = [
     "Registration",

@@ -47,8 +47,10 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-import daskreg
+from daskreg._version import __version__
+from daskreg.api import register
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
+from daskreg.io import ingest, open_stack
 from daskreg.io.atomic import writable_folder
 from daskreg.io.average_tif import write_average_tif
 from daskreg.kernels.correlate import CORRELATION_KINDS
@@ -57,6 +59,7 @@ from daskreg.kernels.peaks import FIND_MAXIMA
 from daskreg.parallel.engine import spectra_nbytes
 from daskreg.params import RegistrationParams
 from daskreg.pipeline import pair_indices
+from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = ["main", "build_parser"]
 
@@ -146,7 +149,7 @@ def _add_input(parser: argparse.ArgumentParser, name: str = "input") -> None:
 
 
 def _add_params(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("registration parameters (see daskreg.register)")
+    group = parser.add_argument_group("registration parameters (see register)")
     for name, options in _PARAM_FLAGS:
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, **options)
     group.add_argument(
@@ -168,7 +171,7 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_execution(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("execution (see daskreg.register)")
+    group = parser.add_argument_group("execution (see register)")
     group.add_argument(
         "--engine",
         choices=("auto", "numpy", "dask"),
@@ -204,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rigid registration of atomic-resolution STEM image series.",
         epilog="Exit codes: 0 done, 2 bad input, 1 other failure. Start with: daskreg demo",
     )
-    parser.add_argument("--version", action="version", version=f"daskreg {daskreg.__version__}")
+    parser.add_argument("--version", action="version", version=f"daskreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
@@ -320,7 +323,7 @@ def _register(args: argparse.Namespace) -> int:
             "overwritten (it could be an input), even with --overwrite. Remove it or pick "
             "a new name"
         )
-    stack = daskreg.open_stack(args.input, args.frame_axis, signal=args.signal)
+    stack = open_stack(args.input, args.frame_axis, signal=args.signal)
     _require_one_series(stack, args.input)
     params = _params(args, stack.sizes["frame"])
     _print(_describe(args.input, stack))
@@ -333,7 +336,7 @@ def _register(args: argparse.Namespace) -> int:
     started_checkpoint = checkpoint is not None and not checkpoint.exists()
     try:
         with _all_or_none(outputs):
-            result = daskreg.register(stack, **params, **options)
+            result = register(stack, **params, **options)
             _write_outputs(result, outputs)
     except DaskregError:
         # Bad input is not resumable: the fix changes the input or the parameters that
@@ -351,7 +354,7 @@ def _ingest(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _check_outputs({"store": args.store}, [args.input], args.overwrite)
     with _local_progress(args.progress):
-        stack = daskreg.ingest(
+        stack = ingest(
             args.input,
             args.store,
             chunks=args.chunks,
@@ -368,8 +371,8 @@ def _apply(args: argparse.Namespace) -> int:
     output = _tif_output(args.output)
     outputs = {"average": output, **({"stack": args.save_stack} if args.save_stack else {})}
     _check_outputs(outputs, [args.result, args.other], args.overwrite)
-    result = daskreg.load_result(args.result)
-    other = daskreg.open_stack(args.other, args.frame_axis, signal=args.signal)
+    result = load_result(args.result)
+    other = open_stack(args.other, args.frame_axis, signal=args.signal)
     _require_one_series(other, args.other)
     _print(_describe(args.other, other))
     with _local_progress(args.progress):
@@ -391,7 +394,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    stack = daskreg.open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
+    stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
     lines = _describe(args.input, stack)
     n_frames = int(stack.sizes["frame"])
     params = RegistrationParams(**_params(args, n_frames))
@@ -412,7 +415,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     _check_outputs({"report": args.output}, [args.result], args.overwrite)
-    result = daskreg.load_result(args.result)
+    result = load_result(args.result)
     path = result.save_report(args.output)
     _print([f"{'report':<{_W}}{path}"])
     return EXIT_OK
@@ -434,9 +437,9 @@ def _demo(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     _check_outputs(outputs, [], args.overwrite)
     series = lattice_series(args.n_frames, (args.size, args.size), seed=args.seed)
-    stack = daskreg.ingest(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
+    stack = ingest(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
     _print(_describe(outputs["series"], stack, label="series"))
-    result = daskreg.register(stack, **_execution(args))
+    result = register(stack, **_execution(args))
     _write_outputs(result, outputs)
     used = ~result.bad_frames.values
     truth = series.shifts - series.shifts[used].mean(axis=0)
@@ -546,11 +549,11 @@ def _check_outputs(outputs: dict[str, Path], inputs: Sequence[Path], overwrite: 
             )
 
 
-def _write_outputs(result: daskreg.RegistrationResult, outputs: dict[str, Path]) -> None:
+def _write_outputs(result: RegistrationResult, outputs: dict[str, Path]) -> None:
     """The outputs written after registering (the engine writes the stack itself)."""
     result.save_tif(outputs["average"])
     if "result" in outputs:
-        daskreg.save_result(result, outputs["result"])
+        save_result(result, outputs["result"])
     if "report" in outputs:
         result.save_report(outputs["report"])
 
@@ -580,7 +583,7 @@ def _require_one_series(stack: Any, path: Path) -> None:
         raise ParameterError(
             f"{path} holds several series (dims {stack.dims}, shape {stack.shape}); the "
             "command line registers one (frame, y, x) stack: pick one with --signal, or "
-            "register all with the Python API (daskreg.register returns one result each)"
+            "register all with the Python API (register returns one result each)"
         )
 
 
@@ -612,7 +615,7 @@ def _describe(path: Path, stack: Any, label: str = "input") -> list[str]:
 
 
 def _summary(
-    result: daskreg.RegistrationResult, outputs: dict[str, Path], seconds: float
+    result: RegistrationResult, outputs: dict[str, Path], seconds: float
 ) -> list[str]:
     ds = result.dataset
     bad = ds["bad_frames"].values

@@ -29,7 +29,7 @@ from daskreg.errors import ParameterError
 from daskreg.io.atomic import atomic_path
 from daskreg.params import RegistrationParams
 from daskreg.plot import _panels, _sources
-from daskreg.result import RegistrationResult
+from daskreg.plot._sources import ResultLike
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -76,7 +76,7 @@ class _Page(NamedTuple):
 
 
 def save_report(
-    result: RegistrationResult,
+    result: ResultLike,
     path: str | os.PathLike,
     *,
     png_dir: str | os.PathLike | None = None,
@@ -160,7 +160,7 @@ def save_report(
     return path
 
 
-def _check_result(result: RegistrationResult) -> None:
+def _check_result(result: ResultLike) -> None:
     missing = [name for name in REQUIRED_VARIABLES if name not in result.dataset]
     if "params" not in result.dataset.attrs:
         missing.append("attrs['params']")
@@ -172,7 +172,7 @@ def _check_result(result: RegistrationResult) -> None:
         )
 
 
-def _pages(result: RegistrationResult, stack: Any) -> list[_Page]:
+def _pages(result: ResultLike, stack: Any) -> list[_Page]:
     """The report's pages, in reading order: the outcome first, then how it was reached."""
     ds = result.dataset
     params = json.loads(ds.attrs["params"])
@@ -273,11 +273,11 @@ def _threshold_text(threshold: Any, params: dict[str, Any]) -> str:
     return f"{threshold:.3g} px, {origin}"
 
 
-def _source_name(result: RegistrationResult) -> str:
+def _source_name(result: ResultLike) -> str:
     return str(result.dataset.attrs.get("source", "not recorded"))
 
 
-def _footer(result: RegistrationResult) -> str:
+def _footer(result: ResultLike) -> str:
     version = result.dataset.attrs.get("daskreg_version", "?")
     return f"daskreg {version}    {_source_name(result)}"
 
@@ -321,7 +321,7 @@ def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
 
 
 # -- the summary page -------------------------------------------------------------------
-def _summary_page(result: RegistrationResult) -> Figure:
+def _summary_page(result: ResultLike) -> Figure:
     import matplotlib.pyplot as plt
 
     ds = result.dataset
@@ -378,7 +378,7 @@ def _length(pixels: float, size: float | None, unit: str | None) -> str:
     return f"{pixels:.3g} px" + (f" ({pixels * size:.3g} {unit})" if size else "")
 
 
-def _data_rows(result: RegistrationResult) -> list[tuple[str, str]]:
+def _data_rows(result: ResultLike) -> list[tuple[str, str]]:
     ds = result.dataset
     cal = _panels.calibration_of(ds.attrs)
     ny, nx = ds.sizes["y"], ds.sizes["x"]
@@ -395,7 +395,7 @@ def _data_rows(result: RegistrationResult) -> list[tuple[str, str]]:
     ]
 
 
-def _frame_rows(result: RegistrationResult, params: dict[str, Any]) -> list[tuple[str, str]]:
+def _frame_rows(result: ResultLike, params: dict[str, Any]) -> list[tuple[str, str]]:
     bad = np.flatnonzero(result.bad_frames.values)
     reasons = result.bad_frame_reasons
     frames = params.get("frames")
@@ -408,7 +408,7 @@ def _frame_rows(result: RegistrationResult, params: dict[str, Any]) -> list[tupl
     return rows
 
 
-def _pair_rows(result: RegistrationResult, params: dict[str, Any]) -> list[tuple[str, str]]:
+def _pair_rows(result: ResultLike, params: dict[str, Any]) -> list[tuple[str, str]]:
     ds = result.dataset
     upper = _sources.layout_of(ds).upper()
     measured = ds["measured"].values & upper
@@ -433,7 +433,7 @@ def _pair_rows(result: RegistrationResult, params: dict[str, Any]) -> list[tuple
     ]
 
 
-def _result_rows(result: RegistrationResult) -> list[tuple[str, str]]:
+def _result_rows(result: ResultLike) -> list[tuple[str, str]]:
     ds = result.dataset
     cal = _panels.calibration_of(ds.attrs)
     sizes = cal.pixel_size or (None, None)
