@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shutil
 import sys
 import time
@@ -614,58 +613,38 @@ def _describe(path: Path, stack: Any, label: str = "input") -> list[str]:
     return lines
 
 
-def _summary(
-    result: RegistrationResult, outputs: dict[str, Path], seconds: float
-) -> list[str]:
-    ds = result.dataset
-    bad = ds["bad_frames"].values
-    n_frames = bad.size
-    reasons = result.bad_frame_reasons
-    params = result.params
-    frames = params.frames or (0, n_frames)
-    listed = [f"{k} ({reasons[k]})" for k in sorted(reasons)]
-    out_of_range = int(bad.sum()) - len(reasons)
+def _summary(result: RegistrationResult, outputs: dict[str, Path], seconds: float) -> list[str]:
+    s = result.summary()
+    listed = [f"{k} ({why})" for k, why in s.bad_frames.items()]
     if len(listed) > _MAX_LISTED:
-        listed = [*listed[:_MAX_LISTED], f"... {len(reasons) - _MAX_LISTED} more in the result"]
-    if out_of_range:
-        listed.append(f"{out_of_range} outside --frames {frames[0]}:{frames[1]}")
-    shifts = ds["shifts"].values[~bad]
-    n_pairs = int(ds["measured"].sum()) // 2
-    n_out = int(ds["outliers"].sum()) // 2
-    method = params.outliers or "no test"
-    threshold = ds.attrs.get("threshold_used")
-    crop = result.crop
-    timings = ", ".join(f"{k} {v:.1f}" for k, v in _timings(ds).items())
-    resumed = (
-        [
-            f"{'resumed':<{_W}}{ds.attrs['pair_blocks_reused']} of {ds.attrs['pair_blocks']} "
-            "pair blocks reused from the checkpoint"
-        ]
-        if "pair_blocks_reused" in ds.attrs
-        else []
-    )
+        listed = [*listed[:_MAX_LISTED], f"... {len(listed) - _MAX_LISTED} more in the result"]
+    if s.outside_range:
+        start, stop = s.frame_range
+        listed.append(f"{len(s.outside_range)} outside --frames {start}:{stop}")
+    threshold = f", threshold {s.threshold:.3g} px" if s.threshold is not None else ""
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in s.timings.items())
+    crop = s.crop
+    resumed = [
+        f"{'resumed':<{_W}}{s.resumed[0]} of {s.resumed[1]} pair blocks reused from the checkpoint"
+    ] if s.resumed else []
     return [
-        f"{'frames':<{_W}}{int((~bad).sum())} of {n_frames} used",
+        f"{'frames':<{_W}}{s.n_used} of {s.n_frames} used",
         f"{'bad frames':<{_W}}{'; '.join(listed) if listed else 'none'}",
-        f"{'outliers':<{_W}}{n_out} of {n_pairs} pairs ({method}"
-        + (f", threshold {threshold:.3g} px)" if isinstance(threshold, float) else ")"),
-        f"{'shift range':<{_W}}dy {shifts[:, 0].min():+.2f} to {shifts[:, 0].max():+.2f} px, "
-        f"dx {shifts[:, 1].min():+.2f} to {shifts[:, 1].max():+.2f} px "
-        f"(median uncertainty {np.nanmedian(ds['shift_uncertainty'].values[~bad]):.3f} px)",
+        f"{'outliers':<{_W}}{s.n_outliers} of {s.n_pairs} pairs "
+        f"({s.outlier_test or 'no test'}{threshold})",
+        f"{'shift range':<{_W}}dy {s.shift_min[0]:+.2f} to {s.shift_max[0]:+.2f} px, "
+        f"dx {s.shift_min[1]:+.2f} to {s.shift_max[1]:+.2f} px (median uncertainty "
+        f"dy {s.uncertainty[0]:.3f} px, dx {s.uncertainty[1]:.3f} px)",
         f"{'crop':<{_W}}"
         + (
             f"y {crop.ymin}:{crop.ymax}, x {crop.xmin}:{crop.xmax}"
-            if params.crop
+            if s.cropped
             else "none (--no-crop); coverage map in the result"
         ),
         *resumed,
         *_output_lines(outputs),
         f"{'time':<{_W}}{seconds:.1f} s" + (f" ({timings} s)" if timings else ""),
     ]
-
-
-def _timings(ds: Any) -> dict[str, float]:
-    return json.loads(ds.attrs.get("timings", "{}"))
 
 
 def _output_lines(outputs: dict[str, Path]) -> list[str]:

@@ -26,6 +26,7 @@ from daskreg.kernels.layout import PairLayout
 from daskreg.kernels.shift import CropBounds, coverage, crop_bounds
 from daskreg.params import RegistrationParams
 from daskreg.pipeline import MatrixAnalysis, PairMeasurements
+from daskreg.summary import ResultSummary, summarize
 
 __all__ = ["RegistrationResult", "build_result", "load_result", "pair_coords", "save_result"]
 
@@ -60,14 +61,32 @@ class RegistrationResult:
         self.dataset = dataset
 
     def __repr__(self) -> str:
-        n_used = int((~self.bad_frames).sum())
-        shifts = self.shifts.values[~self.bad_frames.values]
-        span = np.ptp(shifts, axis=0) if len(shifts) else np.zeros(2)
+        s = self.summary()
+        span = s.drift_range
         return (
-            f"<RegistrationResult: {n_used}/{self.bad_frames.size} frames used, "
-            f"{int(self.outliers.sum()) // 2} outlier pairs, shift range "
-            f"dy {span[0]:.2f} px, dx {span[1]:.2f} px, crop {tuple(self.crop)}>"
+            f"<RegistrationResult: {s.n_used}/{s.n_frames} frames used, "
+            f"{s.n_outliers} outlier pairs, shift range "
+            f"dy {span[0]:.2f} px, dx {span[1]:.2f} px, crop {tuple(s.crop)}>"
         )
+
+    def summary(self) -> ResultSummary:
+        """The registration in numbers: frames used and left out, outliers, drift, crop.
+
+        Returns
+        -------
+        ResultSummary
+            What the command line, the report and the ``repr`` print (see
+            :class:`daskreg.summary.ResultSummary`).
+
+        Examples
+        --------
+        >>> from daskreg import register
+        >>> from daskreg.synthetic import lattice_series
+        >>> summary = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4).summary()
+        >>> summary.n_used, summary.n_pairs
+        (5, 10)
+        """
+        return summarize(self.dataset)
 
     # -- labelled views -------------------------------------------------------------
     @property

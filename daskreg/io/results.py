@@ -29,6 +29,7 @@ import xarray as xr
 from daskreg.errors import FileFormatError, OutputPathError, StackFileNotFoundError
 from daskreg.io._zarr import is_zarr_store
 from daskreg.io.atomic import atomic_path
+from daskreg.summary import RESULT_VARIABLES
 
 __all__ = ["RESULT_EXTENSIONS", "save_dataset", "load_dataset"]
 
@@ -40,8 +41,6 @@ RESULT_EXTENSIONS: tuple[str, ...] = (".zarr", ".nc")
 _ATTR_KINDS = "daskreg_attr_kinds"
 # Tuples nested in JSON attributes must come back as tuples for an exact round trip.
 _TUPLE_TAG = "__tuple__"
-# What identifies a daskreg result among other datasets.
-_REQUIRED = ("shifts", "bad_frames", "average_full", "coverage")
 
 
 def save_dataset(
@@ -99,7 +98,7 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
             f"cannot read {str(path)!r} as a result ({type(exc).__name__}: {exc}); the file "
             "is damaged or not a daskreg result, write it again with daskreg register"
         ) from exc
-    missing = [name for name in _REQUIRED if name not in dataset] + (
+    missing = [name for name in RESULT_VARIABLES if name not in dataset] + (
         [] if "params" in dataset.attrs else ["attribute 'params'"]
     )
     if missing:

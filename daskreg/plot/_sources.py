@@ -15,9 +15,9 @@ import numpy as np
 import xarray as xr
 
 from daskreg.errors import ParameterError
-from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.params import RegistrationParams
 from daskreg.stack import as_stack
+from daskreg.summary import EXAMPLE_VARIABLES, ResultSummary, layout_of
 
 __all__ = [
     "EXAMPLE_VARIABLES",
@@ -31,10 +31,6 @@ __all__ = [
     "layout_of",
 ]
 
-#: Variables a result needs for the figures of one frame, its mask and one correlation.
-EXAMPLE_VARIABLES = ("example_frame", "fourier_mask", "example_correlation")
-
-
 @runtime_checkable
 class ResultLike(Protocol):
     """Anything holding a registration's outcome, as :class:`daskreg.RegistrationResult`."""
@@ -46,6 +42,9 @@ class ResultLike(Protocol):
     @property
     def average(self) -> xr.DataArray:
         """The (cropped) average."""
+
+    def summary(self) -> ResultSummary:
+        """The registration in numbers."""
 
 
 @runtime_checkable
@@ -118,14 +117,3 @@ def frame_image(stack: xr.DataArray, frame: int) -> np.ndarray:
             f"pick 0..{n_frames - 1}"
         )
     return np.asarray(stack.isel(frame=frame).values, dtype=np.float64)
-
-
-def layout_of(dataset: xr.Dataset) -> PairLayout:
-    """How a result stores its pair matrices.
-
-    Dense, dims ``(frame_i, frame_j)``, or a band, dims ``(frame_i, offset)``.
-    """
-    n_frames = dataset.sizes["frame_i"]
-    if "offset" in dataset.dims:
-        return pair_layout(n_frames, int(dataset["offset"].values.max()))
-    return pair_layout(n_frames)
