@@ -6,10 +6,12 @@ from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
 from daskreg.kernels.masks import fourier_grids
+from daskreg.planning import RegistrationPlan, plan
 from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = [
     "Registration",
+    "RegistrationPlan",
     "RegistrationResult",
     "align_stack",
     "apply_shifts",
@@ -17,6 +19,7 @@ __all__ = [
     "ingest",
     "load_result",
     "open_stack",
+    "plan",
     "read_average_tif",
     "register",
     "save_result",

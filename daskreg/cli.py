@@ -55,9 +55,8 @@ from daskreg.io.average_tif import write_average_tif
 from daskreg.kernels.correlate import CORRELATION_KINDS
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA
-from daskreg.parallel.engine import spectra_nbytes
 from daskreg.params import RegistrationParams
-from daskreg.pipeline import pair_indices
+from daskreg.planning import plan
 from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = ["main", "build_parser"]
@@ -395,18 +394,16 @@ def _apply(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
     lines = _describe(args.input, stack)
-    n_frames = int(stack.sizes["frame"])
-    params = RegistrationParams(**_params(args, n_frames))
-    start, stop = params.frames or (0, n_frames)
-    n_pairs = len(pair_indices(n_frames, params.band)[0])
-    spectra = spectra_nbytes(stack, params)
-    # The numpy engine holds every frame as float64 beside the spectra.
-    in_process = stack.size * 8 + spectra
+    p = plan(stack, chunks=args.chunks, **_params(args, int(stack.sizes["frame"])))
+    start, stop = p.frame_range
+    chunks = p.frame_chunks
     lines += [
-        f"{'register':<{_W}}frames {start}:{stop} of {n_frames}; {n_pairs} pairs correlated "
-        + ("(all pairs)" if params.band is None else f"(|i - j| <= {params.band})"),
-        f"{'memory':<{_W}}~{in_process / _MIB:.0f} MiB in one process (--engine numpy); the "
-        f"Dask engine spreads {spectra / _MIB:.0f} MiB of spectra over its workers",
+        f"{'register':<{_W}}frames {start}:{stop} of {p.n_frames}; {p.n_pairs} pairs correlated "
+        + ("(all pairs)" if p.band is None else f"(|i - j| <= {p.band})"),
+        f"{'dask':<{_W}}{len(chunks)} chunk(s) of up to {max(chunks)} frames; "
+        f"{p.n_pair_blocks} pair blocks (chunk x chunk tasks)",
+        f"{'memory':<{_W}}~{p.in_memory_bytes / _MIB:.0f} MiB in one process (--engine numpy); "
+        f"the Dask engine spreads {p.spectra_bytes / _MIB:.0f} MiB of spectra over its workers",
     ]
     _print(lines)
     return EXIT_OK
