@@ -1,17 +1,17 @@
 """daskreg: rigid registration of atomic-resolution STEM image series."""
 
-__version__ = "0.1.0"
-
+from daskreg._version import __version__ as __version__
 from daskreg.api import Registration, register
 from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
-from daskreg.io.results import load_result, save_result
 from daskreg.kernels.masks import fourier_grids
-from daskreg.result import RegistrationResult
+from daskreg.planning import RegistrationPlan, plan
+from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = [
     "Registration",
+    "RegistrationPlan",
     "RegistrationResult",
     "align_stack",
     "apply_shifts",
@@ -19,6 +19,7 @@ __all__ = [
     "ingest",
     "load_result",
     "open_stack",
+    "plan",
     "read_average_tif",
     "register",
     "save_result",

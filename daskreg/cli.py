@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shutil
 import sys
 import time
@@ -47,16 +46,18 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-import daskreg
+from daskreg._version import __version__
+from daskreg.api import register
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
+from daskreg.io import ingest, open_stack
 from daskreg.io.atomic import writable_folder
 from daskreg.io.average_tif import write_average_tif
 from daskreg.kernels.correlate import CORRELATION_KINDS
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA
-from daskreg.parallel.engine import spectra_nbytes
 from daskreg.params import RegistrationParams
-from daskreg.pipeline import pair_indices
+from daskreg.planning import plan
+from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = ["main", "build_parser"]
 
@@ -146,7 +147,7 @@ def _add_input(parser: argparse.ArgumentParser, name: str = "input") -> None:
 
 
 def _add_params(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("registration parameters (see daskreg.register)")
+    group = parser.add_argument_group("registration parameters (see register)")
     for name, options in _PARAM_FLAGS:
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, **options)
     group.add_argument(
@@ -168,7 +169,7 @@ def _add_params(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_execution(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("execution (see daskreg.register)")
+    group = parser.add_argument_group("execution (see register)")
     group.add_argument(
         "--engine",
         choices=("auto", "numpy", "dask"),
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rigid registration of atomic-resolution STEM image series.",
         epilog="Exit codes: 0 done, 2 bad input, 1 other failure. Start with: daskreg demo",
     )
-    parser.add_argument("--version", action="version", version=f"daskreg {daskreg.__version__}")
+    parser.add_argument("--version", action="version", version=f"daskreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str) -> Any:
@@ -320,7 +321,7 @@ def _register(args: argparse.Namespace) -> int:
             "overwritten (it could be an input), even with --overwrite. Remove it or pick "
             "a new name"
         )
-    stack = daskreg.open_stack(args.input, args.frame_axis, signal=args.signal)
+    stack = open_stack(args.input, args.frame_axis, signal=args.signal)
     _require_one_series(stack, args.input)
     params = _params(args, stack.sizes["frame"])
     _print(_describe(args.input, stack))
@@ -333,7 +334,7 @@ def _register(args: argparse.Namespace) -> int:
     started_checkpoint = checkpoint is not None and not checkpoint.exists()
     try:
         with _all_or_none(outputs):
-            result = daskreg.register(stack, **params, **options)
+            result = register(stack, **params, **options)
             _write_outputs(result, outputs)
     except DaskregError:
         # Bad input is not resumable: the fix changes the input or the parameters that
@@ -351,7 +352,7 @@ def _ingest(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _check_outputs({"store": args.store}, [args.input], args.overwrite)
     with _local_progress(args.progress):
-        stack = daskreg.ingest(
+        stack = ingest(
             args.input,
             args.store,
             chunks=args.chunks,
@@ -368,8 +369,8 @@ def _apply(args: argparse.Namespace) -> int:
     output = _tif_output(args.output)
     outputs = {"average": output, **({"stack": args.save_stack} if args.save_stack else {})}
     _check_outputs(outputs, [args.result, args.other], args.overwrite)
-    result = daskreg.load_result(args.result)
-    other = daskreg.open_stack(args.other, args.frame_axis, signal=args.signal)
+    result = load_result(args.result)
+    other = open_stack(args.other, args.frame_axis, signal=args.signal)
     _require_one_series(other, args.other)
     _print(_describe(args.other, other))
     with _local_progress(args.progress):
@@ -391,20 +392,18 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    stack = daskreg.open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
+    stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
     lines = _describe(args.input, stack)
-    n_frames = int(stack.sizes["frame"])
-    params = RegistrationParams(**_params(args, n_frames))
-    start, stop = params.frames or (0, n_frames)
-    n_pairs = len(pair_indices(n_frames, params.band)[0])
-    spectra = spectra_nbytes(stack, params)
-    # The numpy engine holds every frame as float64 beside the spectra.
-    in_process = stack.size * 8 + spectra
+    p = plan(stack, chunks=args.chunks, **_params(args, int(stack.sizes["frame"])))
+    start, stop = p.frame_range
+    chunks = p.frame_chunks
     lines += [
-        f"{'register':<{_W}}frames {start}:{stop} of {n_frames}; {n_pairs} pairs correlated "
-        + ("(all pairs)" if params.band is None else f"(|i - j| <= {params.band})"),
-        f"{'memory':<{_W}}~{in_process / _MIB:.0f} MiB in one process (--engine numpy); the "
-        f"Dask engine spreads {spectra / _MIB:.0f} MiB of spectra over its workers",
+        f"{'register':<{_W}}frames {start}:{stop} of {p.n_frames}; {p.n_pairs} pairs correlated "
+        + ("(all pairs)" if p.band is None else f"(|i - j| <= {p.band})"),
+        f"{'dask':<{_W}}{len(chunks)} chunk(s) of up to {max(chunks)} frames; "
+        f"{p.n_pair_blocks} pair blocks (chunk x chunk tasks)",
+        f"{'memory':<{_W}}~{p.in_memory_bytes / _MIB:.0f} MiB in one process (--engine numpy); "
+        f"the Dask engine spreads {p.spectra_bytes / _MIB:.0f} MiB of spectra over its workers",
     ]
     _print(lines)
     return EXIT_OK
@@ -412,7 +411,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     _check_outputs({"report": args.output}, [args.result], args.overwrite)
-    result = daskreg.load_result(args.result)
+    result = load_result(args.result)
     path = result.save_report(args.output)
     _print([f"{'report':<{_W}}{path}"])
     return EXIT_OK
@@ -434,9 +433,9 @@ def _demo(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     _check_outputs(outputs, [], args.overwrite)
     series = lattice_series(args.n_frames, (args.size, args.size), seed=args.seed)
-    stack = daskreg.ingest(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
+    stack = ingest(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
     _print(_describe(outputs["series"], stack, label="series"))
-    result = daskreg.register(stack, **_execution(args))
+    result = register(stack, **_execution(args))
     _write_outputs(result, outputs)
     used = ~result.bad_frames.values
     truth = series.shifts - series.shifts[used].mean(axis=0)
@@ -546,11 +545,11 @@ def _check_outputs(outputs: dict[str, Path], inputs: Sequence[Path], overwrite: 
             )
 
 
-def _write_outputs(result: daskreg.RegistrationResult, outputs: dict[str, Path]) -> None:
+def _write_outputs(result: RegistrationResult, outputs: dict[str, Path]) -> None:
     """The outputs written after registering (the engine writes the stack itself)."""
     result.save_tif(outputs["average"])
     if "result" in outputs:
-        daskreg.save_result(result, outputs["result"])
+        save_result(result, outputs["result"])
     if "report" in outputs:
         result.save_report(outputs["report"])
 
@@ -580,7 +579,7 @@ def _require_one_series(stack: Any, path: Path) -> None:
         raise ParameterError(
             f"{path} holds several series (dims {stack.dims}, shape {stack.shape}); the "
             "command line registers one (frame, y, x) stack: pick one with --signal, or "
-            "register all with the Python API (daskreg.register returns one result each)"
+            "register all with the Python API (register returns one result each)"
         )
 
 
@@ -611,58 +610,38 @@ def _describe(path: Path, stack: Any, label: str = "input") -> list[str]:
     return lines
 
 
-def _summary(
-    result: daskreg.RegistrationResult, outputs: dict[str, Path], seconds: float
-) -> list[str]:
-    ds = result.dataset
-    bad = ds["bad_frames"].values
-    n_frames = bad.size
-    reasons = result.bad_frame_reasons
-    params = result.params
-    frames = params.frames or (0, n_frames)
-    listed = [f"{k} ({reasons[k]})" for k in sorted(reasons)]
-    out_of_range = int(bad.sum()) - len(reasons)
+def _summary(result: RegistrationResult, outputs: dict[str, Path], seconds: float) -> list[str]:
+    s = result.summary()
+    listed = [f"{k} ({why})" for k, why in s.bad_frames.items()]
     if len(listed) > _MAX_LISTED:
-        listed = [*listed[:_MAX_LISTED], f"... {len(reasons) - _MAX_LISTED} more in the result"]
-    if out_of_range:
-        listed.append(f"{out_of_range} outside --frames {frames[0]}:{frames[1]}")
-    shifts = ds["shifts"].values[~bad]
-    n_pairs = int(ds["measured"].sum()) // 2
-    n_out = int(ds["outliers"].sum()) // 2
-    method = params.outliers or "no test"
-    threshold = ds.attrs.get("threshold_used")
-    crop = result.crop
-    timings = ", ".join(f"{k} {v:.1f}" for k, v in _timings(ds).items())
-    resumed = (
-        [
-            f"{'resumed':<{_W}}{ds.attrs['pair_blocks_reused']} of {ds.attrs['pair_blocks']} "
-            "pair blocks reused from the checkpoint"
-        ]
-        if "pair_blocks_reused" in ds.attrs
-        else []
-    )
+        listed = [*listed[:_MAX_LISTED], f"... {len(listed) - _MAX_LISTED} more in the result"]
+    if s.outside_range:
+        start, stop = s.frame_range
+        listed.append(f"{len(s.outside_range)} outside --frames {start}:{stop}")
+    threshold = f", threshold {s.threshold:.3g} px" if s.threshold is not None else ""
+    timings = ", ".join(f"{k} {v:.1f}" for k, v in s.timings.items())
+    crop = s.crop
+    resumed = [
+        f"{'resumed':<{_W}}{s.resumed[0]} of {s.resumed[1]} pair blocks reused from the checkpoint"
+    ] if s.resumed else []
     return [
-        f"{'frames':<{_W}}{int((~bad).sum())} of {n_frames} used",
+        f"{'frames':<{_W}}{s.n_used} of {s.n_frames} used",
         f"{'bad frames':<{_W}}{'; '.join(listed) if listed else 'none'}",
-        f"{'outliers':<{_W}}{n_out} of {n_pairs} pairs ({method}"
-        + (f", threshold {threshold:.3g} px)" if isinstance(threshold, float) else ")"),
-        f"{'shift range':<{_W}}dy {shifts[:, 0].min():+.2f} to {shifts[:, 0].max():+.2f} px, "
-        f"dx {shifts[:, 1].min():+.2f} to {shifts[:, 1].max():+.2f} px "
-        f"(median uncertainty {np.nanmedian(ds['shift_uncertainty'].values[~bad]):.3f} px)",
+        f"{'outliers':<{_W}}{s.n_outliers} of {s.n_pairs} pairs "
+        f"({s.outlier_test or 'no test'}{threshold})",
+        f"{'shift range':<{_W}}dy {s.shift_min[0]:+.2f} to {s.shift_max[0]:+.2f} px, "
+        f"dx {s.shift_min[1]:+.2f} to {s.shift_max[1]:+.2f} px (median uncertainty "
+        f"dy {s.uncertainty[0]:.3f} px, dx {s.uncertainty[1]:.3f} px)",
         f"{'crop':<{_W}}"
         + (
             f"y {crop.ymin}:{crop.ymax}, x {crop.xmin}:{crop.xmax}"
-            if params.crop
+            if s.cropped
             else "none (--no-crop); coverage map in the result"
         ),
         *resumed,
         *_output_lines(outputs),
         f"{'time':<{_W}}{seconds:.1f} s" + (f" ({timings} s)" if timings else ""),
     ]
-
-
-def _timings(ds: Any) -> dict[str, float]:
-    return json.loads(ds.attrs.get("timings", "{}"))
 
 
 def _output_lines(outputs: dict[str, Path]) -> list[str]:

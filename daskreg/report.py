@@ -29,27 +29,15 @@ from daskreg.errors import ParameterError
 from daskreg.io.atomic import atomic_path
 from daskreg.params import RegistrationParams
 from daskreg.plot import _panels, _sources
-from daskreg.result import RegistrationResult
+from daskreg.plot._sources import ResultLike
+from daskreg.summary import RESULT_VARIABLES, ResultSummary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from matplotlib.transforms import Bbox
 
-__all__ = ["save_report", "REQUIRED_VARIABLES"]
+__all__ = ["save_report"]
 
-#: Variables of ``result.dataset`` every report needs.
-REQUIRED_VARIABLES = (
-    "shifts",
-    "shift_uncertainty",
-    "bad_frames",
-    "shift_matrix",
-    "shift_matrix_corrected",
-    "outliers",
-    "measured",
-    "fit_ok",
-    "transitivity_score",
-    "average_full",
-)
 #: A4 landscape, inches: prints anywhere and suits the side-by-side panels.
 PAGE_SIZE = (11.69, 8.27)
 PNG_DPI = 100
@@ -76,7 +64,7 @@ class _Page(NamedTuple):
 
 
 def save_report(
-    result: RegistrationResult,
+    result: ResultLike,
     path: str | os.PathLike,
     *,
     png_dir: str | os.PathLike | None = None,
@@ -160,8 +148,8 @@ def save_report(
     return path
 
 
-def _check_result(result: RegistrationResult) -> None:
-    missing = [name for name in REQUIRED_VARIABLES if name not in result.dataset]
+def _check_result(result: ResultLike) -> None:
+    missing = [name for name in RESULT_VARIABLES if name not in result.dataset]
     if "params" not in result.dataset.attrs:
         missing.append("attrs['params']")
     if missing:
@@ -172,11 +160,11 @@ def _check_result(result: RegistrationResult) -> None:
         )
 
 
-def _pages(result: RegistrationResult, stack: Any) -> list[_Page]:
+def _pages(result: ResultLike, stack: Any) -> list[_Page]:
     """The report's pages, in reading order: the outcome first, then how it was reached."""
     ds = result.dataset
     params = json.loads(ds.attrs["params"])
-    threshold = ds.attrs.get("threshold_used")
+    threshold = _threshold_text(result.summary())
     pages = [
         _Page(lambda: _summary_page(result), "", ""),
         _Page(
@@ -239,7 +227,7 @@ def _pages(result: RegistrationResult, stack: Any) -> list[_Page]:
             lambda: plot.plot_transitivity(result),
             "Transitivity",
             "How far each pair's shift disagrees with the sums along two-step paths through "
-            f"other frames. Pairs at or above the threshold ({_threshold_text(threshold, params)}"
+            f"other frames. Pairs at or above the threshold ({threshold}"
             ") are outliers.",
         ),
         _Page(
@@ -266,18 +254,18 @@ def _sweep_settings(params: dict[str, Any], shape: tuple[int, int]) -> list[tupl
     return [(k, value) for k, value in settings if value <= largest]
 
 
-def _threshold_text(threshold: Any, params: dict[str, Any]) -> str:
-    if not isinstance(threshold, (int, float)):
+def _threshold_text(summary: ResultSummary) -> str:
+    if summary.threshold is None:
         return "none"
-    origin = "chosen from the data" if params["threshold"] is None else "as given"
-    return f"{threshold:.3g} px, {origin}"
+    origin = "chosen from the data" if summary.threshold_chosen else "as given"
+    return f"{summary.threshold:.3g} px, {origin}"
 
 
-def _source_name(result: RegistrationResult) -> str:
+def _source_name(result: ResultLike) -> str:
     return str(result.dataset.attrs.get("source", "not recorded"))
 
 
-def _footer(result: RegistrationResult) -> str:
+def _footer(result: ResultLike) -> str:
     version = result.dataset.attrs.get("daskreg_version", "?")
     return f"daskreg {version}    {_source_name(result)}"
 
@@ -321,7 +309,7 @@ def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
 
 
 # -- the summary page -------------------------------------------------------------------
-def _summary_page(result: RegistrationResult) -> Figure:
+def _summary_page(result: ResultLike) -> Figure:
     import matplotlib.pyplot as plt
 
     ds = result.dataset
@@ -331,11 +319,12 @@ def _summary_page(result: RegistrationResult) -> Figure:
     fig.text(0.05, 0.895, f"{_source_name(result)}    (report made {created})",
              fontsize=_FONT, color=_GREY, va="baseline")
     params = json.loads(ds.attrs["params"])
+    summary = result.summary()
     left = [
-        ("Data", _data_rows(result)),
-        ("Frames", _frame_rows(result, params)),
-        ("Pairs", _pair_rows(result, params)),
-        ("Result", _result_rows(result)),
+        ("Data", _data_rows(result, summary)),
+        ("Frames", _frame_rows(summary)),
+        ("Pairs", _pair_rows(summary)),
+        ("Result", _result_rows(result, summary)),
     ]
     if not _sources.has_examples(result):
         left.append(("Note", [("", "this result stores no example frame, mask or correlation, "
@@ -343,7 +332,7 @@ def _summary_page(result: RegistrationResult) -> Figure:
                                    "daskreg.plot.plot_fourier_mask(Registration(stack))")]))
     right = [
         ("Parameters", _parameter_rows(params)),
-        ("Timings", _timing_rows(ds.attrs)),
+        ("Timings", _timing_rows(summary)),
     ]
     for x, end, sections in ((0.05, 0.54, left), (0.58, 0.97, right)):
         y = 0.82
@@ -378,10 +367,9 @@ def _length(pixels: float, size: float | None, unit: str | None) -> str:
     return f"{pixels:.3g} px" + (f" ({pixels * size:.3g} {unit})" if size else "")
 
 
-def _data_rows(result: RegistrationResult) -> list[tuple[str, str]]:
-    ds = result.dataset
-    cal = _panels.calibration_of(ds.attrs)
-    ny, nx = ds.sizes["y"], ds.sizes["x"]
+def _data_rows(result: ResultLike, summary: ResultSummary) -> list[tuple[str, str]]:
+    cal = _panels.calibration_of(result.dataset.attrs)
+    ny, nx = summary.frame_shape
     if cal.calibrated:
         py, px = cal.pixel_size
         size = f"{py:g} {cal.unit}" if py == px else f"{py:g} × {px:g} {cal.unit} (y × x)"
@@ -390,66 +378,52 @@ def _data_rows(result: RegistrationResult) -> list[tuple[str, str]]:
         calibration = "none: lengths in pixels"
     return [
         ("source", _source_name(result)),
-        ("frames", f"{ds.sizes['frame']}, each {ny} × {nx} px (rows × columns)"),
+        ("frames", f"{summary.n_frames}, each {ny} × {nx} px (rows × columns)"),
         ("calibration", calibration),
     ]
 
 
-def _frame_rows(result: RegistrationResult, params: dict[str, Any]) -> list[tuple[str, str]]:
-    bad = np.flatnonzero(result.bad_frames.values)
-    reasons = result.bad_frame_reasons
-    frames = params.get("frames")
-    outside = f"outside the frame range {frames}" if frames else "not used"
-    listed = [f"{k}: {reasons.get(int(k), outside)}" for k in bad[:_MAX_LISTED]]
-    if len(bad) > _MAX_LISTED:
-        listed.append(f"... and {len(bad) - _MAX_LISTED} more (result.bad_frame_reasons)")
-    rows = [("used", f"{result.bad_frames.size - len(bad)} of {result.bad_frames.size}")]
+def _frame_rows(summary: ResultSummary) -> list[tuple[str, str]]:
+    start, stop = summary.frame_range
+    outside = {k: f"outside the frame range {start}:{stop}" for k in summary.outside_range}
+    reasons = dict(sorted({**summary.bad_frames, **outside}.items()))
+    listed = [f"{k}: {why}" for k, why in list(reasons.items())[:_MAX_LISTED]]
+    if len(reasons) > _MAX_LISTED:
+        listed.append(f"... and {len(reasons) - _MAX_LISTED} more (result.bad_frame_reasons)")
+    rows = [("used", f"{summary.n_used} of {summary.n_frames}")]
     rows += [("left out" if n == 0 else "", text) for n, text in enumerate(listed or ["none"])]
     return rows
 
 
-def _pair_rows(result: RegistrationResult, params: dict[str, Any]) -> list[tuple[str, str]]:
-    ds = result.dataset
-    upper = _sources.layout_of(ds).upper()
-    measured = ds["measured"].values & upper
-    failed = measured & ~ds["fit_ok"].values
-    n_outliers = int((ds["outliers"].values & upper).sum())
-    method = params.get("outliers")
-    if method == "transitivity":
-        test = (
-            f"transitivity, threshold {_threshold_text(ds.attrs.get('threshold_used'), params)}, "
-            f"maxpaths {params['maxpaths']}"
-        )
-    elif method == "nn":
-        test = f"nearest neighbours, max_shift {params['max_shift']:g} px"
+def _pair_rows(summary: ResultSummary) -> list[tuple[str, str]]:
+    params = summary.params
+    if summary.outlier_test == "transitivity":
+        test = f"transitivity, threshold {_threshold_text(summary)}, maxpaths {params.maxpaths}"
+    elif summary.outlier_test == "nn":
+        test = f"nearest neighbours, max_shift {params.max_shift:g} px"
     else:
         test = "none"
-    band = params.get("band")
+    band = f" (band {params.band})" if params.band else ""
     return [
-        ("measured", _count(int(measured.sum()), "pair") + (f" (band {band})" if band else "")),
+        ("measured", _count(summary.n_pairs, "pair") + band),
         ("outlier test", test),
-        ("outliers", f"{_count(n_outliers, 'pair')}, of which {int(failed.sum())} failed "
-                     "maximum fits"),
+        ("outliers", f"{_count(summary.n_outliers, 'pair')}, of which {summary.n_failed_fits} "
+                     "failed maximum fits"),
     ]
 
 
-def _result_rows(result: RegistrationResult) -> list[tuple[str, str]]:
-    ds = result.dataset
-    cal = _panels.calibration_of(ds.attrs)
+def _result_rows(result: ResultLike, summary: ResultSummary) -> list[tuple[str, str]]:
+    cal = _panels.calibration_of(result.dataset.attrs)
     sizes = cal.pixel_size or (None, None)
-    used = ~result.bad_frames.values
-    shifts = ds["shifts"].values[used]
-    sigma = ds["shift_uncertainty"].values[used]
-    span = np.ptp(shifts, axis=0)
-    b = result.crop
+    span = summary.drift_range
+    typical = summary.uncertainty
+    b = summary.crop
     height, width = b.ymax - b.ymin, b.xmax - b.xmin
     crop = f"y {b.ymin}:{b.ymax}, x {b.xmin}:{b.xmax}: {height} × {width} px"
     if cal.calibrated:
         crop += f" ({height * sizes[0]:.3g} × {width * sizes[1]:.3g} {cal.unit})"
-    if not ds.attrs.get("crop", 1):
+    if not summary.cropped:
         crop += "; not applied (crop=False)"
-    with np.errstate(all="ignore"):
-        typical = np.nanmedian(sigma, axis=0) if np.isfinite(sigma).any() else (np.nan, np.nan)
     return [
         ("drift range", f"y {_length(span[0], sizes[0], cal.unit)}, "
                         f"x {_length(span[1], sizes[1], cal.unit)}"),
@@ -495,11 +469,10 @@ def _parameter_rows(params: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _timing_rows(attrs: dict[str, Any]) -> list[tuple[str, str]]:
-    timings = json.loads(attrs.get("timings", "{}"))
-    rows = [(stage.replace("_", " "), f"{seconds:.3g} s") for stage, seconds in timings.items()]
-    if rows:
-        rows.append(("total", f"{sum(timings.values()):.3g} s"))
+def _timing_rows(summary: ResultSummary) -> list[tuple[str, str]]:
+    rows = [(stage, f"{seconds:.3g} s") for stage, seconds in summary.timings.items()]
+    if summary.total_seconds is not None:
+        rows.append(("total", f"{summary.total_seconds:.3g} s"))
     return rows or [("", "not recorded")]
 
 

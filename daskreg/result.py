@@ -16,16 +16,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from daskreg._version import __version__
 from daskreg.apply import apply_shifts
 from daskreg.errors import FileFormatError
 from daskreg.io.average_tif import write_average_tif
 from daskreg.io.hyperspy_out import save_hspy, to_signal2d
+from daskreg.io.results import RESULT_EXTENSIONS, load_dataset, save_dataset
 from daskreg.kernels.layout import PairLayout
 from daskreg.kernels.shift import CropBounds, coverage, crop_bounds
 from daskreg.params import RegistrationParams
 from daskreg.pipeline import MatrixAnalysis, PairMeasurements
+from daskreg.summary import ResultSummary, summarize
 
-__all__ = ["RegistrationResult", "build_result", "pair_coords"]
+__all__ = ["RegistrationResult", "build_result", "load_result", "pair_coords", "save_result"]
 
 _CROP_KEYS = ("ymin", "ymax", "xmin", "xmax")
 
@@ -58,14 +61,32 @@ class RegistrationResult:
         self.dataset = dataset
 
     def __repr__(self) -> str:
-        n_used = int((~self.bad_frames).sum())
-        shifts = self.shifts.values[~self.bad_frames.values]
-        span = np.ptp(shifts, axis=0) if len(shifts) else np.zeros(2)
+        s = self.summary()
+        span = s.drift_range
         return (
-            f"<RegistrationResult: {n_used}/{self.bad_frames.size} frames used, "
-            f"{int(self.outliers.sum()) // 2} outlier pairs, shift range "
-            f"dy {span[0]:.2f} px, dx {span[1]:.2f} px, crop {tuple(self.crop)}>"
+            f"<RegistrationResult: {s.n_used}/{s.n_frames} frames used, "
+            f"{s.n_outliers} outlier pairs, shift range "
+            f"dy {span[0]:.2f} px, dx {span[1]:.2f} px, crop {tuple(s.crop)}>"
         )
+
+    def summary(self) -> ResultSummary:
+        """The registration in numbers: frames used and left out, outliers, drift, crop.
+
+        Returns
+        -------
+        ResultSummary
+            What the command line, the report and the ``repr`` print (see
+            :class:`daskreg.summary.ResultSummary`).
+
+        Examples
+        --------
+        >>> from daskreg import register
+        >>> from daskreg.synthetic import lattice_series
+        >>> summary = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4).summary()
+        >>> summary.n_used, summary.n_pairs
+        (5, 10)
+        """
+        return summarize(self.dataset)
 
     # -- labelled views -------------------------------------------------------------
     @property
@@ -173,7 +194,7 @@ class RegistrationResult:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save by extension: ``.tif``/``.tiff`` the average (:meth:`save_tif`), ``.zarr``
-        or ``.nc`` the whole result (:func:`daskreg.io.results.save_result`), ``.hspy``
+        or ``.nc`` the whole result (:func:`save_result`), ``.hspy``
         the average as a HyperSpy signal. Every file is written atomically.
 
         Raises
@@ -181,9 +202,6 @@ class RegistrationResult:
         FileFormatError
             Any other extension.
         """
-        # io.results builds RegistrationResult objects, so it is imported late.
-        from daskreg.io.results import RESULT_EXTENSIONS, save_result
-
         suffix = Path(path).suffix.lower()
         if suffix in (".tif", ".tiff"):
             return self.save_tif(path)
@@ -199,8 +217,6 @@ class RegistrationResult:
     @classmethod
     def load(cls, path: str | os.PathLike) -> RegistrationResult:
         """Read a result saved as ``.zarr`` or ``.nc`` (:func:`daskreg.load_result`)."""
-        from daskreg.io.results import load_result
-
         return load_result(path)
 
     def to_hyperspy(self) -> Any:
@@ -275,6 +291,77 @@ class RegistrationResult:
         return save_report(self, path, png_dir=png_dir, stack=stack)
 
 
+def save_result(
+    result: RegistrationResult, path: str | os.PathLike, *, overwrite: bool = True
+) -> Path:
+    """Write a whole registration result to a Zarr v3 store or a NetCDF file, atomically.
+
+    Parameters
+    ----------
+    result : RegistrationResult
+    path : path-like
+        Ends in ``.zarr`` (Zarr v3 directory store with consolidated metadata) or
+        ``.nc`` (NetCDF-4 file).
+    overwrite : bool, default True
+        Replace an existing result at ``path``.
+
+    Returns
+    -------
+    Path
+        The written store or file; ``xarray.open_zarr`` or ``xarray.open_dataset`` read
+        it as any other dataset.
+
+    Raises
+    ------
+    FileFormatError
+        ``path`` has another extension.
+    OutputPathError
+        The folder does not exist or is not writable, ``path`` exists and ``overwrite``
+        is False, or ``path`` is a directory that is not a Zarr store (never deleted).
+
+    Notes
+    -----
+    The encoding (attributes NetCDF cannot hold as they are) is described in
+    :mod:`daskreg.io.results`. A failed write leaves neither a partial store nor a
+    damaged previous one.
+
+    Examples
+    --------
+    >>> import tempfile, daskreg
+    >>> from daskreg.synthetic import lattice_series
+    >>> result = daskreg.register(lattice_series(6, (64, 64), seed=1).stack, window_radius=4)
+    >>> folder = tempfile.mkdtemp()
+    >>> saved = save_result(result, f"{folder}/run.nc")
+    >>> bool((load_result(saved).shifts == result.shifts).all())
+    True
+    """
+    return save_dataset(result.dataset, path, overwrite=overwrite)
+
+
+def load_result(path: str | os.PathLike) -> RegistrationResult:
+    """Read a result written by :func:`save_result` (or ``RegistrationResult.save``).
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.zarr`` store or ``.nc`` file.
+
+    Returns
+    -------
+    RegistrationResult
+        Identical to the saved one (values, dtypes, coordinates and attributes), held
+        in memory; the file is closed.
+
+    Raises
+    ------
+    StackFileNotFoundError
+        ``path`` does not exist.
+    FileFormatError
+        Wrong extension, unreadable file, or a dataset that is not a daskreg result.
+    """
+    return RegistrationResult(load_dataset(path))
+
+
 def build_result(
     stack: xr.DataArray,
     params: RegistrationParams,
@@ -301,8 +388,6 @@ def build_result(
         :func:`daskreg.pipeline.example_views` of the first two used frames, kept so
         that the report can be drawn from the result alone.
     """
-    from daskreg import __version__
-
     shape = average.shape
     frame_axis = ("frame", "axis")
     pair_dims, pair_labels = pair_coords(pairs.layout)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from daskreg._version import __version__
 from daskreg.errors import FileFormatError, StackFileNotFoundError
 from daskreg.io.atomic import atomic_path
 
@@ -52,8 +53,6 @@ def write_average_tif(
     path = Path(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         path = path.with_name(path.name + ".tif")
-    from daskreg import __version__
-
     doc = {"format": DESCRIPTION_FORMAT, "daskreg_version": __version__, **description}
     kwargs: dict[str, Any] = {}
     if pixel_size is not None and all(p and np.isfinite(p) and p > 0 for p in pixel_size):

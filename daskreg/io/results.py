@@ -1,12 +1,12 @@
-"""A whole registration result to Zarr v3 or NetCDF, and back, exactly.
+"""A whole registration result, as an :class:`xarray.Dataset`, to Zarr v3 or NetCDF and back.
 
-:func:`save_result` writes ``result.dataset`` (shifts, raw and corrected shift matrices,
-outlier mask, bad frames, uncropped average and its coverage map, example views, and
-every attribute: parameters, crop bounds, calibration, timings) so that
+:func:`save_dataset` writes a result's dataset (shifts, raw and corrected shift
+matrices, outlier mask, bad frames, uncropped average and its coverage map, example
+views, and every attribute: parameters, crop bounds, calibration, timings) so that
 ``xarray.open_zarr(path)`` or ``xarray.open_dataset(path)`` read it as any other
-dataset, and :func:`load_result` rebuilds the identical
-:class:`~daskreg.result.RegistrationResult` from it. A result file alone reproduces a
-registration: :meth:`~daskreg.result.RegistrationResult.apply` re-uses its shifts.
+dataset, and :func:`load_dataset` reads back the identical dataset. The result class
+(:class:`daskreg.RegistrationResult`, :func:`daskreg.load_result`) wraps it; this
+module knows datasets only.
 
 Attribute encoding: strings, numbers and sequences of numbers (``pixel_size``) are
 stored as they are; any other attribute (booleans, ``None``, dicts) as a JSON string.
@@ -29,9 +29,9 @@ import xarray as xr
 from daskreg.errors import FileFormatError, OutputPathError, StackFileNotFoundError
 from daskreg.io._zarr import is_zarr_store
 from daskreg.io.atomic import atomic_path
-from daskreg.result import RegistrationResult
+from daskreg.summary import RESULT_VARIABLES
 
-__all__ = ["RESULT_EXTENSIONS", "save_result", "load_result"]
+__all__ = ["RESULT_EXTENSIONS", "save_dataset", "load_dataset"]
 
 #: Extensions of the result formats: a Zarr v3 store (directory) or a NetCDF-4 file.
 RESULT_EXTENSIONS: tuple[str, ...] = (".zarr", ".nc")
@@ -41,51 +41,17 @@ RESULT_EXTENSIONS: tuple[str, ...] = (".zarr", ".nc")
 _ATTR_KINDS = "daskreg_attr_kinds"
 # Tuples nested in JSON attributes must come back as tuples for an exact round trip.
 _TUPLE_TAG = "__tuple__"
-# What identifies a daskreg result among other datasets.
-_REQUIRED = ("shifts", "bad_frames", "average_full", "coverage")
 
 
-def save_result(
-    result: RegistrationResult, path: str | os.PathLike, *, overwrite: bool = True
+def save_dataset(
+    dataset: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = True
 ) -> Path:
-    """Write a registration result to a Zarr v3 store or a NetCDF file, atomically.
+    """Write a result's dataset to a Zarr v3 store or a NetCDF file, atomically.
 
-    Parameters
-    ----------
-    result : RegistrationResult
-    path : path-like
-        Ends in ``.zarr`` (Zarr v3 directory store with consolidated metadata) or
-        ``.nc`` (NetCDF-4 file).
-    overwrite : bool, default True
-        Replace an existing result at ``path``.
-
-    Returns
-    -------
-    Path
-        The written store or file.
-
-    Raises
-    ------
-    FileFormatError
-        ``path`` has another extension.
-    OutputPathError
-        The folder does not exist or is not writable, ``path`` exists and ``overwrite``
-        is False, or ``path`` is a directory that is not a Zarr store (never deleted).
-
-    Notes
-    -----
-    The data are written to a temporary sibling and renamed at the end, so a failed
-    write leaves neither a partial store nor a damaged previous one.
-
-    Examples
-    --------
-    >>> import tempfile, daskreg
-    >>> from daskreg.synthetic import lattice_series
-    >>> result = daskreg.register(lattice_series(6, (64, 64), seed=1).stack, window_radius=4)
-    >>> folder = tempfile.mkdtemp()
-    >>> saved = save_result(result, f"{folder}/run.nc")
-    >>> bool((load_result(saved).shifts == result.shifts).all())
-    True
+    The storage half of :func:`daskreg.save_result`: same ``path`` and ``overwrite``,
+    same return value and errors. Attributes are encoded as the module explains; the
+    data go to a temporary sibling renamed at the end, so a failed write leaves
+    neither a partial store nor a damaged previous one.
     """
     path = Path(path)
     writer = _writer(path)
@@ -94,32 +60,17 @@ def save_result(
             f"{str(path)!r} is a directory but not a Zarr store; refusing to replace it. "
             "Choose another output path"
         )
-    dataset = _encoded(result.dataset)
+    encoded = _encoded(dataset)
     with atomic_path(path, overwrite=overwrite) as temp:
-        writer(dataset, temp)
+        writer(encoded, temp)
     return path
 
 
-def load_result(path: str | os.PathLike) -> RegistrationResult:
-    """Read a result written by :func:`save_result` (or ``RegistrationResult.save``).
+def load_dataset(path: str | os.PathLike) -> xr.Dataset:
+    """Read a result's dataset written by :func:`save_dataset`, identical and in memory.
 
-    Parameters
-    ----------
-    path : path-like
-        A ``.zarr`` store or ``.nc`` file.
-
-    Returns
-    -------
-    RegistrationResult
-        Identical to the saved one (values, dtypes, coordinates and attributes), held
-        in memory; the file is closed.
-
-    Raises
-    ------
-    StackFileNotFoundError
-        ``path`` does not exist.
-    FileFormatError
-        Wrong extension, unreadable file, or a dataset that is not a daskreg result.
+    The storage half of :func:`daskreg.load_result`: same ``path`` and errors; the
+    file is closed on return.
     """
     path = Path(path)
     if not path.exists():
@@ -147,7 +98,7 @@ def load_result(path: str | os.PathLike) -> RegistrationResult:
             f"cannot read {str(path)!r} as a result ({type(exc).__name__}: {exc}); the file "
             "is damaged or not a daskreg result, write it again with daskreg register"
         ) from exc
-    missing = [name for name in _REQUIRED if name not in dataset] + (
+    missing = [name for name in RESULT_VARIABLES if name not in dataset] + (
         [] if "params" in dataset.attrs else ["attribute 'params'"]
     )
     if missing:
@@ -155,7 +106,7 @@ def load_result(path: str | os.PathLike) -> RegistrationResult:
             f"{str(path)!r} is a dataset but not a daskreg result (missing {missing}); pass "
             "a result written by daskreg register or RegistrationResult.save"
         )
-    return RegistrationResult(_decoded(dataset.drop_encoding()))
+    return _decoded(dataset.drop_encoding())
 
 
 def _writer(path: Path) -> Callable[[xr.Dataset, Path], None]:

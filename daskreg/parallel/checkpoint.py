@@ -33,7 +33,7 @@ import xarray as xr
 import zarr
 from dask.delayed import Delayed
 
-from daskreg import __version__
+from daskreg._version import __version__
 from daskreg.errors import CheckpointError
 from daskreg.io.atomic import atomic_path
 from daskreg.kernels.peaks import PeakResult

@@ -1,22 +1,28 @@
-"""What a figure can be drawn from: a result, a step-by-step Registration, or a stack."""
+"""What a figure can be drawn from: a result, a step-by-step Registration, or a stack.
+
+Results and registrations are recognised by what they hold (:class:`ResultLike`,
+:class:`RegistrationLike`), not by their class: the figures sit above the result and
+the API in the import order, and importing either from here would close a circle
+through ``RegistrationResult.save_report``.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import xarray as xr
 
-from daskreg.api import Registration
 from daskreg.errors import ParameterError
-from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.params import RegistrationParams
-from daskreg.result import RegistrationResult
 from daskreg.stack import as_stack
+from daskreg.summary import EXAMPLE_VARIABLES, ResultSummary, layout_of
 
 __all__ = [
     "EXAMPLE_VARIABLES",
+    "RegistrationLike",
+    "ResultLike",
     "as_result",
     "as_stack_and_params",
     "example_pair",
@@ -25,15 +31,39 @@ __all__ = [
     "layout_of",
 ]
 
-#: Variables a result needs for the figures of one frame, its mask and one correlation.
-EXAMPLE_VARIABLES = ("example_frame", "fourier_mask", "example_correlation")
+@runtime_checkable
+class ResultLike(Protocol):
+    """Anything holding a registration's outcome, as :class:`daskreg.RegistrationResult`."""
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        """The labelled variables and attrs of the result."""
+
+    @property
+    def average(self) -> xr.DataArray:
+        """The (cropped) average."""
+
+    def summary(self) -> ResultSummary:
+        """The registration in numbers."""
 
 
-def as_result(source: RegistrationResult | Registration) -> RegistrationResult:
+@runtime_checkable
+class RegistrationLike(Protocol):
+    """Anything with ``.stack``, ``.params`` and ``.average()``: a :class:`daskreg.Registration`."""
+
+    stack: xr.DataArray
+    params: RegistrationParams
+
+    def average(self) -> ResultLike:
+        """Run the remaining steps and return the result."""
+
+
+def as_result(source: ResultLike | RegistrationLike) -> ResultLike:
     """The result itself, or a Registration's (running its remaining steps)."""
-    if isinstance(source, RegistrationResult):
+    # A result is tested first: it has .params and .average too, but no .stack.
+    if isinstance(source, ResultLike):
         return source
-    if isinstance(source, Registration):
+    if isinstance(source, RegistrationLike):
         return source.average()
     raise ParameterError(
         f"expected a RegistrationResult (from daskreg.register) or a daskreg.Registration; "
@@ -45,22 +75,22 @@ def as_stack_and_params(
     source: Any, params: RegistrationParams | None = None
 ) -> tuple[xr.DataArray, RegistrationParams]:
     """The frames and parameters of a Registration, or of a stack with ``params``."""
-    if isinstance(source, Registration):
-        return source.stack, params if params is not None else source.params
-    if isinstance(source, RegistrationResult):
+    if isinstance(source, ResultLike):
         raise ParameterError(
             "a RegistrationResult holds no frames; pass the stack it was registered from "
             "(array, DataArray or path) or a daskreg.Registration"
         )
+    if isinstance(source, RegistrationLike):
+        return source.stack, params if params is not None else source.params
     return as_stack(source), params if params is not None else RegistrationParams()
 
 
-def has_examples(result: RegistrationResult) -> bool:
+def has_examples(result: ResultLike) -> bool:
     """True when the result stores the example frame, mask and correlation."""
     return all(name in result.dataset for name in EXAMPLE_VARIABLES)
 
 
-def example_pair(result: RegistrationResult) -> tuple[int, int]:
+def example_pair(result: ResultLike) -> tuple[int, int]:
     """The frames ``(i, j)`` whose correlation the result stores.
 
     Raises
@@ -87,14 +117,3 @@ def frame_image(stack: xr.DataArray, frame: int) -> np.ndarray:
             f"pick 0..{n_frames - 1}"
         )
     return np.asarray(stack.isel(frame=frame).values, dtype=np.float64)
-
-
-def layout_of(dataset: xr.Dataset) -> PairLayout:
-    """How a result stores its pair matrices.
-
-    Dense, dims ``(frame_i, frame_j)``, or a band, dims ``(frame_i, offset)``.
-    """
-    n_frames = dataset.sizes["frame_i"]
-    if "offset" in dataset.dims:
-        return pair_layout(n_frames, int(dataset["offset"].values.max()))
-    return pair_layout(n_frames)

@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from daskreg import pipeline
-from daskreg.api import Registration
 from daskreg.errors import ParameterError
 from daskreg.kernels.masks import mask_support
 from daskreg.params import RegistrationParams
 from daskreg.plot import _panels, _sources
-from daskreg.result import RegistrationResult
+from daskreg.views import pair_views
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -34,7 +32,7 @@ _MASK_ZOOM = 1.25
 
 
 def plot_frame(
-    source: RegistrationResult | Registration | Any,
+    source: _sources.ResultLike | _sources.RegistrationLike | Any,
     frame: int | None = None,
     *,
     axes: Sequence[Axes] | None = None,
@@ -77,7 +75,7 @@ def plot_frame(
     >>> len(fig.axes)
     2
     """
-    if isinstance(source, RegistrationResult):
+    if isinstance(source, _sources.ResultLike):
         shown = _sources.example_pair(source)[0]
         if frame is not None and frame != shown:
             raise ParameterError(
@@ -108,17 +106,6 @@ def mask_label(params: RegistrationParams | dict[str, Any]) -> str:
     if not isinstance(kind, str) or kind.startswith("user array"):
         return "user-defined mask"
     return f"{kind}, n = {values['n']:g}"
-
-
-def _pair_views(
-    frame_a: np.ndarray, frame_b: np.ndarray, params: RegistrationParams
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Mask, correlation and the shift the registration would measure for one pair."""
-    views = pipeline.example_views(frame_a, frame_b, params)
-    setup = pipeline.pair_setup(params, frame_a.shape)
-    spectra = setup.spectra(np.stack([frame_a, frame_b]))
-    found = pipeline.measure_pairs(spectra, spectra, np.array([0]), np.array([1]), setup)
-    return views, found.shifts[0]
 
 
 def _zoom_limit(mask: np.ndarray) -> tuple[float, float]:
@@ -153,7 +140,7 @@ def _mask_panels(
 
 
 def plot_fourier_mask(
-    source: RegistrationResult | Registration,
+    source: _sources.ResultLike | _sources.RegistrationLike,
     i: int | None = None,
     j: int | None = None,
     *,
@@ -199,12 +186,13 @@ def plot_fourier_mask(
     --------
     >>> import matplotlib
     >>> matplotlib.use("Agg")
+    >>> from daskreg import Registration
     >>> from daskreg.synthetic import lattice_series
     >>> reg = Registration(lattice_series(4, (64, 64)).stack, mask="hann", n=4)
     >>> len(plot_fourier_mask(reg, 0, 2).axes)  # three panels and a colour bar
     4
     """
-    if isinstance(source, RegistrationResult):
+    if isinstance(source, _sources.ResultLike):
         pair = _sources.example_pair(source)
         if (i, j) not in {(None, None), pair}:
             raise ParameterError(
@@ -222,8 +210,7 @@ def plot_fourier_mask(
         stack, params = _sources.as_stack_and_params(source)
         pair = (0 if i is None else i, 1 if j is None else j)
         frame = _sources.frame_image(stack, pair[0])
-        views, peak = _pair_views(frame, _sources.frame_image(stack, pair[1]), params)
-        mask, correlation = views["fourier_mask"], views["example_correlation"]
+        mask, correlation, peak = pair_views(frame, _sources.frame_image(stack, pair[1]), params)
         label = mask_label(params)
         cal = _panels.calibration_of(stack.attrs)
     fig, grid = _panels.panel_grid(axes, 1, 3, figsize=(15.0, 4.8), name="plot_fourier_mask")
@@ -250,7 +237,7 @@ def plot_fourier_mask(
 
 
 def plot_average(
-    source: RegistrationResult | Registration, *, axes: Sequence[Axes] | None = None
+    source: _sources.ResultLike | _sources.RegistrationLike, *, axes: Sequence[Axes] | None = None
 ) -> Figure:
     """The average (cropped) and its FFT, above a single frame and its FFT.
 
@@ -289,7 +276,7 @@ def plot_average(
     fig, grid = _panels.panel_grid(
         axes, 1 + with_frame, 2, figsize=(10.5, 9.0 if with_frame else 4.8), name="plot_average"
     )
-    n_used = int((~result.bad_frames).sum())
+    n_used = int((~ds["bad_frames"]).sum())
     cropped = "cropped" if ds.attrs.get("crop", 1) else "not cropped"
     limit = _panels.image_and_spectrum(
         grid[0, 0],
@@ -312,7 +299,7 @@ def plot_average(
 
 
 def plot_parameter_sweep(
-    source: Registration | Any,
+    source: _sources.RegistrationLike | Any,
     settings: Sequence[tuple[str, float]],
     *,
     i: int = 0,
@@ -379,19 +366,20 @@ def plot_parameter_sweep(
     runs = []
     for kind, n in settings:
         setting = base.replace(mask=kind, n=n)
-        runs.append((mask_label(setting), *_pair_views(frame_a, frame_b, setting)))
-    limits = np.array([_zoom_limit(views["fourier_mask"]) for _, views, _ in runs])
+        runs.append((mask_label(setting), pair_views(frame_a, frame_b, setting)))
+    limits = np.array([_zoom_limit(views.fourier_mask) for _, views in runs])
     limit = (float(limits[:, 0].max()), float(limits[:, 1].max()))
     fig, grid = _panels.panel_grid(
         axes, 2, len(settings), figsize=(3.4 * len(settings) + 1, 7.0), name="plot_parameter_sweep"
     )
-    for column, (label, views, peak) in enumerate(runs):
+    for column, (label, views) in enumerate(runs):
         _mask_panels(
-            grid[0, column], None, frame_a, views["fourier_mask"], cal, title=label, limit=limit
+            grid[0, column], None, frame_a, views.fourier_mask, cal, title=label, limit=limit
         )
+        peak = views.shift
         _panels.show_correlation(
             grid[1, column],
-            views["example_correlation"],
+            views.correlation,
             peak,
             title=f"r = ({peak[0]:.2f}, {peak[1]:.2f}) px",
             colorbar=False,

@@ -15,10 +15,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from daskreg.api import Registration
 from daskreg.kernels.layout import PairLayout
 from daskreg.plot import _panels, _sources
-from daskreg.result import RegistrationResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -105,7 +103,7 @@ def _matrix_legend(ax: Axes, n_outliers: int, n_bad: int, corrected: bool) -> No
 
 
 def plot_shift_matrices(
-    source: RegistrationResult | Registration,
+    source: _sources.ResultLike | _sources.RegistrationLike,
     *,
     corrected: bool = False,
     axes: Sequence[Axes] | None = None,
@@ -203,7 +201,7 @@ def plot_shift_matrices(
 
 
 def plot_shifts(
-    source: RegistrationResult | Registration, *, axes: Sequence[Axes] | None = None
+    source: _sources.ResultLike | _sources.RegistrationLike, *, axes: Sequence[Axes] | None = None
 ) -> Figure:
     """Final shift of every frame along y and x, with error bars and bad frames marked.
 
@@ -279,7 +277,7 @@ def plot_shifts(
 
 
 def plot_transitivity(
-    source: RegistrationResult | Registration, *, ax: Axes | None = None
+    source: _sources.ResultLike | _sources.RegistrationLike, *, ax: Axes | None = None
 ) -> Figure:
     """Histogram of the transitivity scores of all pairs, with the outlier threshold.
 

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 import daskreg
 from daskreg.errors import FileFormatError, OutputPathError, StackFileNotFoundError
 from daskreg.io.hyperspy_out import save_hspy, to_signal2d
-from daskreg.io.results import load_result, save_result
-from daskreg.result import RegistrationResult
+from daskreg.result import RegistrationResult, load_result, save_result
 from daskreg.synthetic import lattice_series
 
 FORMATS = (".zarr", ".nc")

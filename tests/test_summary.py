@@ -1,0 +1,69 @@
+"""RegistrationResult.summary() against the truth, and the one list of result variables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daskreg import load_result, register
+from daskreg.errors import FileFormatError, RegistrationWarning
+from daskreg.io.results import save_dataset
+from daskreg.summary import EXAMPLE_VARIABLES, RESULT_VARIABLES
+from daskreg.synthetic import lattice_series
+
+N_FRAMES = 9
+BLANK = 4
+FRAMES = (1, 8)
+# The shifts are recovered to a few hundredths of a pixel at this dose (test_register);
+# 0.1 px on a peak-to-peak range leaves room for both extremes' errors.
+DRIFT_ATOL = 0.1
+
+
+@pytest.fixture(scope="module")
+def series():
+    return lattice_series(N_FRAMES, (80, 80), dose=100, seed=7, bad_frames={BLANK: "blank"})
+
+
+@pytest.fixture(scope="module", params=["numpy", "dask"])
+def result(request, series):
+    with pytest.warns(RegistrationWarning, match=f"{BLANK}"):
+        return register(
+            series.to_xarray(),
+            window_radius=4,
+            frames=FRAMES,
+            engine=request.param,
+            **({"scheduler": "synchronous", "progress": False} if request.param == "dask" else {}),
+        )
+
+
+def test_summary_counts_frames_pairs_and_drift(result, series):
+    s = result.summary()
+    used = np.ones(N_FRAMES, bool)
+    used[[BLANK, *range(FRAMES[0]), *range(FRAMES[1], N_FRAMES)]] = False
+    assert (s.n_frames, s.n_used, s.frame_shape) == (N_FRAMES, used.sum(), (80, 80))
+    assert list(s.bad_frames) == [BLANK] and "contrast" in s.bad_frames[BLANK]
+    assert s.outside_range == (0, 8) and s.frame_range == FRAMES
+    # Every pair of the stack is measured once (the range only decides what is used).
+    assert s.n_pairs == N_FRAMES * (N_FRAMES - 1) // 2
+    truth = series.shifts[used]
+    np.testing.assert_allclose(s.drift_range, np.ptp(truth, axis=0), atol=DRIFT_ATOL)
+    assert all(0 < u < DRIFT_ATOL for u in s.uncertainty)
+    assert s.crop == result.crop and s.cropped
+    assert s.outlier_test == "transitivity" and s.threshold_chosen and s.threshold > 0
+
+
+def test_both_engines_name_the_same_stages(result):
+    s = result.summary()
+    assert list(s.timings) == ["shifts", "average"]
+    assert s.total_seconds >= sum(s.timings.values()) * 0.99
+
+
+def test_a_result_holds_exactly_the_listed_variables(result):
+    assert set(result.dataset.data_vars) == {*RESULT_VARIABLES, *EXAMPLE_VARIABLES}
+
+
+@pytest.mark.parametrize("missing", ["fit_ok", "coverage"])
+def test_load_refuses_a_dataset_without_a_listed_variable(result, tmp_path, missing):
+    path = save_dataset(result.dataset.drop_vars(missing), tmp_path / "partial.nc")
+    with pytest.raises(FileFormatError, match=missing):
+        load_result(path)
