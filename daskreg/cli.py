@@ -124,14 +124,23 @@ _PARAM_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("min_window_frac", {"type": float, "help": "com: smallest window fraction"}),
     (
         "outliers",
-        {"choices": ("transitivity", "nn", "none"), "help": "outlier test on the shift matrix"},
+        {
+            "choices": ("robust", "transitivity", "nn", "none"),
+            "help": "outlier test on the shift matrix (default robust)",
+        },
     ),
-    ("threshold", {"type": float, "help": "transitivity threshold, px (default: from data)"}),
+    (
+        "threshold",
+        {"type": float, "help": "robust cut-off or transitivity threshold, px (default: data)"},
+    ),
     ("maxpaths", {"type": int, "help": "transitivity: paths per pair"}),
     ("max_shift", {"type": float, "help": "nn: largest difference to a neighbour, px"}),
     ("bad_frames", {"type": _int_list, "metavar": "I,J,...", "help": "frames to leave out"}),
     ("frames", {"type": _frame_range, "metavar": "START:STOP", "help": "frame range to use"}),
-    ("solver", {"choices": ("mean", "lstsq"), "help": "final shifts from the matrix"}),
+    (
+        "solver",
+        {"choices": ("robust", "mean", "lstsq"), "help": "final shifts (default robust)"},
+    ),
     ("band", {"type": int, "help": "correlate only pairs with |i - j| <= BAND"}),
     ("precision", {"choices": ("single", "double"), "help": "precision of the spectra"}),
 )
@@ -619,6 +628,10 @@ def _summary(result: RegistrationResult, outputs: dict[str, Path], seconds: floa
         start, stop = s.frame_range
         listed.append(f"{len(s.outside_range)} outside --frames {start}:{stop}")
     threshold = f", threshold {s.threshold:.3g} px" if s.threshold is not None else ""
+    if s.hops_corrected:
+        threshold += f", {s.hops_corrected} hops corrected"
+    if not s.reliable:
+        threshold += "; UNRELIABLE: the pairs disagree too much (see the warning)"
     timings = ", ".join(f"{k} {v:.1f}" for k, v in s.timings.items())
     crop = s.crop
     resumed = [

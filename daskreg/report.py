@@ -397,7 +397,13 @@ def _frame_rows(summary: ResultSummary) -> list[tuple[str, str]]:
 
 def _pair_rows(summary: ResultSummary) -> list[tuple[str, str]]:
     params = summary.params
-    if summary.outlier_test == "transitivity":
+    if summary.outlier_test == "robust":
+        test = (
+            f"robust solve, cut-off {_threshold_text(summary)} (residual scatter "
+            f"{summary.pair_scatter:.3g} px), {_count(summary.hops_corrected, 'hop')} corrected"
+            + ("" if summary.reliable else "; UNRELIABLE: the pairs disagree too much")
+        )
+    elif summary.outlier_test == "transitivity":
         test = f"transitivity, threshold {_threshold_text(summary)}, maxpaths {params.maxpaths}"
     elif summary.outlier_test == "nn":
         test = f"nearest neighbours, max_shift {params.max_shift:g} px"

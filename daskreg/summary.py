@@ -78,11 +78,18 @@ class ResultSummary:
     n_failed_fits : int
         Measured pairs whose maximum could not be located (fit failed).
     outlier_test : str or None
-        ``"transitivity"``, ``"nn"`` or None (no test).
+        ``"robust"``, ``"transitivity"``, ``"nn"`` or None (no test).
     threshold : float or None
-        Transitivity threshold used, pixels.
+        Robust cut-off (for a pair of typical quality) or transitivity threshold used,
+        pixels.
     threshold_chosen : bool
         True when the threshold was chosen from the data (``threshold=None``).
+    hops_corrected : int
+        Pairs found off by a lattice translation and corrected (robust solve).
+    pair_scatter : float
+        Per-axis scatter of the consistent pairs' residuals, pixels (NaN if unknown).
+    reliable : bool
+        False when the data could not support the registration (see the warning).
     shift_min, shift_max : (dy, dx)
         Extremes of the shifts of the used frames, pixels.
     uncertainty : (dy, dx)
@@ -114,6 +121,9 @@ class ResultSummary:
     outlier_test: str | None
     threshold: float | None
     threshold_chosen: bool
+    hops_corrected: int
+    pair_scatter: float
+    reliable: bool
     shift_min: tuple[float, float]
     shift_max: tuple[float, float]
     uncertainty: tuple[float, float]
@@ -185,6 +195,9 @@ def summarize(dataset: xr.Dataset) -> ResultSummary:
         outlier_test=params.outliers,
         threshold=float(threshold) if _is_number(threshold) else None,
         threshold_chosen=params.threshold is None,
+        hops_corrected=int(attrs.get("hops_corrected", 0)),
+        pair_scatter=float(attrs.get("pair_scatter", np.nan)),
+        reliable=bool(int(attrs.get("reliable", 1))),
         shift_min=_pair(shifts.min(axis=0)),
         shift_max=_pair(shifts.max(axis=0)),
         uncertainty=_pair(uncertainty),

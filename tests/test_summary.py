@@ -49,7 +49,8 @@ def test_summary_counts_frames_pairs_and_drift(result, series):
     np.testing.assert_allclose(s.drift_range, np.ptp(truth, axis=0), atol=DRIFT_ATOL)
     assert all(0 < u < DRIFT_ATOL for u in s.uncertainty)
     assert s.crop == result.crop and s.cropped
-    assert s.outlier_test == "transitivity" and s.threshold_chosen and s.threshold > 0
+    assert s.outlier_test == "robust" and s.threshold_chosen and s.threshold > 0
+    assert s.reliable and s.pair_scatter < DRIFT_ATOL and s.hops_corrected == 0
 
 
 def test_both_engines_name_the_same_stages(result):
