@@ -48,10 +48,6 @@ _MIN_CYCLES = 4.0
 # A reflection is a local maximum over this box (power-spectrum pixels): the Hann
 # window spreads a Bragg peak over +-1 pixel, so 5 x 5 keeps one maximum per peak.
 _PEAK_BOX = 5
-# Local background: median of the ring of pixels between these half-widths around a
-# candidate (outside the window's main lobe, inside the neighbourhood a smooth
-# spectrum such as a blob's looks flat over).
-_RING_INNER, _RING_OUTER = 3, 6
 # Probability that a noise pixel anywhere in the spectrum passes the significance test
 # (Bonferroni over the pixels searched).
 _FALSE_ALARM = 1e-3
@@ -284,17 +280,17 @@ def find_lattice(power: np.ndarray, shape: tuple[int, int]) -> Lattice | None:
 
     Notes
     -----
-    *Reflections.* The background at each frequency is the larger of the median power
-    over the annulus of the same radius and the median over a ring of pixels around
-    the candidate, so a smooth but anisotropic spectrum (a blob, a thickness
-    gradient) is not mistaken for a reflection. A reflection is a 5 x 5 local
-    maximum whose power over that background exceeds both 4 and the level that
-    noise reaches with probability 1e-3 over the whole spectrum. The noise level is
-    taken from a gamma law whose shape is fitted to the 50th and 90th percentiles of
-    the power/background ratios, so it adapts to the number of frames averaged and
-    to static speckle (amorphous material does not average out over frames). Peak
-    positions are refined by a three-point Gaussian (parabola of the log power) per
-    axis.
+    *Reflections.* The background at each frequency is the median power over the
+    annulus of the same radius (one frequency step wide). A reflection is a 5 x 5
+    local maximum at least 4 cycles per frame from DC whose power over that
+    background exceeds both 4 and the level that noise reaches with probability
+    1e-3 over the whole spectrum. The noise level is taken from a gamma law whose
+    shape is fitted to the 50th and 99th percentiles of the power/background
+    ratios, so it adapts to the number of frames averaged and to static speckle
+    (amorphous material and vacancies do not average out over frames). The basis is
+    built only from reflections twice that level and at least 1 % of the strongest;
+    weaker ones are kept where they index on it. Peak positions are refined by a
+    three-point Gaussian (parabola of the log power) per axis.
 
     *Basis.* ``g1``, ``g2`` start as the shortest reflection and the shortest one
     not collinear with it; a reflection with non-integer indices on that basis adds
@@ -345,11 +341,7 @@ def find_lattice(power: np.ndarray, shape: tuple[int, int]) -> Lattice | None:
     half = (kx > 0) | ((kx == 0) & (ky > 0))
     level = _significance_level(ratio[search], n_tests=int(search.sum()))
     hits = np.argwhere(is_max & search & half & (ratio > level))
-    strengths = np.array(
-        [full[iy, ix] / max(annulus[iy, ix], _ring_median(full, iy, ix)) for iy, ix in hits]
-    ).reshape(-1)
-    hits = hits[strengths > level]
-    strengths = strengths[strengths > level]
+    strengths = ratio[hits[:, 0], hits[:, 1]]
     if len(hits) == 0:
         return None
     # Static speckle (vacancies, amorphous material) does not average out over frames
@@ -517,14 +509,6 @@ def _annulus_median(full: np.ndarray, radius: np.ndarray, shape: tuple[int, int]
     for start, end in zip(starts, ends, strict=True):
         medians[sorted_bins[start]] = np.median(values[start:end])
     return medians[bins]
-
-
-def _ring_median(full: np.ndarray, iy: int, ix: int) -> float:
-    """Median power over a square ring around one pixel (outside a peak's main lobe)."""
-    offsets = np.arange(-_RING_OUTER, _RING_OUTER + 1)
-    box = full[np.ix_((iy + offsets) % full.shape[0], (ix + offsets) % full.shape[1])]
-    ring = np.maximum(np.abs(offsets)[:, None], np.abs(offsets)[None, :]) >= _RING_INNER
-    return float(np.median(box[ring]))
 
 
 @lru_cache(maxsize=1)
