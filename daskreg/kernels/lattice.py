@@ -199,7 +199,9 @@ class MaskChoice:
     Attributes
     ----------
     kind : {"hann", "bandpass", "gaussian", "elliptical"}
-        Mask kind, as ``register(mask=...)``.
+        Mask kind, as ``register(mask=...)``. The measured rule of :func:`auto_mask`
+        gives ``"hann"`` (``"bandpass"`` when there is no lattice); the other kinds
+        are the vocabulary a caller or a later rule may fill in.
     n : float or None
         Cutoff of the radial kinds (``register(n=...)``); None for ``"elliptical"``.
     n1, n2, theta : float or None
@@ -308,7 +310,9 @@ def find_lattice(power: np.ndarray, shape: tuple[int, int]) -> Lattice | None:
     the two cells apart and the returned lattice is the centred half-cell one,
     ``a1 = (a/2, a/2)``, ``spacing_min = a / sqrt(2)``: :meth:`Lattice.nearest_translation`
     then also offers half-cell hops, which at that dose are as likely as whole-cell
-    ones.
+    ones. The same holds for the centred rectangular (``"anisotropic"``) cell, whose
+    superlattice reflections along the long axis can also fall below 4 cycles per
+    frame (e.g. b = 50 px on 256 px: the centred cell is returned).
 
     References
     ----------
