@@ -380,7 +380,9 @@ def auto_mask(lattice: Lattice | None, shape: tuple[int, int]) -> MaskChoice:
     lattice : Lattice or None
         From :func:`find_lattice`; None gives today's default with a reason saying so.
     shape : tuple of int
-        Frame shape ``(ny, nx)``.
+        Frame shape ``(ny, nx)``. The cut is in cycles per pixel, so the choice does
+        not depend on it today; it is there for rules that will (a cut near the
+        frame's own lowest frequencies).
 
     Returns
     -------
