@@ -18,7 +18,7 @@ import scipy.fft
 import xarray as xr
 from dask.system import CPU_COUNT
 
-from daskreg import pipeline
+from daskreg import autoparams, pipeline
 from daskreg.errors import ParameterError
 from daskreg.kernels import shift
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
@@ -57,9 +57,10 @@ class Registration:
     """
 
     def __init__(self, stack: Any, **params: Any) -> None:
-        self.params = RegistrationParams(**params)
+        self._params = RegistrationParams(**params)
         self.stack = as_stack(stack)
-        check_stack(self.stack, self.params)
+        check_stack(self.stack, self._params)
+        self._resolved: autoparams.Resolved | None = None
         self._frames: np.ndarray | None = None
         self._initial_bad: dict[int, str] | None = None
         self._raw: pipeline.PairMeasurements | None = None
@@ -68,11 +69,32 @@ class Registration:
 
     # -- parameters --------------------------------------------------------------------
     def _update(self, **changes: Any) -> None:
-        self.params = self.params.replace(**changes)
-        check_stack(self.stack, self.params)
+        self._params = self._params.replace(**changes)
+        check_stack(self.stack, self._params)
         if MEASURE_PARAMS.intersection(changes):
             self._raw = None
+            self._resolved = None
         self._analysis = None
+
+    @property
+    def params(self) -> RegistrationParams:
+        """The parameters in force, automatic ones filled in from the frames.
+
+        ``mask="auto"``, ``sigma_guess=None`` and ``window_radius=None`` are chosen from
+        a sample of the frames (:func:`daskreg.autoparams.resolve`) the first time they
+        are needed; :attr:`choices` says why.
+        """
+        return self._resolve().params
+
+    @property
+    def choices(self) -> dict[str, str]:
+        """For each automatic parameter, what was chosen from the data and why."""
+        return dict(self._resolve().notes)
+
+    def _resolve(self) -> autoparams.Resolved:
+        if self._resolved is None:
+            self._resolved = autoparams.resolve_stack(self.stack, self._params)
+        return self._resolved
 
     @property
     def n_frames(self) -> int:
@@ -189,6 +211,7 @@ class Registration:
         self._raw = pipeline.assemble_pairs(
             self.n_frames, i, j, found, setup.energy(spectra), p.band, split
         )
+        self._raw.lattice_basis = self._resolve().lattice_basis
         self._analysis = None
         self.timings["pairs"] = time.perf_counter() - start
 
@@ -238,9 +261,11 @@ class Registration:
         self.timings["average"] = time.perf_counter() - start
         first_two = np.flatnonzero(analysis.used)[:2]
         examples = pipeline.example_views(*self._frames[first_two], self.params)
-        return build_result(
+        result = build_result(
             self.stack, self.params, self._raw, analysis, average, self.timings, examples
         )
+        result.dataset.attrs.update(self._resolve().attrs())
+        return result
 
     def run(self) -> RegistrationResult:
         """All steps with the current parameters."""

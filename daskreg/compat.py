@@ -49,7 +49,15 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
         self.nx, self.ny, self.nz = image_stack.shape
         self.nz_min, self.nz_max = 0, self.nz
         self._reg = Registration(
-            np.moveaxis(image_stack, -1, 0), find_maxima="pixel", outliers=None, solver="mean"
+            np.moveaxis(image_stack, -1, 0),
+            # The reference's own defaults: nothing chosen from the data.
+            mask="bandpass",
+            n=4,
+            sigma_guess=2.0,
+            window_radius=6,
+            find_maxima="pixel",
+            outliers=None,
+            solver="mean",
         )
         self._result: RegistrationResult | None = None
         self.bad_images: list[int] = []

@@ -22,7 +22,7 @@ __all__ = ["RegistrationParams", "OutlierMethod", "Solver", "MEASURE_PARAMS"]
 
 OutlierMethod = Literal["robust", "transitivity", "nn"]
 Solver = Literal["robust", "mean", "lstsq"]
-_MASK_NAMES = (*MASK_KINDS, "elliptical")
+_MASK_NAMES = (*MASK_KINDS, "elliptical", "auto")
 #: Parameters that change the measured shift matrix; the others change only its analysis
 #: (so a measured matrix, or a checkpoint of one, stays valid when only they change).
 MEASURE_PARAMS = frozenset(
@@ -32,14 +32,19 @@ MEASURE_PARAMS = frozenset(
     }
 )
 # What None stands for, for the parameters where it is a valid choice.
-_NONE_MEANS = {"threshold": "chosen from the data", "band": "correlate all pairs"}
+_NONE_MEANS = {
+    "threshold": "chosen from the data",
+    "band": "correlate all pairs",
+    "sigma_guess": "chosen from the lattice",
+    "window_radius": "chosen from the lattice",
+}
 
 
 @dataclass(frozen=True, eq=False)
 class RegistrationParams:
     """Every parameter of the method (see :func:`daskreg.register` for their meaning)."""
 
-    mask: str | np.ndarray = "bandpass"
+    mask: str | np.ndarray = "auto"
     n: float = 4.0
     n1: float | None = None
     n2: float | None = None
@@ -47,8 +52,8 @@ class RegistrationParams:
     correlation: CorrelationKind = "cc"
     find_maxima: FindMaxima = "gf"
     num_peaks: int = 5
-    sigma_guess: float = 2.0
-    window_radius: int = 6
+    sigma_guess: float | None = None
+    window_radius: int | None = None
     num_iter: int = 2
     min_window_frac: float = 3.0
     outliers: OutlierMethod | None = "robust"
@@ -80,7 +85,7 @@ class RegistrationParams:
                     )
                 _check_positive("n1", self.n1)
                 _check_positive("n2", self.n2)
-            elif self.mask != "none":
+            elif self.mask not in ("none", "auto"):
                 _check_positive("n", self.n)
         else:
             mask = np.asarray(self.mask)
@@ -93,8 +98,10 @@ class RegistrationParams:
             object.__setattr__(self, "mask", mask)
         for name in ("num_peaks", "maxpaths", "num_iter"):
             _check_int(name, getattr(self, name), minimum=1)
-        _check_int("window_radius", self.window_radius, minimum=1)
-        _check_positive("sigma_guess", self.sigma_guess)
+        if self.window_radius is not None:
+            _check_int("window_radius", self.window_radius, minimum=1)
+        if self.sigma_guess is not None:
+            _check_positive("sigma_guess", self.sigma_guess)
         _check_positive("max_shift", self.max_shift)
         _check_positive("min_window_frac", self.min_window_frac)
         if self.threshold is not None:

@@ -69,6 +69,10 @@ CONTRAST_FACTOR = 4.0
 # Robust solve: largest cut-off as a fraction of the shortest lattice translation (a
 # hop's residual is at least one translation minus the cut-off away from zero).
 HOP_CAP = 0.3
+# Robust solve without a lattice: the cut-off's cap in units of the mask's feature size,
+# which stands at DEFAULT_FEATURE_SIZE pixels for masks without a cutoff.
+NO_LATTICE_CAP = 2.0
+DEFAULT_FEATURE_SIZE = 4.0
 # Robust solve: below this fraction of consistent pairs the registration is unreliable.
 MIN_INLIER_FRACTION = 0.5
 # Reasons of the frames that cannot be correlated at all (see unusable_frames).
@@ -84,6 +88,11 @@ def build_mask(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray
     ParameterError
         A user mask of the wrong shape, or a cutoff that leaves no frequency.
     """
+    if isinstance(params.mask, str) and params.mask == "auto":
+        raise ParameterError(
+            "mask='auto' is chosen from the frames (daskreg.autoparams.resolve) before a "
+            "mask can be built; resolve the parameters first, or pass a mask kind"
+        )
     if isinstance(params.mask, np.ndarray):
         if params.mask.shape != tuple(shape):
             raise ParameterError(
@@ -721,7 +730,9 @@ def analyse_shift_matrix(
         sm.shifts_from_rows(corrected, used, layout) if params.solver == "mean" else lstsq_shifts
     )
     reliable = _reliable(robust)
-    uncertainty = _uncertainty(uncertainty, used, pairs.split, robust, reliable)
+    basis = pairs.lattice_basis
+    cell = 0.0 if basis is None else float(np.linalg.norm(basis, axis=1).min())
+    uncertainty = _uncertainty(uncertainty, used, pairs.split, robust, reliable, cell)
     return MatrixAnalysis(
         measured=measured,
         outliers=outliers & ~layout.diagonal(),
@@ -744,10 +755,13 @@ def _robust_solve(
 ) -> robust_kernels.RobustSolution:
     """The robust solve of the pair graph with this registration's lattice and cut-off."""
     basis = pairs.lattice_basis
-    cap = np.inf
     if basis is not None:
         # Well below the shortest lattice translation, so that a hop is never accepted.
         cap = HOP_CAP * float(np.linalg.norm(basis, axis=1).min())
+    else:
+        # No lattice: a pair error beyond a couple of the mask's feature sizes is a wrong
+        # peak, not a noisy one.
+        cap = NO_LATTICE_CAP * _feature_size(params)
     floor = robust_kernels.CUTOFF_FLOOR
     if params.threshold is not None:
         floor = cap = params.threshold
@@ -769,6 +783,7 @@ def _uncertainty(
     split: np.ndarray | None,
     robust: robust_kernels.RobustSolution | None,
     reliable: bool,
+    unreliable_scale: float,
 ) -> np.ndarray:
     """Per-frame sigma: the solve's, plus the errors that the pairs of a frame share.
 
@@ -795,22 +810,36 @@ def _uncertainty(
     if robust is not None:
         variance = variance + robust.scale**2 / 2
         if not reliable:
-            # The shifts are a guess: say so with sigma of the rejection scale at least.
-            variance = np.maximum(variance, robust.cutoff**2)
+            # The shifts are a guess, up to a whole cell (or the cut-off without a
+            # lattice): sigma says so.
+            variance = np.maximum(variance, max(robust.cutoff, unreliable_scale) ** 2)
     return np.where(used[:, None], np.sqrt(variance), np.nan)
+
+
+def _feature_size(params: RegistrationParams) -> float:
+    """Smallest feature size (pixels) the mask keeps, as its cutoff ``n`` says."""
+    if isinstance(params.mask, np.ndarray) or params.mask in ("none", "auto"):
+        return DEFAULT_FEATURE_SIZE
+    if params.mask == "elliptical":
+        return float(max(params.n1, params.n2))
+    return float(params.n)
 
 
 def _reliable(robust: robust_kernels.RobustSolution | None) -> bool:
     if robust is None:
         return True
-    unreliable = robust.capped or robust.inlier_fraction < MIN_INLIER_FRACTION
+    # Pairs that agree only after a hop correction fix the shifts modulo the lattice;
+    # when they are most of the pairs, which cell each frame sits in is a guess.
+    direct = robust.inlier_fraction - robust.hop_fraction
+    unreliable = robust.capped or direct < MIN_INLIER_FRACTION
     if unreliable:
         warnings.warn(
             f"the pair measurements disagree too much to trust the shifts: residual scatter "
             f"{robust.scale:.3g} px per axis (cut-off {robust.cutoff:.3g} px), "
-            f"{robust.inlier_fraction:.0%} of the pairs consistent. The dose may be too low "
-            "for this mask: try mask='auto'... or a larger n, band=, or more frames; the "
-            "result's attrs['reliable'] is False and its shift_uncertainty is large",
+            f"{direct:.0%} of the pairs consistent without a unit-cell correction "
+            f"({robust.hop_fraction:.0%} more with one). The dose is too low for this series "
+            "(more frames, or a larger n, may help); the result's attrs['reliable'] is 0 "
+            "and its shift_uncertainty is large",
             RegistrationWarning,
             stacklevel=4,
         )

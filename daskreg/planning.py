@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
+from daskreg import autoparams
 from daskreg.parallel.engine import prepare_stack, spectra_nbytes
 from daskreg.parallel.pairs import block_pairs
 from daskreg.params import RegistrationParams
@@ -66,7 +67,8 @@ def plan(stack: Any, *, chunks: int | None = None, **params: Any) -> Registratio
     Parameters
     ----------
     stack : array_like, dask array, xarray.DataArray or path
-        As for :func:`daskreg.register`; only its shape, dtype and chunks are read.
+        As for :func:`daskreg.register`; only its shape, dtype and chunks are read, and
+        the few frames that the automatic parameters are chosen from.
     chunks : int, optional
         Frames per Dask chunk, as the ``chunks`` option of :func:`daskreg.register`.
     **params
@@ -93,6 +95,8 @@ def plan(stack: Any, *, chunks: int | None = None, **params: Any) -> Registratio
     n_frames = int(prepared.sizes["frame"])
     frame_chunks = tuple(int(c) for c in prepared.data.chunks[-3])
     bounds = [0, *accumulate(frame_chunks)]
+    first = prepared[(0,) * (prepared.ndim - 3)]
+    checked = autoparams.resolve_stack(first, checked).params
     spectra = spectra_nbytes(prepared, checked)
     return RegistrationPlan(
         n_series=math.prod(prepared.shape[:-3]),

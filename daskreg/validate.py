@@ -55,7 +55,7 @@ def check_stack(stack: xr.DataArray, params: RegistrationParams) -> None:
             "Pass a longer series; a single image has nothing to register; for frames stored "
             "on the last axis open it with daskreg.open_stack(source, frame_axis=-1)"
         )
-    if params.find_maxima == "gf":
+    if params.find_maxima == "gf" and params.window_radius is not None:
         side = 2 * params.window_radius + 1
         if min(ny, nx) < side:
             raise StackShapeError(

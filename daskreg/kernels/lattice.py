@@ -39,6 +39,7 @@ __all__ = [
     "find_lattice",
     "auto_mask",
     "auto_peak_params",
+    "nearest_translation",
 ]
 
 # Below this radius (cycles per frame) the power is the window's own leakage around DC
@@ -175,21 +176,41 @@ class Lattice:
         ([[-10.0, 10.0]], 0.5)
         """
         v = np.asarray(v, dtype=np.float64)
-        flat = v.reshape(-1, 2)
-        basis = self.basis
-        frac = flat @ self.reciprocal_basis.T
-        base = np.round(frac)
-        if len(basis) == 1:
-            candidates = base[:, None, :] + np.array([-1.0, 0.0, 1.0])[None, :, None]
-        else:
-            steps = np.array([(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1)], dtype=float)
-            candidates = base[:, None, :] + steps[None]
-        points = candidates @ basis
-        dist = np.hypot(*(flat[:, None, :] - points).transpose(2, 0, 1))
-        best = np.argmin(dist, axis=1)
-        rows = np.arange(len(flat))
-        translation = points[rows, best] + 0.0  # + 0.0: no negative zeros in the output
-        return translation.reshape(v.shape), dist[rows, best].reshape(v.shape[:-1])
+        translation, distance = nearest_translation(v.reshape(-1, 2), self.basis)
+        return translation.reshape(v.shape), distance.reshape(v.shape[:-1])
+
+
+def nearest_translation(vectors: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lattice translation ``m1 a1 + m2 a2`` (integers ``m``) nearest each vector.
+
+    Parameters
+    ----------
+    vectors : ndarray, shape (P, 2)
+        ``(y, x)`` vectors in pixels.
+    basis : ndarray, shape (B, 2)
+        Lattice translations ``a1`` (and ``a2``) as rows, ``(y, x)`` in pixels; with one
+        row the lattice is one-dimensional (fringes).
+
+    Returns
+    -------
+    translation : ndarray, shape (P, 2)
+    distance : ndarray, shape (P,)
+        ``|vector - translation|``.
+    """
+    vectors = np.asarray(vectors, dtype=np.float64).reshape(-1, 2)
+    basis = np.asarray(basis, dtype=np.float64).reshape(-1, 2)
+    coords = np.linalg.lstsq(basis.T, vectors.T, rcond=None)[0].T  # (P, B)
+    base = np.floor(coords)
+    # The nearest lattice point is among the corners of the cell holding the vector,
+    # and their neighbours for an oblique basis.
+    steps = np.array(np.meshgrid(*([np.arange(-1, 3)] * basis.shape[0]), indexing="ij"))
+    steps = steps.reshape(basis.shape[0], -1).T  # (S, B)
+    candidates = (base[:, None, :] + steps[None]) @ basis  # (P, S, 2)
+    distance = np.linalg.norm(vectors[:, None, :] - candidates, axis=-1)
+    best = distance.argmin(axis=1)
+    rows = np.arange(len(vectors))
+    # + 0.0: no negative zeros in the output.
+    return candidates[rows, best] + 0.0, distance[rows, best]
 
 
 @dataclass(frozen=True)

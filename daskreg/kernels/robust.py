@@ -38,12 +38,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.lattice import nearest_translation
 from daskreg.kernels.layout import DenseLayout, PairLayout
 
 __all__ = [
     "RobustSolution",
     "robust_solve",
-    "nearest_translation",
     "RAYLEIGH_MEDIAN",
     "CUTOFF_FLOOR",
 ]
@@ -96,6 +96,8 @@ class RobustSolution:
         for the lattice, and rejection ran at the cap.
     inlier_fraction : float
         Fraction of the candidate pairs in use at the end.
+    hop_fraction : float
+        Fraction of the candidate pairs in use only after a hop correction.
     iterations : int
         IRLS iterations run.
     """
@@ -110,44 +112,13 @@ class RobustSolution:
     cutoff: float
     capped: bool
     inlier_fraction: float
+    hop_fraction: float
     iterations: int
 
     @property
     def inliers(self) -> np.ndarray:
         """Pairs in use (weight above zero)."""
         return self.weights > 0
-
-
-def nearest_translation(vectors: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The lattice translation ``m1 a1 + m2 a2`` (integers ``m``) nearest each vector.
-
-    Parameters
-    ----------
-    vectors : ndarray, shape (P, 2)
-        ``(y, x)`` vectors in pixels.
-    basis : ndarray, shape (B, 2)
-        Lattice translations ``a1`` (and ``a2``) as rows, ``(y, x)`` in pixels; with one
-        row the lattice is one-dimensional (fringes).
-
-    Returns
-    -------
-    translation : ndarray, shape (P, 2)
-    distance : ndarray, shape (P,)
-        ``|vector - translation|``.
-    """
-    vectors = np.asarray(vectors, dtype=np.float64).reshape(-1, 2)
-    basis = np.asarray(basis, dtype=np.float64).reshape(-1, 2)
-    coords = np.linalg.lstsq(basis.T, vectors.T, rcond=None)[0].T  # (P, B)
-    base = np.floor(coords)
-    # The nearest lattice point is among the corners of the cell holding the vector,
-    # and their neighbours for an oblique basis.
-    steps = np.array(np.meshgrid(*([np.arange(-1, 3)] * basis.shape[0]), indexing="ij"))
-    steps = steps.reshape(basis.shape[0], -1).T  # (S, B)
-    candidates = (base[:, None, :] + steps[None]) @ basis  # (P, S, 2)
-    distance = np.linalg.norm(vectors[:, None, :] - candidates, axis=-1)
-    best = distance.argmin(axis=1)
-    rows = np.arange(len(vectors))
-    return candidates[rows, best], distance[rows, best]
 
 
 def _row_values(
@@ -382,6 +353,7 @@ def _robust_solve(
         cutoff=cutoff,
         capped=capped,
         inlier_fraction=float(in_use.sum() / total) if total else 0.0,
+        hop_fraction=float((in_use & hops).sum() / total) if total else 0.0,
         iterations=iterations,
     )
 

@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 from dask.delayed import Delayed
 
-from daskreg import pipeline
+from daskreg import autoparams, pipeline
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
 from daskreg.parallel import cluster, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe
@@ -99,8 +99,11 @@ class Analysed:
     error: DaskregError | None = None
 
 
-def _analyse(infos: list, measured: list, params: RegistrationParams) -> Analysed:
+def _analyse(
+    infos: list, measured: list, params: RegistrationParams, lattice_basis: np.ndarray | None
+) -> Analysed:
     pairs, finite, std = assemble(infos, measured, params.band)
+    pairs.lattice_basis = lattice_basis
     # Warnings raised on a worker travel back with the result and are re-issued.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -174,6 +177,7 @@ def build_graph(
     spectra_store: str | None = None,
     checkpoint: Checkpoint | None = None,
     series: int = 0,
+    lattice_basis: np.ndarray | None = None,
 ) -> Delayed:
     """Phase 1, lazily: spectra, pairs and their analysis for one ``(frame, y, x)`` stack.
 
@@ -189,6 +193,9 @@ def build_graph(
         the spectra only they needed); the others are saved there as they finish.
     series : int
         Index of this stack among the leading dims, naming its checkpoint entries.
+    lattice_basis : ndarray, shape (B, 2), optional
+        The specimen's lattice translations, for the robust solve to correct hops
+        (:attr:`daskreg.autoparams.Resolved.lattice_basis`).
 
     Returns
     -------
@@ -209,7 +216,7 @@ def build_graph(
         pairs = block_pairs(bounds, params.band)
         measured = checkpoint.reuse("pairs", [f"{series}-{a}-{b}" for a, b in pairs], measured)
         infos = checkpoint.reuse("frames", [f"{series}-{a}" for a in range(len(infos))], infos)
-    return dask.delayed(_analyse, pure=True)(infos, measured, params)
+    return dask.delayed(_analyse, pure=True)(infos, measured, params, lattice_basis)
 
 
 def average_graph(data: da.Array, shifts: np.ndarray) -> da.Array:
@@ -302,21 +309,24 @@ def register_dask(
         if client is not None and not isinstance(source.data, da.Array):
             stack = _sent_once(stack, client)
         series = [stack[index] if index else stack for index in leading]
+        # Each series' automatic parameters from a sample of its own frames.
+        resolved = [autoparams.resolve_stack(one, params) for one in series]
         memory = cluster.cluster_memory(client)
-        spill = spectra_nbytes(stack, params) > _SPECTRA_MEMORY_FRACTION * memory
+        spill = spectra_nbytes(stack, resolved[0].params) > _SPECTRA_MEMORY_FRACTION * memory
         scratch = Path(tempfile.mkdtemp(prefix="daskreg-", dir=execution.temp_dir))
         try:
             graphs = [
                 build_graph(
                     one,
-                    params,
-                    spectra_store=_spectra_store(one, params, scratch / f"{k}.zarr")
+                    chosen.params,
+                    spectra_store=_spectra_store(one, chosen.params, scratch / f"{k}.zarr")
                     if spill
                     else None,
                     checkpoint=saved,
                     series=k,
+                    lattice_basis=chosen.lattice_basis,
                 )
-                for k, one in enumerate(series)
+                for k, (one, chosen) in enumerate(zip(series, resolved, strict=True))
             ]
             if saved is not None and execution.progress:
                 print(f"daskreg: {_checkpoint_note(saved, execution.resume)}", flush=True)
@@ -353,18 +363,19 @@ def register_dask(
             _partial(target).rename(target)
     timings["total"] = time.perf_counter() - start
     results = []
-    for index, one, outcome, average, frames in zip(
-        leading, series, analysed, averaged, example_frames, strict=True
+    for index, one, outcome, average, frames, chosen in zip(
+        leading, series, analysed, averaged, example_frames, resolved, strict=True
     ):
         result = build_result(
             one,
-            params,
+            chosen.params,
             outcome.pairs,
             outcome.analysis,
             np.asarray(average),
             timings,
-            pipeline.example_views(*np.asarray(frames), params),
+            pipeline.example_views(*np.asarray(frames), chosen.params),
         )
+        result.dataset.attrs.update(chosen.attrs())
         result.dataset.coords.update(_leading_coords(stack, index))
         for (name, data), value in zip((extras or {}).items(), extra_values, strict=True):
             result.dataset[name] = data[0].drop_vars("frame", errors="ignore").copy(data=value)

@@ -7,6 +7,7 @@ import pytest
 
 from daskreg.kernels import robust
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.lattice import nearest_translation
 from daskreg.kernels.layout import pair_layout
 from daskreg.pipeline import pair_indices
 
@@ -133,10 +134,10 @@ def test_weighted_solve_matches_design_matrix_least_squares():
 
 def test_nearest_translation():
     vectors = np.array([[0.2, 11.9], [-10.2, -6.3], [0.1, -0.2], [20.8, 0.3], [10.4, -5.8]])
-    translation, distance = robust.nearest_translation(vectors, BASIS)
+    translation, distance = nearest_translation(vectors, BASIS)
     expected = np.array([BASIS[0], -BASIS[1], [0, 0], 2 * BASIS[1] - BASIS[0], BASIS[1] - BASIS[0]])
     np.testing.assert_allclose(translation, expected, atol=1e-9)
     np.testing.assert_allclose(distance, np.linalg.norm(vectors - expected, axis=1))
     # One-dimensional fringes.
-    line, _ = robust.nearest_translation(np.array([[3.0, 25.0]]), BASIS[:1])
+    line, _ = nearest_translation(np.array([[3.0, 25.0]]), BASIS[:1])
     np.testing.assert_allclose(line, [[0.0, 24.0]])

@@ -1,0 +1,126 @@
+"""Parameters chosen from the data: the mask, its cutoff and the fit window.
+
+``mask="auto"`` (the default), ``sigma_guess=None`` and ``window_radius=None`` are
+resolved here, before any pair is measured, from the mean power spectrum of a sample of
+frames (:mod:`daskreg.kernels.lattice`): the lattice's primary reflections set the mask's
+cutoff and the fit window, and its translations are the hops the robust solve corrects.
+Both engines call :func:`resolve` on the same sample, so they measure with the same
+parameters; the result records what was chosen and why.
+
+References
+----------
+B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
+signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
+DOI 10.1016/j.ultramic.2018.04.008
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from daskreg.kernels import lattice as lattice_kernels
+from daskreg.params import RegistrationParams
+from daskreg.validate import frame_quality
+
+__all__ = ["Resolved", "resolve", "resolve_stack", "sample_indices", "SAMPLE_FRAMES"]
+
+#: Frames whose mean power spectrum finds the lattice: enough to average the noise of
+#: a low-dose series down, few enough to read in a moment from any store.
+SAMPLE_FRAMES = 16
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Concrete parameters for one series, and what they were chosen from.
+
+    Attributes
+    ----------
+    params : RegistrationParams
+        The parameters with every automatic value filled in.
+    lattice : Lattice or None
+        The specimen's lattice, when the sample shows one.
+    notes : dict of str to str
+        For each parameter chosen here, why.
+    """
+
+    params: RegistrationParams
+    lattice: lattice_kernels.Lattice | None
+    notes: dict[str, str]
+
+    @property
+    def lattice_basis(self) -> np.ndarray | None:
+        """Lattice translations as rows ``(y, x)`` in pixels, or None."""
+        return None if self.lattice is None else self.lattice.basis
+
+    def attrs(self) -> dict[str, str]:
+        """What a result records of the choice: the notes and the lattice, as JSON."""
+        basis = self.lattice_basis
+        return {
+            "auto_choices": json.dumps(self.notes),
+            "lattice_basis": json.dumps(None if basis is None else basis.round(4).tolist()),
+        }
+
+
+def sample_indices(n_frames: int, frames: tuple[int, int] | None = None) -> np.ndarray:
+    """Up to :data:`SAMPLE_FRAMES` frame indices spread evenly over the frames in use."""
+    start, stop = (0, n_frames) if frames is None else frames
+    stop = min(stop, n_frames)
+    count = min(SAMPLE_FRAMES, stop - start)
+    return np.unique(np.linspace(start, stop - 1, count).round().astype(int))
+
+
+def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
+    """Fill in the automatic parameters from a sample of frames.
+
+    Parameters
+    ----------
+    params : RegistrationParams
+    sample : ndarray, shape (F, ny, nx)
+        Frames spread over the series (:func:`sample_indices`); frames with NaN/inf
+        pixels or no contrast are left out of the spectrum.
+
+    Returns
+    -------
+    Resolved
+    """
+    sample = np.asarray(sample)
+    shape = sample.shape[-2:]
+    finite, std = frame_quality(sample)
+    usable = sample[finite & (std > 0)]
+    lattice = None
+    if len(usable):
+        lattice = lattice_kernels.find_lattice(lattice_kernels.power_spectrum(usable), shape)
+    changes: dict[str, object] = {}
+    notes: dict[str, str] = {}
+    if isinstance(params.mask, str) and params.mask == "auto":
+        choice = lattice_kernels.auto_mask(lattice, shape)
+        changes.update(choice.as_params())
+        notes["mask"] = choice.reason
+    if params.sigma_guess is None or params.window_radius is None:
+        sigma_guess, window_radius = lattice_kernels.auto_peak_params(lattice)
+        # The window must fit the correlation map of small frames.
+        window_radius = int(min(window_radius, max(1, (min(shape) - 1) // 2)))
+        reason = (
+            f"fit window inside one lattice cell (shortest translation "
+            f"{lattice.spacing_min:.3g} px)"
+            if lattice is not None
+            else "no lattice found: the defaults"
+        )
+        for name, value in (("sigma_guess", sigma_guess), ("window_radius", window_radius)):
+            if getattr(params, name) is None:
+                changes[name] = value
+                notes[name] = reason
+    return Resolved(params.replace(**changes) if changes else params, lattice, notes)
+
+
+def resolve_stack(stack: xr.DataArray, params: RegistrationParams) -> Resolved:
+    """:func:`resolve` on a sample of one ``(frame, y, x)`` stack, in memory or lazy.
+
+    Only the sampled frames are read (a dask-backed stack computes just those).
+    """
+    index = sample_indices(int(stack.sizes["frame"]), params.frames)
+    return resolve(params, np.asarray(stack.data[index]))
