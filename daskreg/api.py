@@ -20,7 +20,7 @@ from dask.system import CPU_COUNT
 
 from daskreg import pipeline
 from daskreg.errors import ParameterError
-from daskreg.kernels import shift
+from daskreg.kernels import detector, shift
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.stack import as_stack
@@ -62,6 +62,7 @@ class Registration:
         check_stack(self.stack, self.params)
         self._frames: np.ndarray | None = None
         self._initial_bad: dict[int, str] | None = None
+        self._correction = detector.FrameCorrection()
         self._raw: pipeline.PairMeasurements | None = None
         self._analysis: pipeline.MatrixAnalysis | None = None
         self.timings: dict[str, float] = {}
@@ -140,14 +141,14 @@ class Registration:
             return
         start = time.perf_counter()
         frames = np.asarray(self.stack.values)
-        bad = pipeline.initial_bad_frames(
-            pipeline.unusable_frames(*frame_quality(frames)), self.params
+        finite, std = frame_quality(frames)
+        bad = pipeline.initial_bad_frames(pipeline.unusable_frames(finite, std), self.params)
+        usable = np.ones(len(frames), dtype=bool)
+        usable[list(bad)] = False
+        self._correction = pipeline.frame_correction(
+            detector.FrameMoments.of(frames, usable), std, usable
         )
-        if bad:
-            # Unusable frames are zeroed in a private copy; the caller's array is untouched.
-            frames = frames.astype(np.float64, copy=True)
-            frames[sorted(bad)] = 0.0
-        self._frames = frames
+        self._frames = pipeline.prepare_frames(frames, bad, self._correction)
         self._initial_bad = bad
         self.timings["load"] = time.perf_counter() - start
 
@@ -181,7 +182,7 @@ class Registration:
         setup = pipeline.pair_setup(p, self.frame_shape)
         # In one process the work may use every core (Dask workers keep one each).
         with scipy.fft.set_workers(-1):
-            spectra = setup.spectra(self._frames)
+            spectra = setup.spectra(self._frames, scale=self._correction.scale)
         i, j = pipeline.pair_indices(self.n_frames, p.band)
         found = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
         self._raw = pipeline.assemble_pairs(
@@ -237,7 +238,14 @@ class Registration:
         first_two = np.flatnonzero(analysis.used)[:2]
         examples = pipeline.example_views(*self._frames[first_two], self.params)
         return build_result(
-            self.stack, self.params, self._raw, analysis, average, self.timings, examples
+            self.stack,
+            self.params,
+            self._raw,
+            analysis,
+            average,
+            self.timings,
+            examples,
+            correction=self._correction,
         )
 
     def run(self) -> RegistrationResult:
