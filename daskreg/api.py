@@ -20,7 +20,7 @@ from dask.system import CPU_COUNT
 
 from daskreg import autoparams, pipeline
 from daskreg.errors import ParameterError
-from daskreg.kernels import shift
+from daskreg.kernels import detector, shift
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.stack import as_stack
@@ -63,6 +63,7 @@ class Registration:
         self._resolved: autoparams.Resolved | None = None
         self._frames: np.ndarray | None = None
         self._initial_bad: dict[int, str] | None = None
+        self._correction = detector.FrameCorrection()
         self._raw: pipeline.PairMeasurements | None = None
         self._analysis: pipeline.MatrixAnalysis | None = None
         self.timings: dict[str, float] = {}
@@ -93,7 +94,10 @@ class Registration:
 
     def _resolve(self) -> autoparams.Resolved:
         if self._resolved is None:
-            self._resolved = autoparams.resolve_stack(self.stack, self._params)
+            self._load()
+            index = autoparams.sample_indices(self.n_frames, self._params.frames)
+            sample = self._frames[index] / self._correction.scale
+            self._resolved = autoparams.resolve(self._params, sample)
         return self._resolved
 
     @property
@@ -162,14 +166,14 @@ class Registration:
             return
         start = time.perf_counter()
         frames = np.asarray(self.stack.values)
-        bad = pipeline.initial_bad_frames(
-            pipeline.unusable_frames(*frame_quality(frames)), self.params
+        finite, std = frame_quality(frames)
+        bad = pipeline.initial_bad_frames(pipeline.unusable_frames(finite, std), self._params)
+        usable = np.ones(len(frames), dtype=bool)
+        usable[list(bad)] = False
+        self._correction = pipeline.frame_correction(
+            detector.FrameMoments.of(frames, usable), std, usable
         )
-        if bad:
-            # Unusable frames are zeroed in a private copy; the caller's array is untouched.
-            frames = frames.astype(np.float64, copy=True)
-            frames[sorted(bad)] = 0.0
-        self._frames = frames
+        self._frames = pipeline.prepare_frames(frames, bad, self._correction)
         self._initial_bad = bad
         self.timings["load"] = time.perf_counter() - start
 
@@ -203,11 +207,11 @@ class Registration:
         setup = pipeline.pair_setup(p, self.frame_shape)
         # In one process the work may use every core (Dask workers keep one each).
         with scipy.fft.set_workers(-1):
-            spectra = setup.spectra(self._frames)
+            spectra = setup.spectra(self._frames, scale=self._correction.scale)
         i, j = pipeline.pair_indices(self.n_frames, p.band)
         found = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
         with scipy.fft.set_workers(-1):
-            split = pipeline.split_half_shifts(self._frames, setup)
+            split = pipeline.split_half_shifts(self._frames, setup, scale=self._correction.scale)
         self._raw = pipeline.assemble_pairs(
             self.n_frames, i, j, found, setup.energy(spectra), p.band, split
         )
@@ -262,7 +266,14 @@ class Registration:
         first_two = np.flatnonzero(analysis.used)[:2]
         examples = pipeline.example_views(*self._frames[first_two], self.params)
         result = build_result(
-            self.stack, self.params, self._raw, analysis, average, self.timings, examples
+            self.stack,
+            self.params,
+            self._raw,
+            analysis,
+            average,
+            self.timings,
+            examples,
+            correction=self._correction,
         )
         result.dataset.attrs.update(self._resolve().attrs())
         return result

@@ -23,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 from daskreg.kernels import lattice as lattice_kernels
+from daskreg.kernels.detector import FrameCorrection
 from daskreg.params import RegistrationParams
 from daskreg.validate import frame_quality
 
@@ -117,10 +118,18 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
     return Resolved(params.replace(**changes) if changes else params, lattice, notes)
 
 
-def resolve_stack(stack: xr.DataArray, params: RegistrationParams) -> Resolved:
+def resolve_stack(
+    stack: xr.DataArray,
+    params: RegistrationParams,
+    correction: FrameCorrection | None = None,
+) -> Resolved:
     """:func:`resolve` on a sample of one ``(frame, y, x)`` stack, in memory or lazy.
 
-    Only the sampled frames are read (a dask-backed stack computes just those).
+    Only the sampled frames are read (a dask-backed stack computes just those), then
+    repaired and scaled by ``correction`` as the engines do before measuring.
     """
     index = sample_indices(int(stack.sizes["frame"]), params.frames)
-    return resolve(params, np.asarray(stack.data[index]))
+    sample = np.asarray(stack.data[index])
+    if correction is not None:
+        sample = correction.repair(sample) / correction.scale
+    return resolve(params, sample)

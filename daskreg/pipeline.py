@@ -24,18 +24,21 @@ from daskreg.errors import (
     RegistrationWarning,
     TooFewFramesError,
 )
-from daskreg.kernels import correlate, masks, peaks
+from daskreg.kernels import correlate, detector, masks, peaks
 from daskreg.kernels import robust as robust_kernels
 from daskreg.kernels import shiftmatrix as sm
 from daskreg.kernels._scratch import scratch
 from daskreg.kernels.band import BandGeometry, band_geometry
 from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.params import RegistrationParams
+from daskreg.validate import frame_quality
 
 __all__ = [
     "build_mask",
     "unusable_frames",
     "initial_bad_frames",
+    "frame_correction",
+    "prepare_frames",
     "pair_indices",
     "PairSetup",
     "pair_setup",
@@ -153,6 +156,64 @@ def initial_bad_frames(bad: dict[int, str], params: RegistrationParams) -> dict[
     return dict(bad)
 
 
+def frame_correction(
+    moments: detector.FrameMoments, std: np.ndarray, usable: np.ndarray
+) -> detector.FrameCorrection:
+    """Scale and hot pixels of a series, from its usable frames; warns when pixels are found.
+
+    Parameters
+    ----------
+    moments : FrameMoments
+        Per-pixel moments over the usable frames.
+    std : ndarray, shape (N,)
+        Standard deviation of every frame (:func:`daskreg.validate.frame_quality`).
+    usable : ndarray of bool, shape (N,)
+        Frames that can be correlated (not in :func:`unusable_frames`).
+
+    Returns
+    -------
+    FrameCorrection
+        :func:`~daskreg.kernels.detector.series_scale` and
+        :func:`~daskreg.kernels.detector.hot_pixels`.
+    """
+    pixels = detector.hot_pixels(moments)
+    if len(pixels):
+        shown = ", ".join(f"({y}, {x})" for y, x in pixels[:5].tolist())
+        more = f" and {len(pixels) - 5} more" if len(pixels) > 5 else ""
+        warnings.warn(
+            f"found {len(pixels)} hot pixel(s) fixed in detector coordinates, far brighter than "
+            f"their neighbours in every frame, at (y, x) {shown}{more}; they would pin the "
+            "shifts at zero, so they are replaced by the median of their neighbours in "
+            "daskreg's copy of the frames (correlation and average; your data are unchanged). "
+            "The result lists them in attrs['hot_pixel_yx']",
+            RegistrationWarning,
+            stacklevel=3,
+        )
+    return detector.FrameCorrection(detector.series_scale(np.asarray(std)[usable]), pixels)
+
+
+def prepare_frames(
+    frames: np.ndarray, unusable: dict[int, str], correction: detector.FrameCorrection
+) -> np.ndarray:
+    """The frames every engine correlates and averages: hot pixels repaired, unusable frames
+    zeroed, in a private copy when anything changes (the caller's array is untouched).
+
+    Parameters
+    ----------
+    frames : ndarray, shape (F, ny, nx)
+    unusable : dict
+        Frame index within ``frames`` -> reason (:func:`unusable_frames`).
+    correction : FrameCorrection
+    """
+    frames = np.asarray(frames)
+    out = correction.repair(frames)
+    if unusable:
+        if out is frames:
+            out = frames.astype(np.result_type(frames.dtype, np.float32), copy=True)
+        out[sorted(unusable)] = 0.0
+    return out
+
+
 def pair_indices(
     n_frames: int, band: int | None = None, *, rows: slice | None = None, cols: slice | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -202,8 +263,12 @@ class PairSetup:
     mask_half: np.ndarray
     band: BandGeometry | None
 
-    def spectra(self, frames: np.ndarray) -> np.ndarray:
-        """Spectra of a block of frames ``(F, ny, nx)``, cropped to the band if any.
+    def spectra(self, frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+        """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``, cropped to the
+        band if any.
+
+        ``scale`` is the series' :func:`~daskreg.kernels.detector.series_scale` (one for
+        all blocks, so that energies and peaks stay comparable between frames).
 
         A few frames are transformed at a time: the windowed copy and the half-plane
         spectra of a whole 64 MiB chunk are several times its size, of which the band
@@ -213,7 +278,9 @@ class PairSetup:
         frames = np.asarray(frames)
         kx_max = None if self.band is None else self.band.kx_max
         pieces = [
-            correlate.frame_spectra(frames[piece], dtype=self.params.spectrum_dtype, kx_max=kx_max)
+            correlate.frame_spectra(
+                frames[piece], dtype=self.params.spectrum_dtype, kx_max=kx_max, scale=scale
+            )
             for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
         ]
         if self.band is not None:
@@ -346,7 +413,7 @@ def measure_pairs(
         return peaks.PeakResult.concatenate([measure(start) for start in starts])
 
 
-def split_half_shifts(frames: np.ndarray, setup: PairSetup) -> np.ndarray:
+def split_half_shifts(frames: np.ndarray, setup: PairSetup, *, scale: float = 1.0) -> np.ndarray:
     """Shift between the two checkerboard halves of each frame.
 
     The pixels with ``y + x`` even and odd hold independent noise on the same specimen
@@ -361,6 +428,8 @@ def split_half_shifts(frames: np.ndarray, setup: PairSetup) -> np.ndarray:
     ----------
     frames : ndarray, shape (F, ny, nx)
     setup : PairSetup
+    scale : float, default 1
+        The series' intensity scale (:class:`~daskreg.kernels.detector.FrameCorrection`).
 
     Returns
     -------
@@ -372,7 +441,7 @@ def split_half_shifts(frames: np.ndarray, setup: PairSetup) -> np.ndarray:
     even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(frames.dtype)
     if not np.issubdtype(frames.dtype, np.floating):
         even = even.astype(np.float32)
-    halves = [setup.spectra(frames * even), setup.spectra(frames * (1 - even))]
+    halves = [setup.spectra(frames * part, scale=scale) for part in (even, 1 - even)]
     index = np.arange(len(frames))
     found = measure_pairs(*halves, index, index, setup)
     return np.where(found.ok[:, None], found.shifts, np.nan)
@@ -925,7 +994,9 @@ def example_views(
     """
     shape = frame_a.shape
     mask = build_mask(params, shape)
-    spectra = correlate.frame_spectra(np.stack([frame_a, frame_b]), dtype=params.spectrum_dtype)
+    pair = np.stack([frame_a, frame_b])
+    scale = detector.series_scale(frame_quality(pair)[1])
+    spectra = correlate.frame_spectra(pair, dtype=params.spectrum_dtype, scale=scale)
     corr = correlate.correlation_maps(
         spectra[:1], spectra[1:], correlate.half_plane_mask(mask), shape, params.correlation
     )[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import xarray as xr
 
 from daskreg._version import __version__
 from daskreg.apply import apply_shifts
-from daskreg.errors import FileFormatError
+from daskreg.errors import FileFormatError, RegistrationWarning
 from daskreg.io.average_tif import write_average_tif
 from daskreg.io.hyperspy_out import save_hspy, to_signal2d
 from daskreg.io.results import RESULT_EXTENSIONS, load_dataset, save_dataset
+from daskreg.kernels.detector import FrameCorrection
 from daskreg.kernels.layout import PairLayout
 from daskreg.kernels.shift import CropBounds, coverage, crop_bounds
 from daskreg.params import RegistrationParams
@@ -161,6 +163,8 @@ class RegistrationResult:
             "params": json.loads(attrs["params"]),
             "crop": dict(zip(_CROP_KEYS, self.crop, strict=True)),
             "cropped": bool(attrs.get("crop", 1)),
+            "crop_not_applied": attrs.get("crop_not_applied"),
+            "hot_pixel_yx": json.loads(attrs.get("hot_pixel_yx", "[]")),
             "n_frames": int(ds.sizes["frame"]),
             "frame_shape": [int(ds.sizes["y"]), int(ds.sizes["x"])],
             "pixel_size": attrs.get("pixel_size"),
@@ -370,6 +374,8 @@ def build_result(
     average: np.ndarray,
     timings: dict[str, float],
     examples: dict[str, np.ndarray] | None = None,
+    *,
+    correction: FrameCorrection | None = None,
 ) -> RegistrationResult:
     """Label the outcome of any engine as a :class:`RegistrationResult`.
 
@@ -387,6 +393,16 @@ def build_result(
     examples : dict, optional
         :func:`daskreg.pipeline.example_views` of the first two used frames, kept so
         that the report can be drawn from the result alone.
+    correction : FrameCorrection, optional
+        The hot pixels repaired and the scale the frames were divided by
+        (:func:`daskreg.pipeline.frame_correction`), recorded in the attrs.
+
+    Warns
+    -----
+    RegistrationWarning
+        ``crop`` was asked for but no pixel is covered by every used frame (the drift
+        exceeds the frame): the average is left uncropped (see ``coverage``) and the
+        attr ``crop_not_applied`` says why.
     """
     shape = average.shape
     frame_axis = ("frame", "axis")
@@ -414,9 +430,26 @@ def build_result(
             "x": stack["x"].values,
         },
     )
+    bounds = crop_bounds(analysis.shifts, shape)
+    empty = _empty_crop(bounds, analysis.shifts) if params.crop else None
+    if empty is not None:
+        warnings.warn(
+            f"{empty}. The average is left uncropped (result.coverage counts the frames "
+            "behind each pixel; attrs['crop_not_applied'] says why). If the drift really is "
+            "that large, check the shifts (band=1 follows a long drift frame to frame), or "
+            "pass crop=False",
+            RegistrationWarning,
+            stacklevel=3,
+        )
+        bounds = CropBounds(0, shape[0], 0, shape[1])
+    cropped = params.crop and empty is None
+    correction = FrameCorrection() if correction is None else correction
     ds.attrs.update(
         params=params.to_json(),
-        crop=int(params.crop),
+        crop=int(cropped),
+        hot_pixels=len(correction.hot_pixels),
+        hot_pixel_yx=json.dumps(np.asarray(correction.hot_pixels).tolist()),
+        intensity_scale=correction.scale,
         threshold_used=analysis.threshold if analysis.threshold is not None else "none",
         bad_frame_reasons=json.dumps({str(k): v for k, v in analysis.bad_reason.items()}),
         timings=json.dumps(timings),
@@ -425,8 +458,10 @@ def build_result(
         reliable=int(analysis.reliable),
         hops_corrected=0 if analysis.hops is None else int(analysis.hops.sum() // 2),
         pair_scatter=np.nan if analysis.scale is None else float(analysis.scale),
-        **crop_bounds(analysis.shifts, shape)._asdict(),
+        **bounds._asdict(),
     )
+    if empty is not None:
+        ds.attrs["crop_not_applied"] = empty
     for key in ("pixel_size", "unit", "source"):
         if key in stack.attrs:
             ds.attrs[key] = stack.attrs[key]
@@ -436,6 +471,18 @@ def build_result(
             [int(k) for k in np.flatnonzero(analysis.used)[:2]]
         )
     return RegistrationResult(ds)
+
+
+def _empty_crop(bounds: CropBounds, shifts: np.ndarray) -> str | None:
+    """Why the crop to the common area is empty, or None when it is not."""
+    if bounds.ymax > bounds.ymin and bounds.xmax > bounds.xmin:
+        return None
+    used = shifts[np.isfinite(shifts).all(axis=1)]
+    span = np.ptp(used, axis=0) if len(used) else np.zeros(2)
+    return (
+        f"no pixel is covered by every used frame (the shifts span {span[0]:.1f} px in y and "
+        f"{span[1]:.1f} px in x), so the crop to the common area would be empty"
+    )
 
 
 def _add_examples(ds: xr.Dataset, examples: dict[str, np.ndarray], shape: tuple[int, int]) -> None:

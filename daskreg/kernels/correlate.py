@@ -89,7 +89,11 @@ def window_autocorrelation(shape: tuple[int, int]) -> np.ndarray:
 
 
 def frame_spectra(
-    frames: np.ndarray, *, dtype: np.dtype | type = np.complex64, kx_max: int | None = None
+    frames: np.ndarray,
+    *,
+    dtype: np.dtype | type = np.complex64,
+    kx_max: int | None = None,
+    scale: float = 1.0,
 ) -> np.ndarray:
     """Mean-subtracted, Hann-windowed half-plane spectra of a block of frames.
 
@@ -103,6 +107,10 @@ def frame_spectra(
         Keep only the columns ``kx <= kx_max``. The transform along y then runs on those
         columns alone (a band-limited mask needs no more), which gives the same numbers
         as cropping the whole half plane.
+    scale : float, default 1
+        Divide the frames by it (folded into the window, so it costs nothing): values far
+        from 1 (1e20, 1e-25) would overflow or underflow the single-precision transform
+        and its squares. A power of two changes no significant digit.
 
     Returns
     -------
@@ -117,7 +125,8 @@ def frame_spectra(
     # more in page faults than its mean and window together.
     centred = scratch("centred frames", frames.shape, real)
     flat = frames.reshape(-1, *shape)
-    _centre_and_window(flat, _window(shape, real), centred.reshape(-1, *shape))
+    window = _window(shape, real) if scale == 1 else _window(shape, real) * real(1 / scale)
+    _centre_and_window(flat, window, centred.reshape(-1, *shape))
     half = _fft.rfft(centred, axis=-1)[..., : None if kx_max is None else kx_max + 1]
     return _fft.fft(half, axis=-2).astype(dtype, copy=False)
 

@@ -60,6 +60,8 @@ CUTOFF_FLOOR = 0.3
 _GROSS = 2.0
 # Estimates of a frame's position closer than this (pixels) agree (band start).
 _CONSENSUS_RADIUS = 1.0
+# Estimate pairs compared at once by the band's consensus (bounds its temporaries).
+_CONSENSUS_ELEMENTS = 2**20
 # Sweeps after the start: each spreads consensus over the pair graph once.
 _MEDIAN_SWEEPS = 8
 _MAX_ITERATIONS = 30
@@ -147,7 +149,11 @@ def _sweep(
     if isinstance(layout, DenseLayout):
         new = _nanmedian(values, axis=1)
     else:
-        new = _consensus(values)
+        # Rows in blocks: the consensus compares every two estimates of a row.
+        block = max(1, _CONSENSUS_ELEMENTS // values.shape[1] ** 2)
+        new = np.concatenate(
+            [_consensus(values[a : a + block]) for a in range(0, len(values), block)]
+        )
     new = np.where(np.isfinite(new) & used[:, None], new, shifts)
     return new - new[used].mean(axis=0)
 

@@ -35,10 +35,12 @@ from dask.delayed import Delayed
 
 from daskreg import autoparams, pipeline
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
+from daskreg.kernels.detector import FrameCorrection
 from daskreg.parallel import cluster, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe
 from daskreg.parallel.pairs import assemble, block_pairs, pair_blocks
 from daskreg.parallel.spectra import create_store, spectra_blocks
+from daskreg.parallel.survey import Survey, survey_graph
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult, build_result
 from daskreg.stack import as_stack
@@ -178,6 +180,8 @@ def build_graph(
     checkpoint: Checkpoint | None = None,
     series: int = 0,
     lattice_basis: np.ndarray | None = None,
+    survey: Survey | None = None,
+    correction: FrameCorrection | None = None,
 ) -> Delayed:
     """Phase 1, lazily: spectra, pairs and their analysis for one ``(frame, y, x)`` stack.
 
@@ -196,6 +200,12 @@ def build_graph(
     lattice_basis : ndarray, shape (B, 2), optional
         The specimen's lattice translations, for the robust solve to correct hops
         (:attr:`daskreg.autoparams.Resolved.lattice_basis`).
+    survey : Survey, optional
+        Its frames' quality, computed (:func:`.survey.survey_graph`); default: measured
+        by each spectra task.
+    correction : FrameCorrection, optional
+        Its scale and hot pixels (:meth:`.survey.Survey.correction`); default none
+        (:func:`register_dask` always passes both).
 
     Returns
     -------
@@ -209,7 +219,12 @@ def build_graph(
     )
     bounds = [0, *np.cumsum(frames.chunks[0]).tolist()]
     blocks, infos = spectra_blocks(
-        list(frames.to_delayed().ravel()), bounds[:-1], setup, spectra_store
+        list(frames.to_delayed().ravel()),
+        bounds[:-1],
+        setup,
+        spectra_store,
+        survey=survey,
+        correction=correction,
     )
     measured = pair_blocks(blocks, bounds, setup, params.band)
     if checkpoint is not None:
@@ -309,8 +324,20 @@ def register_dask(
         if client is not None and not isinstance(source.data, da.Array):
             stack = _sent_once(stack, client)
         series = [stack[index] if index else stack for index in leading]
-        # Each series' automatic parameters from a sample of its own frames.
-        resolved = [autoparams.resolve_stack(one, params) for one in series]
+        # The first pass: frame quality, hot pixels and scale of every series, which
+        # every spectrum needs before it is computed.
+        surveys = cluster.compute(
+            [survey_graph(list(one.data.to_delayed().ravel())) for one in series],
+            client,
+            progress=execution.progress,
+            retries=execution.retries,
+        )
+        corrections = [survey.correction() for survey in surveys]
+        # Each series' automatic parameters from a sample of its own frames, repaired.
+        resolved = [
+            autoparams.resolve_stack(one, params, correction)
+            for one, correction in zip(series, corrections, strict=True)
+        ]
         memory = cluster.cluster_memory(client)
         spill = spectra_nbytes(stack, resolved[0].params) > _SPECTRA_MEMORY_FRACTION * memory
         scratch = Path(tempfile.mkdtemp(prefix="daskreg-", dir=execution.temp_dir))
@@ -325,6 +352,8 @@ def register_dask(
                     checkpoint=saved,
                     series=k,
                     lattice_basis=chosen.lattice_basis,
+                    survey=surveys[k],
+                    correction=corrections[k],
                 )
                 for k, (one, chosen) in enumerate(zip(series, resolved, strict=True))
             ]
@@ -339,13 +368,20 @@ def register_dask(
         _raise_or_warn(stack, leading, analysed)
 
         shifts = [outcome.analysis.shifts for outcome in analysed]
-        averages = [average_graph(one.data, s) for one, s in zip(series, shifts, strict=True)]
+        # The average and the aligned stack are made of the repaired frames too: a hot
+        # pixel, fixed on the detector, would otherwise trail along the drift in them.
+        repaired = [_repaired(one.data, c) for one, c in zip(series, corrections, strict=True)]
+        averages = [average_graph(data, s) for data, s in zip(repaired, shifts, strict=True)]
         extra = [average_graph(e.data, shifts[0]) for e in (extras or {}).values()]
         examples = [
-            one.data[np.flatnonzero(outcome.analysis.used)[:2]]
-            for one, outcome in zip(series, analysed, strict=True)
+            data[np.flatnonzero(outcome.analysis.used)[:2]]
+            for data, outcome in zip(repaired, analysed, strict=True)
         ]
-        writes = [] if target is None else [_save_stack_graph(stack, shifts, _partial(target))]
+        writes = (
+            []
+            if target is None
+            else [_save_stack_graph(stack, repaired, shifts, _partial(target))]
+        )
         parts = [averages, extra, examples, writes]
         second = time.perf_counter()
         computed = cluster.compute(
@@ -363,8 +399,8 @@ def register_dask(
             _partial(target).rename(target)
     timings["total"] = time.perf_counter() - start
     results = []
-    for index, one, outcome, average, frames, chosen in zip(
-        leading, series, analysed, averaged, example_frames, resolved, strict=True
+    for index, one, outcome, average, frames, chosen, correction in zip(
+        leading, series, analysed, averaged, example_frames, resolved, corrections, strict=True
     ):
         result = build_result(
             one,
@@ -374,6 +410,7 @@ def register_dask(
             np.asarray(average),
             timings,
             pipeline.example_views(*np.asarray(frames), chosen.params),
+            correction=correction,
         )
         result.dataset.attrs.update(chosen.attrs())
         result.dataset.coords.update(_leading_coords(stack, index))
@@ -451,15 +488,27 @@ def _partial(target: Path) -> Path:
     return target.with_name(f".{target.name}.partial")
 
 
-def _save_stack_graph(stack: xr.DataArray, shifts: list[np.ndarray], path: Path) -> Delayed:
-    """Lazy write of the aligned stack (dims as the input; NaN frames where unused)."""
-    frames = stack.data.reshape(-1, *stack.shape[-3:])
+def _repaired(data: da.Array, correction: FrameCorrection) -> da.Array:
+    """``data`` (frame, y, x) with the hot pixels of ``correction`` repaired, lazily."""
+    if not len(correction.hot_pixels):
+        return data
+    dtype = np.result_type(data.dtype, np.float32)
+    return data.map_blocks(correction.repair, dtype=dtype, meta=np.empty((0, 0, 0), dtype))
+
+
+def _save_stack_graph(
+    stack: xr.DataArray, series: list[da.Array], shifts: list[np.ndarray], path: Path
+) -> Delayed:
+    """Lazy write of the aligned stack (dims as the input; NaN frames where unused).
+
+    ``series`` holds the frames of each entry of the leading dims, as averaged.
+    """
     aligned = da.concatenate(
         [
             reduce.registered_frames(
-                frames[k], da.from_array(s, chunks=(frames.chunks[1], 2)), np.float32
+                frames, da.from_array(s, chunks=(frames.chunks[0], 2)), np.float32
             )
-            for k, s in enumerate(shifts)
+            for frames, s in zip(series, shifts, strict=True)
         ]
     ).reshape(stack.shape)
     out = xr.DataArray(aligned, dims=stack.dims, coords=stack.coords, attrs=stack.attrs)

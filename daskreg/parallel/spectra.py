@@ -3,8 +3,10 @@
 Each task reads its frames once and returns a :class:`SpectraBlock`: the spectra (or,
 when they are spilled, a :class:`StoredSpectra` reference to where they were written)
 and the small per-frame :class:`FrameInfo` that the analysis needs. Unusable frames
-(NaN/inf pixels, no contrast) are zeroed in a private copy first, as the in-memory
-engine does, so every engine correlates the same numbers.
+(NaN/inf pixels, no contrast) are zeroed and hot pixels repaired in a private copy
+first (:func:`daskreg.pipeline.prepare_frames`), as the in-memory engine does, so every
+engine correlates the same numbers; the quality of each frame comes from the survey
+(:mod:`~daskreg.parallel.survey`), which read the frames first.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import zarr
 from dask.delayed import Delayed
 
 from daskreg import pipeline
+from daskreg.kernels.detector import FrameCorrection
+from daskreg.parallel.survey import Survey
 from daskreg.validate import frame_quality
 
 __all__ = ["FrameInfo", "SpectraBlock", "StoredSpectra", "spectra_blocks", "create_store"]
@@ -88,17 +92,19 @@ def create_store(
 
 
 def _spectra_block(
-    frames: np.ndarray, start: int, setup: pipeline.PairSetup, store: str | None
+    frames: np.ndarray,
+    start: int,
+    setup: pipeline.PairSetup,
+    store: str | None,
+    correction: FrameCorrection,
+    quality: tuple[np.ndarray, np.ndarray] | None,
 ) -> SpectraBlock:
-    frames = np.asarray(frames)
-    finite, std = frame_quality(frames)
-    bad = pipeline.unusable_frames(finite, std)
-    if bad:
-        # Zeroed in a private copy, like the in-memory engine: the source is untouched.
-        frames = frames.astype(np.float64, copy=True)
-        frames[sorted(bad)] = 0.0
-    spectra = setup.spectra(frames)
-    split = pipeline.split_half_shifts(frames, setup)
+    finite, std = frame_quality(frames) if quality is None else quality
+    # Hot pixels repaired and unusable frames zeroed in a private copy, like the
+    # in-memory engine: the source is untouched.
+    frames = pipeline.prepare_frames(frames, pipeline.unusable_frames(finite, std), correction)
+    spectra = setup.spectra(frames, scale=correction.scale)
+    split = pipeline.split_half_shifts(frames, setup, scale=correction.scale)
     info = FrameInfo(start, finite, std, setup.energy(spectra), split)
     if store is None:
         return SpectraBlock(info, spectra)
@@ -117,6 +123,9 @@ def spectra_blocks(
     starts: list[int],
     setup: Delayed,
     store: str | None = None,
+    *,
+    survey: Survey | None = None,
+    correction: FrameCorrection | None = None,
 ) -> tuple[list[Delayed], list[Delayed]]:
     """One spectra task per chunk of frames, and one small info task per chunk.
 
@@ -131,6 +140,11 @@ def spectra_blocks(
     store : str, optional
         Zarr array (from :func:`create_store`) to spill the spectra to; they then
         leave memory as soon as written, and each pair task reads its two blocks back.
+    survey : Survey, optional
+        The series' frame quality (:func:`.survey.survey_graph`), computed; default:
+        each task measures its own frames'.
+    correction : FrameCorrection, optional
+        Its scale and hot pixels (:meth:`.survey.Survey.correction`); default none.
 
     Returns
     -------
@@ -140,9 +154,18 @@ def spectra_blocks(
         :class:`FrameInfo` per chunk. Depending on these rather than on ``blocks``
         lets a block's spectra be released once its pair tasks are done.
     """
+    correction = FrameCorrection() if correction is None else correction
+    ends = [*starts[1:], None]
     blocks = [
-        dask.delayed(_spectra_block, pure=True)(chunk, start, setup, store)
-        for chunk, start in zip(frame_chunks, starts, strict=True)
+        dask.delayed(_spectra_block, pure=True)(
+            chunk,
+            start,
+            setup,
+            store,
+            correction,
+            None if survey is None else (survey.finite[start:end], survey.std[start:end]),
+        )
+        for chunk, start, end in zip(frame_chunks, starts, ends, strict=True)
     ]
     infos = [dask.delayed(_info, pure=True)(block) for block in blocks]
     return blocks, infos

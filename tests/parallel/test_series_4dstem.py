@@ -31,9 +31,10 @@ def test_ten_series_in_one_graph(monkeypatch):
         lambda collections, *a, **k: calls.append(len(collections)) or real(collections, *a, **k),
     )
     results = daskreg.register(data, scheduler="threads", chunks=3, progress=False)
-    # Each phase is one graph for all ten series: the pairs and their analysis, then the
-    # averages (with the two example frames each).
-    assert calls == [10, 20]
+    # Each phase is one graph for all ten series: the survey of the frames (quality, hot
+    # pixels, scale), the pairs and their analysis, then the averages (with the two
+    # example frames each).
+    assert calls == [10, 10, 20]
     assert len(results) == 10
     for k, (result, stack) in enumerate(zip(results, stacks, strict=True)):
         assert float(result.dataset["temperature"]) == data["temperature"].values[k]
