@@ -85,7 +85,8 @@ class Registration:
         a sample of the frames (:func:`daskreg.autoparams.resolve`) the first time they
         are needed; :attr:`choices` says why.
         """
-        return self._resolve().params
+        changes = self._resolve().changes
+        return self._params.replace(**changes) if changes else self._params
 
     @property
     def choices(self) -> dict[str, str]:

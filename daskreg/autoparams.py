@@ -42,6 +42,8 @@ class Resolved:
     ----------
     params : RegistrationParams
         The parameters with every automatic value filled in.
+    changes : dict
+        Just the values filled in (to apply to other parameters of the same data).
     lattice : Lattice or None
         The specimen's lattice, when the sample shows one.
     notes : dict of str to str
@@ -49,6 +51,7 @@ class Resolved:
     """
 
     params: RegistrationParams
+    changes: dict[str, object]
     lattice: lattice_kernels.Lattice | None
     notes: dict[str, str]
 
@@ -101,6 +104,10 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
         choice = lattice_kernels.auto_mask(lattice, shape)
         changes.update(choice.as_params())
         notes["mask"] = choice.reason
+        if params.n is not None and "n" in changes:
+            # A cutoff given with mask="auto" is the user's: only the kind is chosen.
+            changes["n"] = params.n
+            notes["mask"] = f"{choice.kind} (chosen), cutoff n={params.n:g} as given"
     if params.sigma_guess is None or params.window_radius is None:
         sigma_guess, window_radius = lattice_kernels.auto_peak_params(lattice)
         # The window must fit the correlation map of small frames.
@@ -115,7 +122,7 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
             if getattr(params, name) is None:
                 changes[name] = value
                 notes[name] = reason
-    return Resolved(params.replace(**changes) if changes else params, lattice, notes)
+    return Resolved(params.replace(**changes) if changes else params, changes, lattice, notes)
 
 
 def resolve_stack(

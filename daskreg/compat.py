@@ -29,6 +29,7 @@ import numpy as np
 
 from daskreg.api import Registration
 from daskreg.kernels.correlate import hann_window
+from daskreg.params import REFERENCE
 from daskreg.result import RegistrationResult
 
 __all__ = ["imstack"]
@@ -51,13 +52,7 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
         self._reg = Registration(
             np.moveaxis(image_stack, -1, 0),
             # The reference's own defaults: nothing chosen from the data.
-            mask="bandpass",
-            n=4,
-            sigma_guess=2.0,
-            window_radius=6,
-            find_maxima="pixel",
-            outliers=None,
-            solver="mean",
+            **{**REFERENCE, "find_maxima": "pixel", "outliers": None},
         )
         self._result: RegistrationResult | None = None
         self.bad_images: list[int] = []

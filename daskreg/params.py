@@ -18,7 +18,14 @@ from daskreg.kernels.correlate import CORRELATION_KINDS, CorrelationKind
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA, FindMaxima
 
-__all__ = ["RegistrationParams", "OutlierMethod", "Solver", "MEASURE_PARAMS"]
+__all__ = [
+    "RegistrationParams",
+    "OutlierMethod",
+    "Solver",
+    "MEASURE_PARAMS",
+    "DEFAULT_N",
+    "REFERENCE",
+]
 
 OutlierMethod = Literal["robust", "transitivity", "nn"]
 Solver = Literal["robust", "mean", "lstsq"]
@@ -32,7 +39,20 @@ MEASURE_PARAMS = frozenset(
     }
 )
 # What None stands for, for the parameters where it is a valid choice.
+#: Mask cutoff of a mask kind given without ``n`` (the reference package's default).
+DEFAULT_N = 4.0
+#: The reference package's choices, where daskreg's defaults choose from the data: for
+#: reproducing it, and for kernels that need concrete values.
+REFERENCE = {
+    "mask": "bandpass",
+    "n": DEFAULT_N,
+    "sigma_guess": 2.0,
+    "window_radius": 6,
+    "outliers": "transitivity",
+    "solver": "mean",
+}
 _NONE_MEANS = {
+    "n": "chosen from the lattice with mask='auto', else 4",
     "threshold": "chosen from the data",
     "band": "correlate all pairs",
     "sigma_guess": "chosen from the lattice",
@@ -45,7 +65,7 @@ class RegistrationParams:
     """Every parameter of the method (see :func:`daskreg.register` for their meaning)."""
 
     mask: str | np.ndarray = "auto"
-    n: float = 4.0
+    n: float | None = None
     n1: float | None = None
     n2: float | None = None
     theta: float = 0.0
@@ -85,7 +105,7 @@ class RegistrationParams:
                     )
                 _check_positive("n1", self.n1)
                 _check_positive("n2", self.n2)
-            elif self.mask not in ("none", "auto"):
+            elif self.mask != "none" and self.n is not None:
                 _check_positive("n", self.n)
         else:
             mask = np.asarray(self.mask)
@@ -117,6 +137,20 @@ class RegistrationParams:
                     "with stop > start, e.g. frames=(0, 20)"
                 )
             object.__setattr__(self, "frames", (start, stop))
+
+    @classmethod
+    def reference(cls, **changes: Any) -> RegistrationParams:
+        """The reference package's parameters (:data:`REFERENCE`), with ``changes``.
+
+        Nothing is chosen from the data: bandpass mask with ``n=4``, ``gf`` starting at
+        width 2 in windows of radius 6, transitivity outliers, row-mean shifts.
+        """
+        return cls(**{**REFERENCE, **changes})
+
+    @property
+    def cutoff(self) -> float:
+        """The mask cutoff ``n`` in force (:data:`DEFAULT_N` when none was given)."""
+        return DEFAULT_N if self.n is None else float(self.n)
 
     @property
     def spectrum_dtype(self) -> type:

@@ -106,13 +106,14 @@ def build_mask(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray
     elif params.mask == "elliptical":
         mask = masks.elliptical_mask(shape, params.n1, params.n2, params.theta)
     else:
-        mask = masks.fourier_mask(shape, params.mask, params.n)
+        mask = masks.fourier_mask(shape, params.mask, params.cutoff)
     # The DC term is zero after mean subtraction, so a mask must pass something else.
     passed = mask.copy()
     passed[0, 0] = 0
     if not np.any(passed):
         raise ParameterError(
-            f"the Fourier mask {params.mask!r} with n={params.n} keeps no spatial frequency for "
+            f"the Fourier mask {params.mask!r} with n={params.cutoff:g} keeps no spatial frequency "
+            f"for "
             f"frames of {tuple(shape)}: the cutoff is finer than one cycle per frame; use a "
             f"smaller n (at most {min(shape) / 2:g})"
         )
@@ -316,7 +317,7 @@ def pair_setup(
         band = band_geometry(mask_half, shape)
         if band is None and band_limited:
             raise ParameterError(
-                f"mask {params.mask!r} with n={params.n} is not band-limited enough for the "
+                f"mask {params.mask!r} with n={params.cutoff:g} is not band-limited enough for the "
                 "band-limited path; use band_limited=None"
             )
     if band is not None:
@@ -891,7 +892,7 @@ def _feature_size(params: RegistrationParams) -> float:
         return DEFAULT_FEATURE_SIZE
     if params.mask == "elliptical":
         return float(max(params.n1, params.n2))
-    return float(params.n)
+    return params.cutoff
 
 
 def _reliable(robust: robust_kernels.RobustSolution | None) -> bool:

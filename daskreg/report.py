@@ -27,7 +27,7 @@ import numpy as np
 from daskreg import plot
 from daskreg.errors import ParameterError
 from daskreg.io.atomic import atomic_path
-from daskreg.params import RegistrationParams
+from daskreg.params import DEFAULT_N, RegistrationParams
 from daskreg.plot import _panels, _sources
 from daskreg.plot._sources import ResultLike
 from daskreg.summary import RESULT_VARIABLES, ResultSummary
@@ -246,7 +246,7 @@ def _sweep_settings(params: dict[str, Any], shape: tuple[int, int]) -> list[tupl
     kind = params["mask"]
     if kind not in ("bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian"):
         kind = "bandpass"
-    n = float(params["n"])
+    n = float(params["n"] or DEFAULT_N)
     other = "lowpass" if kind == "bandpass" else "bandpass"
     # A cutoff beyond half the frame keeps no frequency (build_mask refuses it).
     largest = min(shape) / 2

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from daskreg.autoparams import resolve
 from daskreg.params import RegistrationParams
 from daskreg.pipeline import example_views, measure_pairs, pair_setup
 
@@ -67,6 +68,8 @@ def pair_views(
     >>> bool(abs(views.shift - (series.shifts[1] - series.shifts[0])).max() < 0.5)
     True
     """
+    # Automatic parameters (mask="auto", the fit window) from these two frames.
+    params = resolve(params, np.stack([frame_a, frame_b])).params
     views = example_views(frame_a, frame_b, params)
     setup = pair_setup(params, frame_a.shape)
     spectra = setup.spectra(np.stack([frame_a, frame_b]))

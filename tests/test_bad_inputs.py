@@ -105,7 +105,7 @@ BAD_INPUTS = [
          r"pass a smaller window_radius \(at most 31\)", "fit-window-larger-than-frame"),
     _row(lambda x: daskreg.register(x.stack[:, :3, :3], find_maxima="pixel"),
          StackShapeError, r"frame_axis=", "frames-of-3x3"),
-    _row(lambda x: daskreg.register(x.stack, n=1000), ParameterError,
+    _row(lambda x: daskreg.register(x.stack, mask="bandpass", n=1000), ParameterError,
          r"use a smaller n \(at most 32\)", "mask-keeps-no-frequency"),
     _row(lambda x: daskreg.register(x.stack, band=6), ParameterError,
          r"pass band=None to correlate all pairs, or a band of at most 5", "band-wider"),

@@ -49,7 +49,7 @@ def _measure(stack: np.ndarray, params: RegistrationParams, band_limited: bool):
 def test_band_limited_equals_full_size_on_every_pair(scenario, find_maxima):
     series_kw, mask_kw = SCENARIOS[scenario]
     stack = lattice_series(**series_kw).stack
-    params = RegistrationParams(find_maxima=find_maxima, **mask_kw)
+    params = RegistrationParams.reference(find_maxima=find_maxima, **mask_kw)
     band_setup, band = _measure(stack, params, band_limited=True)
     assert band_setup.band is not None, "the band-limited path was not taken"
     _, full = _measure(stack, params, band_limited=False)
@@ -62,7 +62,7 @@ def test_band_spectra_hold_each_frame_contiguously():
     # The pair kernels read one frame's band spectrum at a time; the band crop's fancy
     # index alone would leave the frames interleaved (and the kernels on a slow path).
     stack = lattice_series(3, (128, 128), dose=20, seed=5).stack
-    setup = pipeline.pair_setup(RegistrationParams(), stack.shape[1:])
+    setup = pipeline.pair_setup(RegistrationParams.reference(), stack.shape[1:])
     assert setup.band is not None
     assert setup.spectra(stack).flags.c_contiguous
 
@@ -71,7 +71,7 @@ def test_pairs_measured_in_threads_equal_one_thread():
     # Enough pairs for several batches per thread, so the threads really split the work
     # (and a batch concatenated out of order would misplace shifts).
     stack = lattice_series(40, (128, 128), dose=20, seed=5).stack
-    setup = pipeline.pair_setup(RegistrationParams(), stack.shape[1:])
+    setup = pipeline.pair_setup(RegistrationParams.reference(), stack.shape[1:])
     assert setup.band is not None
     spectra = setup.spectra(stack)
     i, j = pipeline.pair_indices(len(stack))
@@ -90,7 +90,7 @@ def test_scratch_arrays_kept_per_thread_never_leak_between_masks():
     # different sizes: each must still give the full-size path's answer.
     stack = lattice_series(7, (256, 256), dose=50, seed=11).stack
     for n, frames in ((4, 7), (8, 5), (4, 6)):
-        params = RegistrationParams(n=n)
+        params = RegistrationParams.reference(n=n)
         band_setup, band = _measure(stack[:frames], params, band_limited=True)
         assert band_setup.band is not None
         _, full = _measure(stack[:frames], params, band_limited=False)
@@ -113,7 +113,7 @@ def test_every_transform_library_gives_the_same_shifts(monkeypatch):
             if library == "ducc0" and _fft.backend() != "ducc0":
                 continue  # ducc0 not installed here: the other two are still compared
             assert _fft.backend() == library
-            _, found = _measure(stack, RegistrationParams(), band_limited=True)
+            _, found = _measure(stack, RegistrationParams.reference(), band_limited=True)
         shifts[library] = found.shifts
     np.testing.assert_array_equal(shifts["scipy"], shifts["pocketfft"])
     for found in shifts.values():
@@ -127,7 +127,7 @@ def test_windows_are_the_full_size_correlation_around_any_centre(precision, shap
     # product, read with periodic indexing: centres far outside the frame and on both
     # edges, radii of the reach and fit windows.
     stack = lattice_series(3, shape, dose=50, seed=13).stack
-    setup = pipeline.pair_setup(RegistrationParams(precision=precision), shape)
+    setup = pipeline.pair_setup(RegistrationParams.reference(precision=precision), shape)
     assert setup.band is not None
     geometry = setup.band
     spectra = setup.spectra(stack)

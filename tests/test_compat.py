@@ -11,6 +11,7 @@ import tifffile
 
 import daskreg
 from daskreg.compat import imstack
+from daskreg.params import REFERENCE
 from daskreg.synthetic import lattice_series
 
 matplotlib.use("Agg")
@@ -37,8 +38,7 @@ def tutorial(series):
 
 def test_reference_flow_gives_the_register_result(tutorial, series):
     expected = daskreg.register(
-        series.stack, mask="hann", n=4, find_maxima="gf", threshold=2.0,
-        outliers="transitivity", solver="mean",
+        series.stack, **{**REFERENCE, "mask": "hann", "find_maxima": "gf", "threshold": 2.0}
     )
     # The reference names rows "x": shifts_x are row corrections, i.e. -dy.
     np.testing.assert_allclose(tutorial.shifts_x, -expected.shifts.values[:, 0], atol=1e-9)

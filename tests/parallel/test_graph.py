@@ -28,7 +28,7 @@ class _Counting(dask.callbacks.Callback):
 
 @pytest.mark.parametrize("band", [None, 2])
 def test_building_the_graph_computes_nothing(zarr_stack, band):
-    params = RegistrationParams(band=band)
+    params = RegistrationParams.reference(band=band)
     with _Counting() as counting, dask.config.set(scheduler=_refuse):
         stack = engine.prepare_stack(zarr_stack, params, chunks=3)
         analysed = engine.build_graph(stack, params)
@@ -43,7 +43,7 @@ def test_building_the_graph_computes_nothing(zarr_stack, band):
 
 @pytest.mark.parametrize(("chunk", "band"), [(1, None), (3, None), (3, 2), (4, 5), (17, 3)])
 def test_one_task_per_chunk_and_per_block_pair(series, chunk, band):
-    params = RegistrationParams(band=band)
+    params = RegistrationParams.reference(band=band)
     stack = engine.prepare_stack(series.stack, params, chunks=chunk)
     graph = engine.build_graph(stack, params)
     names = [key_split(k) for k in dict(graph.__dask_graph__())]
