@@ -189,3 +189,15 @@ def test_register_threads_window_and_upsampled_through_both_engines():
     assert numpy_result.params.window == "tukey"
     hann = daskreg.register(series.stack, find_maxima="upsampled")
     assert np.abs(hann.shifts.values - numpy_result.shifts.values).max() > 1e-4
+
+
+@pytest.mark.parametrize("window", correlate.WINDOWS)
+def test_pair_setup_spectra_apply_the_chosen_window(window):
+    """The spectra every engine correlates (:meth:`PairSetup.spectra`, which the Dask
+    engine's spectra tasks call too) are those of the centred frames times the window."""
+    frames = lattice_series(3, (48, 56), dose=20, seed=2).stack.astype(np.float64)
+    params = RegistrationParams(window=window, precision="double")
+    spectra = pipeline.pair_setup(params, (48, 56), band_limited=False).spectra(frames)
+    centred = frames - frames.mean(axis=(1, 2), keepdims=True)
+    expected = np.fft.rfft2(centred * correlate.real_window((48, 56), window))
+    np.testing.assert_allclose(spectra, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
