@@ -177,15 +177,15 @@ def test_window_is_a_measuring_parameter_validated_at_the_boundary():
 
 def test_register_threads_window_and_upsampled_through_both_engines():
     """The parameters reach the spectra and the peaks on both engines: the Dask engine
-    gives the numpy engine's shifts (same kernels, 1e-9 px), and tukey differs from the
-    default Hann (the window really changes the spectra)."""
+    gives the numpy engine's shifts to the engines' 1e-6 px contract (measured 5e-8:
+    single-precision spectra of other blocks of frames), and tukey differs from Hann."""
     series = lattice_series(6, (96, 112), dose=100, seed=11)
     options = {"find_maxima": "upsampled", "window": "tukey"}
     numpy_result = daskreg.register(series.stack, **options)
     dask_result = daskreg.register(
         series.stack, engine="dask", scheduler="synchronous", chunks=4, progress=False, **options
     )
-    np.testing.assert_allclose(dask_result.shifts.values, numpy_result.shifts.values, atol=1e-9)
+    np.testing.assert_allclose(dask_result.shifts.values, numpy_result.shifts.values, atol=1e-6)
     assert rms_error(numpy_result.shifts.values, series.shifts) < 0.05
     assert numpy_result.params.window == "tukey"
     hann = daskreg.register(series.stack, find_maxima="upsampled")
