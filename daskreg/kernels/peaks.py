@@ -575,83 +575,90 @@ def _upsample_candidates(
     between its points. Heights are on the maps' scale (times the bias at the
     maximum), the scale on which ``gf`` ranks its candidates.
     """
-    n_pairs, n_rows, width = spectra.shape
+    n_pairs = spectra.shape[0]
     n_cand = centres.shape[1]
     widest = 2 * _STAGES[:, 1].max() + 1
-    work = (np.empty((widest, widest)), np.empty((2, widest), np.int64))
+    grids = np.empty((n_cand, widest, widest))
     at = np.empty((n_cand, 2), np.int64)
+    best = np.empty((n_cand, 2), np.int64)
     for p in range(n_pairs):
         # float64 sums: BLAS orders float32 sums by the arrays' alignment, which moved
         # shifts by 2e-5 px between engines; in float64 that is 1e-14 px, for 1.3x the time.
         spectrum = spectra[p].astype(np.float64)
-        first = -np.inf
+        active = valid[p].copy()
         for k in range(n_cand):
-            if valid[p, k]:
-                at[k, 0] = centres[p, k, 0] * UPSAMPLE
-                at[k, 1] = centres[p, k, 1] * UPSAMPLE
-                _place(spectrum, ky, weight, shape, bias_y, bias_x, 0, at[k], work, p, k,
-                       position, height)
-                first = max(first, height[p, k])
-        for k in range(n_cand):
-            if not valid[p, k] or height[p, k] < (1 - _PRUNE) * first:
-                continue
-            for stage in range(1, len(_STAGES)):
-                _place(spectrum, ky, weight, shape, bias_y, bias_x, stage, at[k], work, p, k,
-                       position, height)
+            at[k, 0] = centres[p, k, 0] * UPSAMPLE
+            at[k, 1] = centres[p, k, 1] * UPSAMPLE
+        for stage in range(len(_STAGES)):
+            _grid_stage(spectrum, ky, weight, shape, bias_y, bias_x, stage, at, active, grids, best)
+            first = -np.inf
+            for k in range(n_cand):
+                if active[k]:
+                    _place(stage, at[k], grids[k], best[k], bias_y, bias_x, position[p, k],
+                           height[p, k:k + 1])
+                    first = max(first, height[p, k])
+            if stage == 0:
+                for k in range(n_cand):
+                    active[k] &= height[p, k] >= (1 - _PRUNE) * first
 
 
 @numba.njit(cache=True, nogil=True)
-def _place(spectrum, ky, weight, shape, bias_y, bias_x, stage, at, work, p, k, position, height):
-    """Run a stage (:func:`_grid_stage`), then set candidate ``k`` of pair ``p`` to the
-    maximum of the quadratic through the stage's top 3 x 3 points (to its top point
-    where that is on the grid's border)."""  # pragma: no cover - compiled
-    top, best_i, best_j = _grid_stage(spectrum, ky, weight, shape, bias_y, bias_x, stage, at, work)
-    grid = work[0]
+def _place(stage, at, grid, best, bias_y, bias_x, position, height):  # pragma: no cover
+    """Set a candidate's ``position`` (2,) and ``height`` (1,) to the maximum of the
+    quadratic through the top 3 x 3 points of its last grid (to its top point where that
+    is on the grid's border)."""
     size = 2 * _STAGES[stage, 1] + 1
+    best_i, best_j = best[0], best[1]
+    top = grid[best_i, best_j]
     dy = dx = 0.0
     if 0 < best_i < size - 1 and 0 < best_j < size - 1:
         dy, dx, top = _quadratic_peak(grid[best_i - 1 : best_i + 2, best_j - 1 : best_j + 2])
     step = _STAGES[stage, 0]
-    position[p, k, 0] = (at[0] + dy * step) / UPSAMPLE
-    position[p, k, 1] = (at[1] + dx * step) / UPSAMPLE
-    height[p, k] = top * bias_y[at[0]] * bias_x[at[1]]
+    position[0] = (at[0] + dy * step) / UPSAMPLE
+    position[1] = (at[1] + dx * step) / UPSAMPLE
+    height[0] = top * bias_y[at[0]] * bias_x[at[1]]
 
 
 @numba.njit(cache=True, nogil=True)
-def _grid_stage(spectrum, ky, weight, shape, bias_y, bias_x, stage, at, work):
-    """One stage of :func:`_upsample_candidates` around ``at`` (fine units, updated).
+def _grid_stage(spectrum, ky, weight, shape, bias_y, bias_x, stage, at, active, grids, best):
+    """One stage of :func:`_upsample_candidates` for the ``active`` candidates at once.
 
-    Evaluates the correlation divided by the bias on the stage's grid around ``at``
-    (:func:`daskreg.kernels.band._grid_dft`) and moves ``at`` to its maximum, wrapped
-    into the frame; a maximum on the grid's border is evaluated again around it (at
-    most ``_RECENTRE`` times), so a poor start still ends on the peak. Returns the
-    maximum and its grid indices; ``work[0]`` holds the last grid (``work``: the grid
-    and the fine positions' arrays, of the widest stage).
+    Evaluates the correlation divided by the bias on the stage's grid around each
+    ``at`` (K, 2) (fine units; :func:`daskreg.kernels.band._grid_dft`, all grids in one
+    matrix product) and moves ``at`` to the grid's maximum, wrapped into the frame. The
+    candidates whose maximum is on their grid's border are evaluated again around it
+    (at most ``_RECENTRE`` times), so a poor start still ends on the peak. Fills
+    ``grids`` (K, n, n) with each candidate's last grid and ``best`` (K, 2) with the
+    indices of its maximum there.
     """  # pragma: no cover - compiled
-    grid, fine = work
     size_y, size_x = shape[0] * UPSAMPLE, shape[1] * UPSAMPLE
     step, half = _STAGES[stage, 0], _STAGES[stage, 1]
     size = 2 * half + 1
-    best_i = best_j = half
+    todo = active.copy()
     for _ in range(_RECENTRE + 1):
-        for t in range(size):
-            fine[0, t] = (at[0] + (t - half) * step) % size_y
-            fine[1, t] = (at[1] + (t - half) * step) % size_x
-        _grid_dft(
-            spectrum, ky, weight, (size_y, size_x), fine[0, :size], fine[1, :size],
-            grid[:size, :size],
-        )
-        best_i, best_j = 0, 0
-        for i in range(size):
-            for j in range(size):
-                grid[i, j] /= bias_y[fine[0, i]] * bias_x[fine[1, j]]
-                if grid[i, j] > grid[best_i, best_j]:
-                    best_i, best_j = i, j
-        at[0] = fine[0, best_i]
-        at[1] = fine[1, best_j]
-        if 0 < best_i < size - 1 and 0 < best_j < size - 1:
+        which = np.flatnonzero(todo)
+        if not len(which):
             break
-    return grid[best_i, best_j], best_i, best_j
+        ys = np.empty((len(which), size), np.int64)
+        xs = np.empty((len(which), size), np.int64)
+        for g in range(len(which)):
+            for t in range(size):
+                ys[g, t] = (at[which[g], 0] + (t - half) * step) % size_y
+                xs[g, t] = (at[which[g], 1] + (t - half) * step) % size_x
+        values = np.empty((len(which), size, size))
+        _grid_dft(spectrum, ky, weight, (size_y, size_x), ys, xs, values)
+        for g in range(len(which)):
+            k = which[g]
+            best_i, best_j = 0, 0
+            for i in range(size):
+                for j in range(size):
+                    grids[k, i, j] = values[g, i, j] / (bias_y[ys[g, i]] * bias_x[xs[g, j]])
+                    if grids[k, i, j] > grids[k, best_i, best_j]:
+                        best_i, best_j = i, j
+            at[k, 0] = ys[g, best_i]
+            at[k, 1] = xs[g, best_j]
+            best[k, 0], best[k, 1] = best_i, best_j
+            todo[k] = not (0 < best_i < size - 1 and 0 < best_j < size - 1)
 
 
 @numba.njit(cache=True, nogil=True)
