@@ -44,6 +44,7 @@ from tests.accuracy import (  # noqa: E402
     FAST_INJECTED,
     FAST_SEEDS,
     FAST_SWEEP,
+    FAST_UNREGISTRABLE,
     Run,
     Scenario,
     best_hand_setting,
@@ -53,6 +54,9 @@ from tests.accuracy import (  # noqa: E402
     score,
 )
 
+# The all-pairs peer recomputes three full transforms per pair: minutes per series
+# above 512^2 on this machine, so larger frames leave it out (a note says so).
+SKIMAGE_MAX = 512 * 512
 # Pair shifts to 1/20 px: finer than any RMS in the table, and skimage's cost grows with it.
 UPSAMPLE = 20
 
@@ -60,8 +64,8 @@ UPSAMPLE = 20
 def _larger() -> tuple[tuple[Scenario, tuple[int, ...]], ...]:
     hexagonal, perovskite = FAST_SWEEP[0], FAST_SWEEP[1]
     return (
-        (replace(hexagonal, name="hexagonal a12 dose2 384x512", shape=(384, 512)), (0, 1, 2)),
-        (replace(perovskite, name="perovskite a14 dose10 384x512", shape=(384, 512)), (0, 1, 2)),
+        (replace(hexagonal, name="hexagonal a12 dose2 384x512", shape=(384, 512)), (0, 1)),
+        (replace(perovskite, name="perovskite a14 dose10 384x512", shape=(384, 512)), (0, 1)),
         (
             replace(perovskite, name="perovskite a14 dose10 1024^2", shape=(1024, 1024)),
             (0,),
@@ -150,10 +154,11 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="the test's fast subset only")
     args = parser.parse_args()
 
-    cases = [(s, FAST_SEEDS) for s in (*FAST_SWEEP, FAST_INJECTED, FAST_BROAD)]
+    cases = [(s, FAST_SEEDS) for s in (*FAST_SWEEP, FAST_UNREGISTRABLE, FAST_INJECTED, FAST_BROAD)]
     if not args.fast:
         cases += list(_larger())
     peers, notes = _peers()
+    notes.append(f"skimage all pairs not run above {SKIMAGE_MAX} pixels per frame (too slow)")
     for note in notes:
         print("note:", note)
     print("| scenario (20 frames, seeds) | method | RMS (px) | hops / frames | dropped | s/run |")
@@ -171,6 +176,7 @@ def main() -> None:
             rows += [
                 (peer, pooled(_peer_outcomes(scenario, seeds, solve)))
                 for peer, solve in peers.items()
+                if not (peer.startswith("skimage") and np.prod(scenario.shape) > SKIMAGE_MAX)
             ]
         for method, p in rows:
             print(

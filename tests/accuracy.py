@@ -38,6 +38,7 @@ __all__ = [
     "FAST_INJECTED",
     "FAST_SEEDS",
     "FAST_SWEEP",
+    "FAST_UNREGISTRABLE",
     "HAND_GRID",
     "SLOW",
     "SLOW_SEEDS",
@@ -135,11 +136,10 @@ def make_series(scenario: Scenario, seed: int) -> SyntheticSeries:
 # ----------------------------------------------------------------------------------------
 # Scenario lists. FAST runs in CI (256^2, 3 seeds); SLOW is the sweep of issue 17.
 
-#: The sweep part of the fast subset: one scenario per lattice at low to moderate dose,
-#: plus one below what any setting can register (0.5 counts per column peak). The
-#: perovskite one carries a torn and a blank frame: the generator draws the bad frames
-#: from their own random stream, so its good frames are those of the clean series and
-#: it serves the sweep and the bad-frame test at once.
+#: The sweep part of the fast subset: one scenario per lattice at low to moderate dose.
+#: The perovskite one carries a torn and a blank frame: the generator draws the bad
+#: frames from their own random stream, so its good frames are those of the clean series
+#: and it serves the sweep and the bad-frame test at once.
 FAST_SWEEP: tuple[Scenario, ...] = (
     Scenario("hexagonal a12 dose2", lattice="hexagonal", spacing=12.0, dose=2.0),
     Scenario(
@@ -150,7 +150,11 @@ FAST_SWEEP: tuple[Scenario, ...] = (
         bad_frames={6: "torn", 13: "blank"},
     ),
     Scenario("anisotropic a10 dose5", lattice="anisotropic", spacing=10.0, dose=5.0),
-    Scenario("perovskite a16 dose0.5", lattice="perovskite", spacing=16.0, dose=0.5),
+)
+#: Below what any setting registers: every one of the 24 hand settings hops on 44 or
+#: more of 60 frames (benchmarks/README.md), so it has no grid in the fast subset.
+FAST_UNREGISTRABLE = Scenario(
+    "perovskite a16 dose0.5", lattice="perovskite", spacing=16.0, dose=0.5
 )
 #: 10 % of the pairs of the anisotropic series moved by a lattice vector.
 FAST_INJECTED = replace(FAST_SWEEP[2], name="anisotropic a10 dose5 injected", inject=True)
@@ -158,7 +162,7 @@ FAST_INJECTED = replace(FAST_SWEEP[2], name="anisotropic a10 dose5 injected", in
 FAST_BROAD = Scenario(
     "broad a32 dose8", lattice="hexagonal", spacing=32.0, column_sigma=8.0, dose=8.0
 )
-FAST_SCENARIOS = (*FAST_SWEEP, FAST_INJECTED, FAST_BROAD)
+FAST_SCENARIOS = (*FAST_SWEEP, FAST_UNREGISTRABLE, FAST_INJECTED, FAST_BROAD)
 FAST_SEEDS = (0, 1, 2)
 FAST = {s.name: s for s in FAST_SCENARIOS}
 
