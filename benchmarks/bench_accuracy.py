@@ -40,11 +40,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.accuracy import (  # noqa: E402
-    FAST_BROAD,
-    FAST_INJECTED,
+    FAST_SCENARIOS,
     FAST_SEEDS,
     FAST_SWEEP,
-    FAST_UNREGISTRABLE,
     Run,
     Scenario,
     best_hand_setting,
@@ -154,7 +152,7 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="the test's fast subset only")
     args = parser.parse_args()
 
-    cases = [(s, FAST_SEEDS) for s in (*FAST_SWEEP, FAST_UNREGISTRABLE, FAST_INJECTED, FAST_BROAD)]
+    cases = [(s, FAST_SEEDS) for s in FAST_SCENARIOS]
     if not args.fast:
         cases += list(_larger())
     peers, notes = _peers()

@@ -146,11 +146,13 @@ def test_uncertainty_calibrated(scenario, seeds):
 # -- single cases ------------------------------------------------------------------------
 
 
-def test_torn_and_blank_frames_flagged():
-    scenario = FAST_SWEEP[1]
+@pytest.mark.parametrize(
+    ("scenario", "seeds"),
+    [case for case in _cases({}) if case.values[0].bad_frames],
+)
+def test_torn_and_blank_frames_flagged(scenario, seeds):
     missed = {
-        seed: sorted(o.missed)
-        for seed, o in zip(FAST_SEEDS, outcomes_for(scenario, FAST_SEEDS), strict=True)
+        seed: sorted(o.missed) for seed, o in zip(seeds, outcomes_for(scenario, seeds), strict=True)
     }
     assert not any(missed.values()), f"truly bad frames not flagged (seed: frames): {missed}"
 
