@@ -104,7 +104,10 @@ class Scenario:
         return 0.25 * min(np.hypot(*v) for v in (a1, a2, a1 + a2, a1 - a2))
 
 
-@functools.lru_cache(maxsize=64)
+# One scenario's seeds: the grid and the defaults of a scenario run one after the other
+# and their outcomes are cached apart, so older series are not needed again (20 frames
+# of 1024^2 are 80 MB each).
+@functools.lru_cache(maxsize=12)
 def make_series(scenario: Scenario, seed: int) -> SyntheticSeries:
     """Render ``scenario`` for ``seed``; cached so the grid and the defaults see one
     series without rendering it twice."""
