@@ -420,7 +420,7 @@ def _cached_outcome(scenario: Scenario, seed: int, frozen: tuple[tuple[str, Any]
     return score(run, series, scenario.hop_length)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)  # the whole slow sweep (450 series); results are small
 def grid_outcomes(scenario: Scenario, seed: int) -> dict[str, Outcome]:
     """Score every :data:`HAND_GRID` setting on one seed, keyed by :func:`setting_label`.
 
