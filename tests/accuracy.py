@@ -226,8 +226,7 @@ def run_daskreg(
     warnings it raises are kept as ``"Category: message"``. With it,
     :class:`daskreg.Registration` runs step by step and ``inject`` edits the measured
     shift matrix in place between ``find_shifts`` and the analysis (the README's "Step
-    by step" flow); this reads ``Registration._raw``, the one private name the harness
-    uses, because the public ``find_shifts`` returns a labelled copy.
+    by step" flow), through :func:`measured_matrix`.
     """
     params = dict(params or {})
     start = time.perf_counter()
@@ -238,7 +237,7 @@ def run_daskreg(
         else:
             reg = daskreg.Registration(stack, **params)
             reg.find_shifts()
-            inject(reg._raw.matrix)
+            inject(measured_matrix(reg))
             result = reg.average()
     return _run_from_result(result, time.perf_counter() - start, caught)
 
@@ -251,6 +250,16 @@ def _run_from_result(result: Any, seconds: float, caught: list) -> Run:
         seconds=seconds,
         warnings=tuple(f"{w.category.__name__}: {w.message}" for w in caught),
     )
+
+
+def measured_matrix(reg: daskreg.Registration) -> np.ndarray:
+    """The raw shift matrix a :class:`daskreg.Registration` analyses, for editing in place
+    after ``find_shifts``.
+
+    The one private name the harness uses (``Registration._raw``): the public
+    ``find_shifts`` returns a labelled copy, and editing that would change nothing.
+    """
+    return reg._raw.matrix
 
 
 def inject_hops(
@@ -438,7 +447,7 @@ def grid_outcomes(scenario: Scenario, seed: int) -> dict[str, Outcome]:
             reg = daskreg.Registration(series.stack, mask=mask, n=n, find_maxima="gf")
             reg.find_shifts()
             if scenario.inject:
-                inject_hops(scenario.basis, seed=seed)(reg._raw.matrix)
+                inject_hops(scenario.basis, seed=seed)(measured_matrix(reg))
             measured = time.perf_counter() - start
             for threshold in HAND_THRESHOLDS:
                 start, seen = time.perf_counter(), len(caught)
