@@ -330,8 +330,17 @@ def register(
     correlation : {"cc", "mc", "pc", "phase"}, default "cc"
         Cross, mutual, the reference's phase correlation, or the normalised phase
         correlation (see :func:`daskreg.kernels.correlate.correlation_spectra`).
-    find_maxima : {"pixel", "gf", "com"}, default "gf"
-        How the maximum of each correlation is located.
+    find_maxima : {"pixel", "gf", "com", "upsampled"}, default "gf"
+        How the maximum of each correlation is located: brightest pixel, Gaussian fits
+        to the ``num_peaks`` brightest local maxima, centre of mass, or the same
+        candidates refined by an upsampled DFT of the correlation spectrum (no peak
+        shape assumed; Guizar-Sicairos et al., Opt. Lett. 33, 156 (2008), DOI
+        10.1364/OL.33.000156); the highest refined peak wins.
+    window : {"hann", "tukey", None}, default "hann"
+        Real-space window applied to each mean-subtracted frame before its transform:
+        Hann, Tukey (flat over the middle half, so more of the frame counts), or none
+        (only for frames that are already periodic: otherwise the edges correlate and
+        pull shifts to zero). Its autocorrelation is divided out near each peak.
     num_peaks : int, default 5
         ``gf``: number of distinct local maxima fitted.
     sigma_guess : float, default 2

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from daskreg.errors import ParameterError
-from daskreg.kernels.correlate import CORRELATION_KINDS, CorrelationKind
+from daskreg.kernels.correlate import CORRELATION_KINDS, WINDOWS, CorrelationKind, WindowKind
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA, FindMaxima
 
@@ -34,7 +34,7 @@ _MASK_NAMES = (*MASK_KINDS, "elliptical", "auto")
 #: (so a measured matrix, or a checkpoint of one, stays valid when only they change).
 MEASURE_PARAMS = frozenset(
     {
-        "mask", "n", "n1", "n2", "theta", "correlation", "find_maxima", "num_peaks",
+        "mask", "n", "n1", "n2", "theta", "correlation", "find_maxima", "window", "num_peaks",
         "sigma_guess", "window_radius", "num_iter", "min_window_frac", "band", "precision",
     }
 )
@@ -71,6 +71,7 @@ class RegistrationParams:
     theta: float = 0.0
     correlation: CorrelationKind = "cc"
     find_maxima: FindMaxima = "gf"
+    window: WindowKind | None = "hann"
     num_peaks: int = 5
     sigma_guess: float | None = None
     window_radius: int | None = None
@@ -92,6 +93,7 @@ class RegistrationParams:
     def __post_init__(self) -> None:
         _check_choice("correlation", self.correlation, CORRELATION_KINDS)
         _check_choice("find_maxima", self.find_maxima, FIND_MAXIMA)
+        _check_choice("window", self.window, WINDOWS)
         _check_choice("outliers", self.outliers, (*get_args(OutlierMethod), None))
         _check_choice("solver", self.solver, get_args(Solver))
         _check_choice("precision", self.precision, ("single", "double"))

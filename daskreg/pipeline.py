@@ -280,7 +280,11 @@ class PairSetup:
         kx_max = None if self.band is None else self.band.kx_max
         pieces = [
             correlate.frame_spectra(
-                frames[piece], dtype=self.params.spectrum_dtype, kx_max=kx_max, scale=scale
+                frames[piece],
+                dtype=self.params.spectrum_dtype,
+                kx_max=kx_max,
+                window=self.params.window,
+                scale=scale,
             )
             for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
         ]
@@ -307,13 +311,14 @@ def pair_setup(
     band_limited : bool, optional
         Force (True) or forbid (False) the band-limited path; by default it is used
         when the mask's band is at least four times smaller than the half plane and
-        ``find_maxima`` is ``"pixel"`` or ``"gf"`` (``com`` needs whole maps).
+        ``find_maxima`` is ``"pixel"``, ``"gf"`` or ``"upsampled"`` (``com`` needs whole
+        maps).
     """
     mask_half = correlate.half_plane_mask(build_mask(params, shape))
     real = np.float32 if params.precision == "single" else np.float64
     mask_half = mask_half.astype(real if np.isrealobj(mask_half) else params.spectrum_dtype)
     band = None
-    if band_limited is not False and params.find_maxima in ("pixel", "gf"):
+    if band_limited is not False and params.find_maxima in ("pixel", "gf", "upsampled"):
         band = band_geometry(mask_half, shape)
         if band is None and band_limited:
             raise ParameterError(
@@ -367,7 +372,7 @@ def measure_pairs(
         ``r_ij = s_j - s_i`` per pair, success flags and peak heights.
     """
     params, shape = setup.params, setup.shape
-    bias = correlate.window_autocorrelation(tuple(shape))
+    bias = correlate.window_autocorrelation(tuple(shape), params.window)
     if setup.band is None:
         map_bytes = 4 * shape[0] * shape[1]
     else:  # two gathered band spectra and their product (the band path chunks the rest)
@@ -997,7 +1002,9 @@ def example_views(
     mask = build_mask(params, shape)
     pair = np.stack([frame_a, frame_b])
     scale = detector.series_scale(frame_quality(pair)[1])
-    spectra = correlate.frame_spectra(pair, dtype=params.spectrum_dtype, scale=scale)
+    spectra = correlate.frame_spectra(
+        pair, dtype=params.spectrum_dtype, scale=scale, window=params.window
+    )
     corr = correlate.correlation_maps(
         spectra[:1], spectra[1:], correlate.half_plane_mask(mask), shape, params.correlation
     )[0]

@@ -35,7 +35,7 @@ import xarray as xr
 
 from daskreg.errors import ParameterError
 
-__all__ = ["SyntheticSeries", "lattice_series"]
+__all__ = ["SyntheticSeries", "lattice_basis", "lattice_series"]
 
 LatticeKind = Literal["perovskite", "hexagonal", "anisotropic"]
 BadFrameKind = Literal["blank", "torn"]
@@ -323,6 +323,38 @@ def _draw_tears(
     return tears
 
 
+def lattice_basis(
+    lattice: LatticeKind, spacing: float, *, aspect: float = 2.5, rotation: float = 0.0
+) -> np.ndarray:
+    """Return the two lattice vectors :func:`lattice_series` renders, in pixels.
+
+    Parameters
+    ----------
+    lattice, spacing, aspect, rotation
+        As for :func:`lattice_series` (``series.params`` holds them).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, shape ``(2, 2)``: rows ``a1`` and ``a2`` as ``(dy, dx)``. A frame
+        displaced by an integer combination of them shows the same periodic lattice,
+        which is what a unit-cell registration error ("hop") is.
+    """
+    theta = math.radians(rotation)
+    gamma, length2 = {
+        "perovskite": (90.0, spacing),
+        "hexagonal": (60.0, spacing),
+        "anisotropic": (90.0, aspect * spacing),
+    }[lattice]
+    phi = theta + math.radians(gamma)
+    return np.array(
+        [
+            [spacing * math.sin(theta), spacing * math.cos(theta)],
+            [length2 * math.sin(phi), length2 * math.cos(phi)],
+        ]
+    )
+
+
 def _lattice_columns(
     lattice: str,
     spacing: float,
@@ -336,19 +368,7 @@ def _lattice_columns(
 
     The lattice origin is a random point of the unit cell so the image is generic.
     """
-    theta = math.radians(rotation)
-    gamma, length2 = {
-        "perovskite": (90.0, spacing),
-        "hexagonal": (60.0, spacing),
-        "anisotropic": (90.0, aspect * spacing),
-    }[lattice]
-    phi = theta + math.radians(gamma)
-    basis = np.array(
-        [
-            [spacing * math.sin(theta), spacing * math.cos(theta)],
-            [length2 * math.sin(phi), length2 * math.cos(phi)],
-        ]
-    )
+    basis = lattice_basis(lattice, spacing, aspect=aspect, rotation=rotation)
     origin = rng.random(2) @ basis
     corners = np.array([[y, x] for y in y_range for x in x_range]) - origin
     frac = corners @ np.linalg.inv(basis)

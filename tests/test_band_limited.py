@@ -44,7 +44,7 @@ def _measure(stack: np.ndarray, params: RegistrationParams, band_limited: bool):
     return setup, pipeline.measure_pairs(spectra, spectra, i, j, setup)
 
 
-@pytest.mark.parametrize("find_maxima", ["pixel", "gf"])
+@pytest.mark.parametrize("find_maxima", ["pixel", "gf", "upsampled"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_band_limited_equals_full_size_on_every_pair(scenario, find_maxima):
     series_kw, mask_kw = SCENARIOS[scenario]

@@ -5,13 +5,15 @@ Sign convention (the one of the whole package): for a pair ``(i, j)`` the correl
 ``j`` relative to frame ``i``, where frame ``k`` shows the specimen displaced by
 ``+s_k``.
 
-The Hann window weights the two frames' overlap less the further they are displaced,
-which multiplies each correlation by the window's autocorrelation
-(:func:`window_autocorrelation`) and pulls every peak towards zero shift. The sub-pixel
-fits divide it out inside their windows (:func:`daskreg.kernels.peaks.find_shifts`,
-``bias=``); on the derived SrTiO3 series this lowers the RMS error by about 20 %. The
-maps themselves are not divided: that would amplify noise far from zero shift up to
-nine times and let it compete with the true peak.
+The real-space window (:data:`WINDOWS`: Hann by default, Tukey, or none) weights the two
+frames' overlap less the further they are displaced, which multiplies each correlation
+by the window's autocorrelation (:func:`window_autocorrelation`) and pulls every peak
+towards zero shift. The sub-pixel estimators divide it out near the peak
+(:func:`daskreg.kernels.peaks.find_shifts`, ``bias=``); on the derived SrTiO3 series this
+lowers the RMS error by about 20 %. The maps themselves are not divided: that would
+amplify noise far from zero shift up to nine times and let it compete with the true peak.
+Without a window the periodic transform sees the jump from the last row to the first,
+and the frame edges correlate with each other (a peak at zero shift on drifting data).
 
 Spectra are real-to-complex (``rfft2``) half planes: a frame's spectrum is Hermitian,
 and the correlation we keep is the REAL part of the full inverse transform, which is
@@ -27,6 +29,7 @@ from typing import Literal, get_args
 import numba
 import numpy as np
 import scipy.fft
+import scipy.signal
 
 from daskreg.kernels import _fft
 from daskreg.kernels._scratch import scratch
@@ -34,7 +37,11 @@ from daskreg.kernels._scratch import scratch
 __all__ = [
     "CorrelationKind",
     "CORRELATION_KINDS",
+    "WindowKind",
+    "WINDOWS",
+    "TUKEY_ALPHA",
     "hann_window",
+    "real_window",
     "window_autocorrelation",
     "frame_spectra",
     "half_plane_mask",
@@ -46,6 +53,12 @@ __all__ = [
 
 CorrelationKind = Literal["cc", "mc", "pc", "phase"]
 CORRELATION_KINDS: tuple[str, ...] = get_args(CorrelationKind)
+WindowKind = Literal["hann", "tukey"]
+#: Real-space windows: ``None`` only subtracts each frame's mean.
+WINDOWS: tuple[str | None, ...] = (*get_args(WindowKind), None)
+# Fraction of each axis in the Tukey window's cosine tapers (half at each edge): the
+# middle half of the frame keeps full weight, against none of it for Hann.
+TUKEY_ALPHA = 0.5
 
 # Guards the divisions of mc/pc/phase at frequencies where a spectrum vanishes
 # (e.g. DC after mean subtraction); such terms are set to zero.
@@ -66,26 +79,60 @@ def hann_window(shape: tuple[int, int]) -> np.ndarray:
     return np.outer(wy, wx)
 
 
+def _window_axis(n: int, kind: WindowKind | None) -> np.ndarray:
+    """The periodic 1-D window of ``kind`` on ``n`` samples (zero at sample 0)."""
+    if kind == "hann":
+        return np.sin(np.pi * np.arange(n) / n) ** 2
+    if kind == "tukey":
+        return scipy.signal.windows.tukey(n, TUKEY_ALPHA, sym=False)
+    if kind is None:
+        return np.ones(n)
+    raise ValueError(f"unknown window {kind!r}; expected one of {WINDOWS}")
+
+
+def real_window(shape: tuple[int, int], kind: WindowKind | None = "hann") -> np.ndarray:
+    """Separable periodic real-space window of ``kind`` (ones for None).
+
+    ``"hann"`` is :func:`hann_window`. ``"tukey"`` is flat over the middle
+    ``1 - TUKEY_ALPHA`` of each axis with cosine tapers to zero at the edges: more of the
+    frame counts, the edges still meet without a jump.
+    """
+    if kind == "hann":
+        return hann_window(shape)
+    return np.outer(_window_axis(shape[0], kind), _window_axis(shape[1], kind))
+
+
 @lru_cache(maxsize=8)
-def _window(shape: tuple[int, int], real: type) -> np.ndarray:
-    window = hann_window(shape).astype(real)
+def _window(shape: tuple[int, int], real: type, kind: WindowKind | None = "hann") -> np.ndarray:
+    window = real_window(shape, kind).astype(real)
     window.flags.writeable = False
     return window
 
 
 @lru_cache(maxsize=16)
-def window_autocorrelation(shape: tuple[int, int]) -> np.ndarray:
-    """Periodic autocorrelation of :func:`hann_window`, 1 at zero shift.
+def window_autocorrelation(
+    shape: tuple[int, int], kind: WindowKind | None = "hann"
+) -> np.ndarray:
+    """Periodic autocorrelation of :func:`real_window`, 1 at zero shift.
 
-    Separable, ``a(r) = (1 + cos(2 pi r / n) / 2) / 1.5`` per axis, so it never drops
-    below 1/9 and the division in :func:`correlation_maps` is safe everywhere.
+    Separable: the outer product of each axis' autocorrelation. For Hann
+    ``a(r) = (1 + cos(2 pi r / n) / 2) / 1.5`` per axis, so it never drops below 1/9 and
+    dividing by it is safe everywhere; Tukey's drops less; no window gives ones.
     """
     ny, nx = shape
-    ay = (1 + 0.5 * np.cos(2 * np.pi * np.arange(ny) / ny)) / 1.5
-    ax = (1 + 0.5 * np.cos(2 * np.pi * np.arange(nx) / nx)) / 1.5
-    out = np.outer(ay, ax)
+    out = np.outer(_autocorrelation_axis(ny, kind), _autocorrelation_axis(nx, kind))
     out.flags.writeable = False
     return out
+
+
+def _autocorrelation_axis(n: int, kind: WindowKind | None) -> np.ndarray:
+    if kind == "hann":
+        return (1 + 0.5 * np.cos(2 * np.pi * np.arange(n) / n)) / 1.5
+    if kind is None:
+        return np.ones(n)
+    window = _window_axis(n, kind)
+    out = np.fft.irfft(np.abs(np.fft.rfft(window)) ** 2, n)
+    return out / out[0]
 
 
 def frame_spectra(
@@ -94,8 +141,9 @@ def frame_spectra(
     dtype: np.dtype | type = np.complex64,
     kx_max: int | None = None,
     scale: float = 1.0,
+    window: WindowKind | None = "hann",
 ) -> np.ndarray:
-    """Mean-subtracted, Hann-windowed half-plane spectra of a block of frames.
+    """Mean-subtracted, windowed half-plane spectra of a block of frames.
 
     Parameters
     ----------
@@ -111,6 +159,8 @@ def frame_spectra(
         Divide the frames by it (folded into the window, so it costs nothing): values far
         from 1 (1e20, 1e-25) would overflow or underflow the single-precision transform
         and its squares. A power of two changes no significant digit.
+    window : {"hann", "tukey", None}, default "hann"
+        Real-space window (:func:`real_window`) applied after subtracting the mean.
 
     Returns
     -------
@@ -125,7 +175,8 @@ def frame_spectra(
     # more in page faults than its mean and window together.
     centred = scratch("centred frames", frames.shape, real)
     flat = frames.reshape(-1, *shape)
-    window = _window(shape, real) if scale == 1 else _window(shape, real) * real(1 / scale)
+    base = _window(shape, real, window)
+    window = base if scale == 1 else base * real(1 / scale)
     _centre_and_window(flat, window, centred.reshape(-1, *shape))
     half = _fft.rfft(centred, axis=-1)[..., : None if kx_max is None else kx_max + 1]
     return _fft.fft(half, axis=-2).astype(dtype, copy=False)

@@ -1,0 +1,230 @@
+"""Issue 17's "Done when": daskreg's defaults against ground truth on low-dose series.
+
+Every test registers with no parameters (``daskreg.register(stack)``) and compares with
+the truth of :func:`daskreg.synthetic.lattice_series` and with the best setting of a
+small hand-tuned grid (``tests/accuracy.py`` holds the scenarios, the metrics and the
+grid; ``benchmarks/bench_accuracy.py`` prints the same numbers as a table).
+
+The fast subset (256^2, 3 seeds) runs in CI; the sweep of lattices x doses x sizes x 10
+seeds is marked ``slow``. Cases that fail on the code of issue 17's start are marked
+``xfail(strict=False)`` with the measured shortfall in the reason, so CI stays green
+while the fixes land: remove a mark once its case passes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daskreg.synthetic import lattice_basis, lattice_series
+from tests.accuracy import (
+    FAST_BROAD,
+    FAST_INJECTED,
+    FAST_SEEDS,
+    FAST_SWEEP,
+    FAST_UNREGISTRABLE,
+    SLOW,
+    SLOW_SEEDS,
+    Scenario,
+    best_hand_setting,
+    calibration,
+    inject_hops,
+    outcomes_for,
+    pooled,
+    run_daskreg,
+    score,
+)
+
+# RMS may exceed the best hand setting's by 20 % (issue 17's number). It also absorbs the
+# selection bias of taking the best of 24 settings on the same seeds: neighbouring good
+# settings differ by 5-20 % in pooled RMS (e.g. 0.051, 0.060, 0.065 px at a10 dose5).
+RMS_FACTOR = 1.2
+# Injected hops, once corrected, must leave the shifts as they were (issue 17: 0.005 px):
+# 5 % of these series' RMS (0.08-0.11 px), while one hop left in a frame's 19 pairs
+# moves its row-mean shift by a/19 = 0.5 px.
+INJECT_TOLERANCE = 0.005
+# A nanoparticle-like series (broad peaks) must register to 0.05 px: the data support
+# ~0.03 px (issue 17: upsampled-DFT estimator on such data).
+BROAD_RMS = 0.05
+# Uncertainty calibration (issue 17): |err| <= 3 sigma for >= 90 % of (frame, axis)
+# values (99.7 % for a calibrated Gaussian; 90 % leaves room for a heavier tail), and
+# median sigma between 0.5x and 2x the true per-axis error.
+COVERAGE = 0.90
+SIGMA_RATIO = (0.5, 2.0)
+
+
+def _xfail(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(reason=f"issue 17: {reason}", strict=False)
+
+
+def _cases(fast_marks: dict[str, pytest.MarkDecorator]) -> list:
+    """The fast sweep (with today's xfail marks by scenario name) and the slow sweep."""
+    fast = [
+        pytest.param(s, FAST_SEEDS, id=s.name, marks=fast_marks.get(s.name, ())) for s in FAST_SWEEP
+    ]
+    slow = [
+        pytest.param(
+            s,
+            SLOW_SEEDS,
+            id=name,
+            marks=(pytest.mark.slow, _xfail("full sweep not yet measured to pass")),
+        )
+        for name, s in SLOW.items()
+    ]
+    return fast + slow
+
+
+def _best(scenario: Scenario, seeds):
+    label, best = best_hand_setting(scenario, seeds)
+    if best.hops:
+        pytest.skip(f"no hand setting avoids hops here (best {label}: {best.hops} hops)")
+    return label, best
+
+
+# -- the sweep ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seeds"),
+    _cases({"hexagonal a12 dose2": _xfail("12 of 56 frames hop with defaults, 0 by hand")}),
+)
+def test_no_hops_where_hand_tuning_has_none(scenario, seeds):
+    label, _ = _best(scenario, seeds)
+    defaults = pooled(outcomes_for(scenario, seeds))
+    assert defaults.hops == 0, f"{defaults.hops} frames off by a unit cell ({label}: 0)"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seeds"),
+    _cases(
+        {
+            "hexagonal a12 dose2": _xfail("RMS 1.99 px with defaults, 0.099 px by hand"),
+            "perovskite a14 dose10 torn+blank": _xfail("RMS 0.037 px, 1.5x the 0.024 by hand"),
+            "anisotropic a10 dose5": _xfail("RMS 0.099 px, 1.9x the 0.051 px by hand"),
+        }
+    ),
+)
+def test_rms_within_best_hand_setting(scenario, seeds):
+    label, best = _best(scenario, seeds)
+    defaults = pooled(outcomes_for(scenario, seeds))
+    assert defaults.rms <= RMS_FACTOR * best.rms, (
+        f"RMS {defaults.rms:.3f} px with defaults, {best.rms:.3f} px with {label}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seeds"),
+    _cases({"hexagonal a12 dose2": _xfail("4 good frames dropped (seed 2)")}),
+)
+def test_no_good_frame_dropped(scenario, seeds):
+    dropped = {
+        seed: sorted(o.dropped)
+        for seed, o in zip(seeds, outcomes_for(scenario, seeds), strict=True)
+    }
+    assert not any(dropped.values()), f"good frames dropped (seed: frames): {dropped}"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seeds"),
+    _cases(
+        {
+            "hexagonal a12 dose2": _xfail("|err| <= 3 sigma for 78 % of values"),
+            "perovskite a14 dose10 torn+blank": _xfail("sigma 11x too small (coverage 19 %)"),
+            "anisotropic a10 dose5": _xfail("sigma 3x too small (coverage 54 %)"),
+        }
+    ),
+)
+def test_uncertainty_calibrated(scenario, seeds):
+    coverage, ratio = calibration(outcomes_for(scenario, seeds))
+    assert coverage >= COVERAGE, f"|err| <= 3 sigma for only {coverage:.0%} of values"
+    if best_hand_setting(scenario, seeds)[1].hops == 0:
+        # Where registration succeeds sigma must also not be far too large; where no
+        # setting can register, large sigma is the right answer.
+        assert SIGMA_RATIO[0] <= ratio <= SIGMA_RATIO[1], (
+            f"median sigma is {ratio:.2f}x the true per-axis error"
+        )
+
+
+# -- single cases ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scenario", "seeds"),
+    [case for case in _cases({}) if case.values[0].bad_frames],
+)
+def test_torn_and_blank_frames_flagged(scenario, seeds):
+    missed = {
+        seed: sorted(o.missed) for seed, o in zip(seeds, outcomes_for(scenario, seeds), strict=True)
+    }
+    assert not any(missed.values()), f"truly bad frames not flagged (seed: frames): {missed}"
+
+
+@_xfail("RMS 0.08-0.11 px -> 0.48-1.56 px, 2 frames hop (seed 0)")
+def test_injected_hops_corrected():
+    scenario = FAST_INJECTED
+    for seed in FAST_SEEDS:
+        series = scenario.series(seed)
+        # Both runs step by step, so that only the injection differs between them.
+        clean = score(
+            run_daskreg(series.stack, inject=lambda matrix: None), series, scenario.hop_length
+        )
+        injected = outcomes_for(scenario, [seed])[0]
+        assert injected.hops == 0, f"seed {seed}: {injected.hops} frames off by a unit cell"
+        assert abs(injected.rms - clean.rms) <= INJECT_TOLERANCE, (
+            f"seed {seed}: RMS {injected.rms:.3f} px with 10 % of pairs hopped, "
+            f"{clean.rms:.3f} px without"
+        )
+
+
+@_xfail("49 of 60 frames hop at 0.5 counts per column, with no warning")
+def test_unregistrable_series_says_so():
+    """Where the data cannot support registration: hop-free shifts, or a warning and
+    uncertainties that cover the errors, never confident wrong shifts (issue 17)."""
+    outcomes = outcomes_for(FAST_UNREGISTRABLE, FAST_SEEDS)
+    coverage, _ = calibration(outcomes)
+    assert coverage >= COVERAGE, f"|err| <= 3 sigma for only {coverage:.0%} of values"
+    for seed, outcome in zip(FAST_SEEDS, outcomes, strict=True):
+        warned = [w for w in outcome.warnings if w.startswith("RegistrationWarning")]
+        assert outcome.hops == 0 or warned, (
+            f"seed {seed}: {outcome.hops} frames hopped and no warning"
+        )
+
+
+@_xfail("RMS 0.095-0.103 px")
+def test_broad_peaks_register_precisely():
+    rms = [o.rms for o in outcomes_for(FAST_BROAD, FAST_SEEDS)]
+    assert max(rms) <= BROAD_RMS, f"RMS by seed {np.round(rms, 3).tolist()} px"
+
+
+def test_inject_hops_moves_pairs_by_lattice_vectors():
+    """The harness itself: 10 % of the pairs change, each by +-a1 or +-a2, antisymmetric."""
+    basis = FAST_INJECTED.basis
+    matrix = np.zeros((20, 20, 2))
+    inject_hops(basis, seed=3)(matrix)
+    i, j = np.triu_indices(20, 1)
+    moved = np.abs(matrix[i, j]).sum(axis=1) > 0
+    assert moved.sum() == round(0.1 * len(i))
+    assert np.allclose(matrix, -matrix.transpose(1, 0, 2))
+    hops = matrix[i, j][moved]
+    lattice = np.vstack([basis, -basis])
+    assert np.isclose(hops[:, None, :], lattice[None, :, :]).all(axis=2).any(axis=1).all()
+
+
+@pytest.mark.parametrize("lattice", ["perovskite", "hexagonal", "anisotropic"])
+def test_lattice_basis_vectors_are_periods_of_the_rendered_lattice(lattice):
+    """The hops the harness injects and counts are true lattice translations: a frame
+    drifted by a1 (or a2) from the first shows the same noise-free image."""
+    for vector in lattice_basis(lattice, 12.0, rotation=17.0):
+        frames = lattice_series(
+            2,
+            (48, 64),
+            lattice=lattice,
+            spacing=12.0,
+            rotation=17.0,
+            dose=np.inf,
+            vacancy_fraction=0.0,
+            drift_step=tuple(vector),
+            drift_jitter=0.0,
+        ).stack
+        # float32 rendering of unit-height columns: agreement to 1e-5 is exact.
+        np.testing.assert_allclose(frames[1], frames[0], atol=1e-5)
