@@ -152,8 +152,16 @@ FAST_UNREGISTRABLE = Scenario(
 #: 10 % of the pairs of the anisotropic series moved by a lattice vector.
 FAST_INJECTED = replace(FAST_SWEEP[2], name="anisotropic a10 dose5 injected", inject=True)
 #: Nanoparticle-like: period 32 px, columns four times the usual width, broad peaks.
+# The nanoparticle-like case: 24 x 320^2 at about 8 counts per pixel on average
+# (columns of sigma a/4 on a hexagonal cell: mean = 0.5 x the column peak's dose).
 FAST_BROAD = Scenario(
-    "broad a32 dose8", lattice="hexagonal", spacing=32.0, column_sigma=8.0, dose=8.0
+    "broad a32 8 counts/px",
+    lattice="hexagonal",
+    spacing=32.0,
+    column_sigma=8.0,
+    dose=16.0,
+    shape=(320, 320),
+    n_frames=24,
 )
 FAST_SCENARIOS = (*FAST_SWEEP, FAST_UNREGISTRABLE, FAST_INJECTED, FAST_BROAD)
 FAST_SEEDS = (0, 1, 2)
