@@ -71,7 +71,7 @@ class RegistrationParams:
     theta: float = 0.0
     correlation: CorrelationKind = "cc"
     find_maxima: FindMaxima = "gf"
-    window: WindowKind | None = "tukey"
+    window: WindowKind | None = "hann"
     num_peaks: int = 5
     sigma_guess: float | None = None
     window_radius: int | None = None

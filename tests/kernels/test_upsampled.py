@@ -50,7 +50,7 @@ def test_upsampled_recovers_known_subpixel_shifts(image, shape, precision, band_
     lands within 1e-4 px (double) and 1e-3 px (single); 0.02 px is the issue's bound. A
     phase sign flipped in the DFT, or the grid moved the wrong way, is off by pixels."""
     frames = _fourier_shifted(_image(image, shape))
-    params = RegistrationParams(find_maxima="upsampled", window=None, precision=precision)
+    params = RegistrationParams.reference(find_maxima="upsampled", window=None, precision=precision)
     found = _pairs_with_first(frames, params, band_limited)
     assert found.ok.all()
     np.testing.assert_allclose(found.shifts, SHIFTS, rtol=0, atol=0.02)
@@ -121,7 +121,7 @@ def test_windows_register_a_drifting_lattice(window, find_maxima):
     and estimator reaches a few hundredths of a pixel (gf and upsampled measured
     0.010-0.017 px on this series), far from a wrong window's unit-cell hops."""
     series = lattice_series(8, (192, 160), dose=50, read_noise=1, seed=4)
-    params = RegistrationParams(find_maxima=find_maxima, window=window)
+    params = RegistrationParams.reference(find_maxima=find_maxima, window=window)
     setup = pipeline.pair_setup(params, (192, 160))
     spectra = setup.spectra(series.stack)
     i, j = pipeline.pair_indices(8)
@@ -136,7 +136,7 @@ def test_broad_peaked_series_registers_with_upsampled():
     series = lattice_series(
         10, (384, 384), spacing=32, column_sigma=8, dose=50, read_noise=1, seed=5
     )
-    params = RegistrationParams(find_maxima="upsampled")
+    params = RegistrationParams.reference(find_maxima="upsampled")
     setup = pipeline.pair_setup(params, (384, 384))
     spectra = setup.spectra(series.stack)
     i, j = pipeline.pair_indices(10)
@@ -197,7 +197,7 @@ def test_pair_setup_spectra_apply_the_chosen_window(window):
     """The spectra every engine correlates (:meth:`PairSetup.spectra`, which the Dask
     engine's spectra tasks call too) are those of the centred frames times the window."""
     frames = lattice_series(3, (48, 56), dose=20, seed=2).stack.astype(np.float64)
-    params = RegistrationParams(window=window, precision="double")
+    params = RegistrationParams.reference(window=window, precision="double")
     spectra = pipeline.pair_setup(params, (48, 56), band_limited=False).spectra(frames)
     centred = frames - frames.mean(axis=(1, 2), keepdims=True)
     expected = np.fft.rfft2(centred * correlate.real_window((48, 56), window))
