@@ -739,6 +739,14 @@ def analyse_shift_matrix(
             used[k] = False
         _require_frames(used, bad_reason)
 
+    if params.band == 1 and params.outliers is not None and used.sum() > 2:
+        warnings.warn(
+            "band=1 links each frame to its neighbours by one pair each: no pair can be "
+            "checked against another, so unit-cell hops and wrong pairs go undetected; "
+            "use band=2 or more wherever the drift allows",
+            RegistrationWarning,
+            stacklevel=3,
+        )
     rejected = measured & ~fit_ok
     outliers = rejected.copy()
     scores = layout.full(np.nan)
