@@ -1,7 +1,7 @@
 """daskreg: rigid registration of atomic-resolution STEM image series."""
 
 from daskreg._version import __version__ as __version__
-from daskreg.api import Registration, register
+from daskreg.api import Registration, register, register_series
 from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
@@ -22,5 +22,6 @@ __all__ = [
     "plan",
     "read_average_tif",
     "register",
+    "register_series",
     "save_result",
 ]

@@ -23,10 +23,11 @@ from daskreg.errors import ParameterError
 from daskreg.kernels import detector, shift
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
+from daskreg.signatures import PARAM_NAMES, check_names, same_parameters, takes_params
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack, frame_quality
 
-__all__ = ["Registration", "register"]
+__all__ = ["Registration", "register", "register_series"]
 
 # Frames shifted at once while averaging; bounds memory at a few frame copies.
 _AVERAGE_BLOCK = 16
@@ -40,8 +41,9 @@ class Registration:
     stack : array_like or xarray.DataArray
         Frames on axis 0 (numpy), or a DataArray with dims ``(frame, y, x)``; anything
         :func:`daskreg.open_stack` accepts.
-    **params
-        Initial parameters, as for :func:`register`.
+    mask, n, ..., precision
+        The method parameters, keyword-only, as for :func:`register` (the signature
+        lists them with their defaults).
 
     Examples
     --------
@@ -56,6 +58,7 @@ class Registration:
     (6, 2)
     """
 
+    @takes_params
     def __init__(self, stack: Any, **params: Any) -> None:
         self._params = RegistrationParams(**params)
         self.stack = as_stack(stack)
@@ -70,6 +73,7 @@ class Registration:
 
     # -- parameters --------------------------------------------------------------------
     def _update(self, **changes: Any) -> None:
+        check_names(changes, PARAM_NAMES, "Registration")
         self._params = self._params.replace(**changes)
         check_stack(self.stack, self._params)
         if MEASURE_PARAMS.intersection(changes):
@@ -293,7 +297,8 @@ class Registration:
         return xr.DataArray(values, dims=dims, coords=coords, name=name)
 
 
-def register(
+@takes_params
+def register_series(
     stack: Any,
     *,
     engine: Literal["auto", "numpy", "dask"] = "auto",
@@ -309,15 +314,95 @@ def register(
     resume: bool = False,
     keep_checkpoint: bool = False,
     **params: Any,
-) -> RegistrationResult | list[RegistrationResult]:
+) -> list[RegistrationResult]:
+    """Register every series of a stack with leading dims: one result each.
+
+    Parameters
+    ----------
+    stack : array_like, dask array, xarray.DataArray or path
+        Dims ``(series..., frame, y, x)``: each entry of the leading dims is registered
+        on its own (a ``(frame, y, x)`` stack gives a list of one). A path is opened
+        with :func:`daskreg.io.open_stack`.
+    engine, client, ..., keep_checkpoint, mask, n, ..., precision
+        As for :func:`register` (the signature lists them with their defaults). The
+        series are computed together: one graph per phase for all of them.
+
+    Returns
+    -------
+    list of RegistrationResult
+        One per series entry (C order), each with its leading coordinates as scalar
+        coords, so that ``xarray.concat([r.dataset for r in results], dim="series")``
+        combines them.
+
+    Raises
+    ------
+    DaskregError
+        As :func:`register`, for the first series that fails, naming it.
+
+    References
+    ----------
+    B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
+    signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
+    DOI 10.1016/j.ultramic.2018.04.008
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from daskreg.synthetic import lattice_series
+    >>> stacks = [lattice_series(6, (64, 64), seed=s).stack for s in (1, 2)]
+    >>> both = xr.DataArray(np.stack(stacks), dims=("series", "frame", "y", "x"))
+    >>> results = register_series(both, scheduler="synchronous", progress=False)
+    >>> [r.shifts.shape for r in results]
+    [(6, 2), (6, 2)]
+    """
+    options = {
+        "client": client,
+        "scheduler": scheduler,
+        "n_workers": n_workers,
+        "memory_limit": memory_limit,
+        "chunks": chunks,
+        "save_stack": save_stack,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+    }
+    if resume and checkpoint is None:
+        raise ParameterError(
+            "resume=True continues from a checkpoint; pass its path as checkpoint=... too"
+        )
+    stack = as_stack(stack)
+    in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
+    if engine not in ("auto", "numpy", "dask"):
+        raise ParameterError(f"engine={engine!r} is not one of ['auto', 'numpy', 'dask']")
+    chosen = {k: v for k, v in options.items() if v is not None}
+    if engine == "numpy" and (chosen or stack.ndim > 3):
+        raise ParameterError(
+            f"engine='numpy' registers one (frame, y, x) stack in memory; got options "
+            f"{sorted(chosen)} and dims {stack.dims}. Use engine='dask' (or 'auto')"
+        )
+    if engine == "numpy" or (engine == "auto" and in_memory and not chosen):
+        return [Registration(stack, **params).run()]
+    from daskreg.parallel.engine import Execution, register_dask
+
+    execution = Execution(
+        progress=progress,
+        temp_dir=temp_dir,
+        resume=resume,
+        keep_checkpoint=keep_checkpoint,
+        **options,
+    )
+    results = register_dask(stack, RegistrationParams(**params), execution)
+    return results if isinstance(results, list) else [results]
+
+
+@same_parameters(register_series)
+def register(stack: Any, **kwargs: Any) -> RegistrationResult:
     """Register a series of frames and average it.
 
     Parameters
     ----------
     stack : array_like, dask array, xarray.DataArray or path
-        Frames on axis 0, or a DataArray with dims ``(frame, y, x)``, optionally with
-        leading dims ``(series..., frame, y, x)`` (each series entry is registered on
-        its own); a path is opened with :func:`daskreg.io.open_stack`.
+        Frames on axis 0, or a DataArray with dims ``(frame, y, x)``; a path is opened
+        with :func:`daskreg.io.open_stack`. For a stack with leading dims
+        ``(series..., frame, y, x)`` use :func:`register_series`.
     mask : str or ndarray, default "auto"
         Fourier mask: ``"auto"`` (chosen from the lattice in the frames' mean power
         spectrum: a Hann mask cut at 3x the radius of the outer primary reflection,
@@ -444,15 +529,15 @@ def register(
 
     Returns
     -------
-    RegistrationResult or list of RegistrationResult
-        One result; for a stack with leading dims, one per series entry (C order), each
-        with its leading coordinates as scalar coords, so that
-        ``xarray.concat([r.dataset for r in results], dim="series")`` combines them.
+    RegistrationResult
 
     Raises
     ------
     DaskregError
         A subclass naming the problem, for bad stacks or parameters.
+    ParameterError
+        An unknown keyword (naming the closest valid one), or a stack with leading dims
+        (use :func:`register_series`).
     CheckpointError
         ``checkpoint`` exists but ``resume`` is False (it would be lost), or it was
         written for another input, chunking or measuring parameters (it would give
@@ -480,38 +565,12 @@ def register(
     >>> bool(abs(err).max() < 0.2)
     True
     """
-    options = {
-        "client": client,
-        "scheduler": scheduler,
-        "n_workers": n_workers,
-        "memory_limit": memory_limit,
-        "chunks": chunks,
-        "save_stack": save_stack,
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-    }
-    if resume and checkpoint is None:
-        raise ParameterError(
-            "resume=True continues from a checkpoint; pass its path as checkpoint=... too"
-        )
     stack = as_stack(stack)
-    in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
-    if engine not in ("auto", "numpy", "dask"):
-        raise ParameterError(f"engine={engine!r} is not one of ['auto', 'numpy', 'dask']")
-    chosen = {k: v for k, v in options.items() if v is not None}
-    if engine == "numpy" and (chosen or stack.ndim > 3):
+    if stack.ndim > 3:
         raise ParameterError(
-            f"engine='numpy' registers one (frame, y, x) stack in memory; got options "
-            f"{sorted(chosen)} and dims {stack.dims}. Use engine='dask' (or 'auto')"
+            f"register() registers one (frame, y, x) stack; got dims {stack.dims}, shape "
+            f"{stack.shape}. Use daskreg.register_series(stack, ...) (same parameters) for "
+            "one result per entry of the leading dims"
         )
-    if engine == "numpy" or (engine == "auto" and in_memory and not chosen):
-        return Registration(stack, **params).run()
-    from daskreg.parallel.engine import Execution, register_dask
-
-    execution = Execution(
-        progress=progress,
-        temp_dir=temp_dir,
-        resume=resume,
-        keep_checkpoint=keep_checkpoint,
-        **options,
-    )
-    return register_dask(stack, RegistrationParams(**params), execution)
+    (result,) = register_series(stack, **kwargs)
+    return result

@@ -52,12 +52,13 @@ from daskreg.errors import DaskregError, OutputPathError, ParameterError, Regist
 from daskreg.io import ingest, open_stack
 from daskreg.io.atomic import writable_folder
 from daskreg.io.average_tif import write_average_tif
-from daskreg.kernels.correlate import CORRELATION_KINDS
+from daskreg.kernels.correlate import CORRELATION_KINDS, WINDOWS
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA
 from daskreg.params import RegistrationParams
 from daskreg.planning import plan
 from daskreg.result import RegistrationResult, load_result, save_result
+from daskreg.signatures import PARAM_NAMES, check_names
 
 __all__ = ["main", "build_parser"]
 
@@ -117,6 +118,10 @@ _PARAM_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("theta", {"type": float, "help": "elliptical mask: angle of the n1 axis, radians"}),
     ("correlation", {"choices": CORRELATION_KINDS, "help": "correlation kind"}),
     ("find_maxima", {"choices": FIND_MAXIMA, "help": "how each correlation peak is located"}),
+    (
+        "window",
+        {"choices": (*filter(None, WINDOWS), "none"), "help": "real-space window (default hann)"},
+    ),
     ("num_peaks", {"type": int, "help": "gf: local maxima fitted per pair"}),
     ("sigma_guess", {"type": float, "help": "gf: starting Gaussian width, px"}),
     ("window_radius", {"type": int, "help": "gf: fit window half-size, px"}),
@@ -464,12 +469,16 @@ def _demo(args: argparse.Namespace) -> int:
 def _params(args: argparse.Namespace, n_frames: int) -> dict[str, Any]:
     """Parameters from --config, overridden by the flags given, validated."""
     values = _read_config(args.config) if args.config else {}
+    # theta_degrees is how a saved description records an elliptical mask's angle.
+    given = [name for name in values if name != "theta_degrees"]
+    check_names(given, PARAM_NAMES, f"--config {args.config}")
     for name in _PARAM_NAMES:
         if getattr(args, name, None) is not None:
             values[name] = getattr(args, name)
     # Neither argparse nor TOML has a None; "none" stands for it.
-    if values.get("outliers") == "none":
-        values["outliers"] = None
+    for name in ("outliers", "window"):
+        if values.get(name) == "none":
+            values[name] = None
     if isinstance(values.get("frames"), tuple) and values["frames"][1] is None:
         values["frames"] = (values["frames"][0], n_frames)
     checked = RegistrationParams.from_dict(dict(values))
@@ -588,7 +597,7 @@ def _require_one_series(stack: Any, path: Path) -> None:
         raise ParameterError(
             f"{path} holds several series (dims {stack.dims}, shape {stack.shape}); the "
             "command line registers one (frame, y, x) stack: pick one with --signal, or "
-            "register all with the Python API (register returns one result each)"
+            "register all with the Python API (daskreg.register_series returns one result each)"
         )
 
 

@@ -17,6 +17,7 @@ from daskreg.parallel.engine import prepare_stack, spectra_nbytes
 from daskreg.parallel.pairs import block_pairs
 from daskreg.params import RegistrationParams
 from daskreg.pipeline import pair_indices
+from daskreg.signatures import takes_params
 
 __all__ = ["RegistrationPlan", "plan"]
 
@@ -61,6 +62,7 @@ class RegistrationPlan:
     params: RegistrationParams
 
 
+@takes_params
 def plan(stack: Any, *, chunks: int | None = None, **params: Any) -> RegistrationPlan:
     """What :func:`daskreg.register` would do with ``stack`` and these parameters.
 
@@ -71,8 +73,8 @@ def plan(stack: Any, *, chunks: int | None = None, **params: Any) -> Registratio
         the few frames that the automatic parameters are chosen from.
     chunks : int, optional
         Frames per Dask chunk, as the ``chunks`` option of :func:`daskreg.register`.
-    **params
-        Registration parameters, as for :func:`daskreg.register`.
+    mask, n, ..., precision
+        The method parameters, keyword-only, as for :func:`daskreg.register`.
 
     Returns
     -------

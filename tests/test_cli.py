@@ -171,7 +171,7 @@ def test_config_file_with_flags_overriding_it(registered, tmp_path: Path):
     assert params["bad_frames"] == [BLANK]
     (tmp_path / "bad.toml").write_text("nn = 3\n")
     proc = run(tmp_path, "register", folder / "stack.tif", "-o", "b.tif", "--config", "bad.toml")
-    assert proc.returncode == 2 and "unknown parameter(s) ['nn']" in proc.stderr
+    assert proc.returncode == 2 and "unknown parameter(s) 'nn' (did you mean 'n'?)" in proc.stderr
 
 
 def test_ingest_then_info(registered, tmp_path: Path):

@@ -19,6 +19,7 @@ from daskreg.errors import ParameterError, StackShapeError
 from daskreg.parallel.engine import Execution, register_dask
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult
+from daskreg.signatures import takes_params
 
 __all__ = ["register_4dstem"]
 
@@ -59,6 +60,7 @@ def _as_data(data: Any, chunks: int | None) -> xr.DataArray:
     return named.chunk({"frame": size, "y": -1, "x": -1, "qy": qy, "qx": -1})
 
 
+@takes_params
 def register_4dstem(
     data: Any,
     detector: np.ndarray | None = None,
@@ -86,8 +88,8 @@ def register_4dstem(
         Where to run, as for :func:`daskreg.register`.
     chunks : int, optional
         Frames per chunk of the 4D data (default: up to 64 MiB per chunk).
-    **params
-        Processing parameters, as for :func:`daskreg.register`.
+    mask, n, ..., precision
+        The method parameters, keyword-only, as for :func:`daskreg.register`.
 
     Returns
     -------

@@ -30,7 +30,7 @@ def test_ten_series_in_one_graph(monkeypatch):
         "compute",
         lambda collections, *a, **k: calls.append(len(collections)) or real(collections, *a, **k),
     )
-    results = daskreg.register(data, scheduler="threads", chunks=3, progress=False)
+    results = daskreg.register_series(data, scheduler="threads", chunks=3, progress=False)
     # Each phase is one graph for all ten series: the survey of the frames (quality, hot
     # pixels, scale), the pairs and their analysis, then the averages (with the two
     # example frames each).
@@ -46,7 +46,7 @@ def test_ten_series_in_one_graph(monkeypatch):
 def test_numpy_engine_refuses_leading_dims():
     data = np.zeros((2, 5, 32, 32), np.float32)
     with pytest.raises(ParameterError, match="engine='dask'"):
-        daskreg.register(data, engine="numpy")
+        daskreg.register_series(data, engine="numpy")
 
 
 def _fourd_series(n_frames=6, scan=(48, 48), q=(8, 8), seed=4):

@@ -1,0 +1,150 @@
+"""The method parameters as keyword arguments: one definition, the dataclass.
+
+:class:`~daskreg.params.RegistrationParams` is the single list of the method's
+parameters, their types and defaults. :func:`takes_params` turns a function's
+``**params`` into those parameters, keyword-only and typed, in the signature that
+:func:`inspect.signature`, ``help()``, IPython/Jupyter completion and Sphinx read, and
+refuses an unknown keyword before the function runs (:func:`check_names`), naming the
+closest valid one. Writing the parameters out again in each signature would give each
+function its own copy of the defaults to drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from daskreg.errors import ParameterError
+from daskreg.params import RegistrationParams
+
+__all__ = ["PARAM_NAMES", "METHOD_PARAMETERS", "check_names", "takes_params", "same_parameters"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# ``extra`` carries what older saved results held; it is not an argument of the method.
+_NOT_ARGUMENTS = frozenset({"extra"})
+_HINTS = typing.get_type_hints(RegistrationParams)
+
+#: Every method parameter, keyword-only, typed, with the dataclass's default.
+METHOD_PARAMETERS: tuple[inspect.Parameter, ...] = tuple(
+    inspect.Parameter(
+        f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=_HINTS[f.name]
+    )
+    for f in dataclasses.fields(RegistrationParams)
+    if f.name not in _NOT_ARGUMENTS
+)
+#: Names of the method parameters, in the dataclass's order.
+PARAM_NAMES: tuple[str, ...] = tuple(p.name for p in METHOD_PARAMETERS)
+
+
+def check_names(given: Iterable[str], valid: Sequence[str], where: str) -> None:
+    """Raise :class:`~daskreg.errors.ParameterError` for a keyword not in ``valid``.
+
+    The message names each unknown keyword, the closest valid name (by
+    :func:`difflib.get_close_matches`) and every valid name.
+
+    Parameters
+    ----------
+    given : iterable of str
+        Keywords passed.
+    valid : sequence of str
+        Keywords accepted, in the order to list them.
+    where : str
+        The call, for the message (e.g. ``"register()"``).
+    """
+    unknown = [name for name in given if name not in valid]
+    if not unknown:
+        return
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, valid, n=1)
+        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ParameterError(
+        f"{where} got unknown parameter(s) {', '.join(named)}; valid names are {', '.join(valid)}"
+    )
+
+
+def takes_params(func: F) -> F:
+    """Expose a function's ``**params`` as the method parameters, and check their names.
+
+    ``func`` must end in ``**params``, which it passes on to
+    :class:`~daskreg.params.RegistrationParams`. The returned function has the same
+    behaviour, a signature in which ``**params`` is replaced by every method parameter
+    (:data:`METHOD_PARAMETERS`), and raises :class:`~daskreg.errors.ParameterError`
+    for an unknown keyword before ``func`` is called.
+
+    Parameters
+    ----------
+    func : callable
+        A function or method whose last parameter is ``**params``.
+
+    Returns
+    -------
+    callable
+        The wrapped function.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    *head, last = signature.parameters.values()
+    if last.kind is not inspect.Parameter.VAR_KEYWORD:
+        raise TypeError(f"{func.__qualname__} must end in **params to take the method parameters")
+    annotations = {k: v for k, v in func.__annotations__.items() if k != last.name}
+    annotations.update((p.name, p.annotation) for p in METHOD_PARAMETERS)
+    public = signature.replace(parameters=[*head, *METHOD_PARAMETERS])
+    return typing.cast(F, _checked(func, public, annotations))
+
+
+def same_parameters(source: Callable[P, Any]) -> Callable[[Callable[..., R]], Callable[P, R]]:
+    """Give the decorated function the parameters of ``source`` (its own return type).
+
+    For two entry points that take the same arguments and differ in what they return
+    (:func:`daskreg.register`, :func:`daskreg.register_series`): type checkers see
+    ``source``'s parameters, :func:`inspect.signature` shows them, unknown keywords
+    raise :class:`~daskreg.errors.ParameterError`.
+
+    Parameters
+    ----------
+    source : callable
+        The function whose parameters are copied (typically one made by
+        :func:`takes_params`).
+
+    Returns
+    -------
+    callable
+        The decorator.
+    """
+
+    def decorate(func: Callable[..., R]) -> Callable[P, R]:
+        returns = inspect.signature(func, eval_str=True).return_annotation
+        public = inspect.signature(source).replace(return_annotation=returns)
+        annotations = {**source.__annotations__, "return": returns}
+        return typing.cast(Callable[P, R], _checked(func, public, annotations))
+
+    return decorate
+
+
+def _checked(
+    func: Callable[..., Any], public: inspect.Signature, annotations: dict[str, Any]
+) -> Callable[..., Any]:
+    """``func`` showing ``public`` as its signature and refusing keywords not in it."""
+    # The options and method parameters are listed and suggested; a positional
+    # argument (stack, detector) may also be passed by name.
+    options = [p.name for p in public.parameters.values() if p.kind is p.KEYWORD_ONLY]
+    positional = [p.name for p in public.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    # "Registration", not "Registration.__init__": what the user wrote.
+    where = func.__qualname__.removesuffix(".__init__") + "()"
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_names((k for k in kwargs if k not in positional), options, where)
+        return func(*args, **kwargs)
+
+    checked.__signature__ = public  # type: ignore[attr-defined]
+    checked.__annotations__ = annotations
+    return checked
