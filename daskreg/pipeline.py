@@ -29,7 +29,9 @@ from daskreg.kernels import robust as robust_kernels
 from daskreg.kernels import shiftmatrix as sm
 from daskreg.kernels._scratch import scratch
 from daskreg.kernels.band import BandGeometry, band_geometry
+from daskreg.kernels.lattice import nearest_translation
 from daskreg.kernels.layout import PairLayout, pair_layout
+from daskreg.kernels.robust import RAYLEIGH_MEDIAN
 from daskreg.params import RegistrationParams
 from daskreg.validate import frame_quality
 
@@ -69,6 +71,12 @@ WEAK_FRAME_DROP = 0.1
 # by more than this factor is bad: 4 in energy is 2 in amplitude, far beyond the few per
 # cent that shot noise and slow beam-current drift change it by.
 CONTRAST_FACTOR = 4.0
+# Torn frames: a frame's halves must be displaced by this many robust standard deviations
+# of the series' and by this fraction of the shortest lattice translation (or this many
+# pixels without a lattice) to be called torn.
+TEAR_SIGMAS = 8.0
+TEAR_FRACTION = 0.15
+TEAR_PIXELS = 1.0
 # Robust solve: largest cut-off as a fraction of the shortest lattice translation (a
 # hop's residual is at least one translation minus the cut-off away from zero).
 HOP_CAP = 0.3
@@ -419,16 +427,21 @@ def measure_pairs(
         return peaks.PeakResult.concatenate([measure(start) for start in starts])
 
 
-def split_half_shifts(frames: np.ndarray, setup: PairSetup, *, scale: float = 1.0) -> np.ndarray:
-    """Shift between the two checkerboard halves of each frame.
+def half_shifts(frames: np.ndarray, setup: PairSetup, *, scale: float = 1.0) -> np.ndarray:
+    """Shift between two halves of each frame, split two ways.
 
-    The pixels with ``y + x`` even and odd hold independent noise on the same specimen
-    at the same position, so the measured shift between the halves is pure noise: its
-    scatter over the frames is twice the standard deviation of a shift measured from a
-    whole frame (half the counts each, differenced). This is the part of each frame's
-    error that every pair with that frame shares, which the pair residuals cannot see.
-    The checkerboard's own spectrum lies at the Nyquist corner, outside any mask of
-    cutoff ``n > 2``.
+    Checkerboard (``[:, 0]``): the pixels with ``y + x`` even and odd hold independent
+    noise on the same specimen at the same position, so the measured shift between them
+    is pure noise: its scatter over the frames is twice the standard deviation of a
+    shift measured from a whole frame (half the counts each, differenced). This is the
+    part of each frame's error that every pair with that frame shares, which the pair
+    residuals cannot see. The checkerboard's own spectrum lies at the Nyquist corner,
+    outside any mask of cutoff ``n > 2``.
+
+    Top and bottom (``[:, 1]``): the rows above and below the middle (joined by a smooth
+    step) show different parts of the specimen, so on a lattice their shift is a lattice
+    translation (modulo the lattice, the series' common scan distortion); a frame torn by
+    a jump during the scan shows the jump instead (:func:`torn_frames`).
 
     Parameters
     ----------
@@ -439,18 +452,64 @@ def split_half_shifts(frames: np.ndarray, setup: PairSetup, *, scale: float = 1.
 
     Returns
     -------
-    ndarray, shape (F, 2)
-        ``(dy, dx)`` per frame, NaN where the measurement failed.
+    ndarray, shape (F, 2, 2)
+        ``(dy, dx)`` per frame and split, NaN where the measurement failed.
     """
     frames = np.asarray(frames)
+    real = frames.dtype if np.issubdtype(frames.dtype, np.floating) else np.float32
     ny, nx = setup.shape
-    even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(frames.dtype)
-    if not np.issubdtype(frames.dtype, np.floating):
-        even = even.astype(np.float32)
-    halves = [setup.spectra(frames * part, scale=scale) for part in (even, 1 - even)]
+    even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(real)
+    # A smooth step over an eighth of the height: a hard cut would correlate with itself.
+    y = (np.arange(ny) - ny / 2) / max(ny / 8, 1)
+    top = np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2
+    top = np.broadcast_to(top[:, None], (ny, nx)).astype(real)
     index = np.arange(len(frames))
-    found = measure_pairs(*halves, index, index, setup)
-    return np.where(found.ok[:, None], found.shifts, np.nan)
+    out = np.full((len(frames), 2, 2), np.nan)
+    for k, part in enumerate((even, top)):
+        halves = [setup.spectra(frames * weight, scale=scale) for weight in (part, 1 - part)]
+        found = measure_pairs(*halves, index, index, setup)
+        out[:, k] = np.where(found.ok[:, None], found.shifts, np.nan)
+    return out
+
+
+def torn_frames(
+    strips: np.ndarray, used: np.ndarray, basis: np.ndarray | None
+) -> dict[int, np.ndarray]:
+    """Frames whose top and bottom halves are displaced against each other: torn.
+
+    Parameters
+    ----------
+    strips : ndarray, shape (N, 2)
+        Top-to-bottom shift of each frame (:func:`half_shifts` ``[:, 1]``).
+    used : ndarray of bool, shape (N,)
+    basis : ndarray, shape (B, 2), optional
+        Lattice translations: shifts are compared modulo the lattice.
+
+    Returns
+    -------
+    dict
+        Frame -> its displacement from the series' consensus (pixels), for frames
+        displaced by more than ``TEAR_SIGMAS`` robust standard deviations of the series
+        and more than ``TEAR_FRACTION`` of the shortest lattice translation (or
+        ``TEAR_PIXELS`` without a lattice).
+    """
+    ok = used & np.isfinite(strips).all(axis=1)
+    if ok.sum() < 5:
+        return {}
+    values = strips.astype(np.float64)
+    if basis is not None:
+        values = values - np.nan_to_num(nearest_translation(np.nan_to_num(values), basis)[0])
+    centre = np.median(values[ok], axis=0)
+    offset = values - centre
+    if basis is not None:
+        offset = offset - nearest_translation(np.nan_to_num(offset), basis)[0]
+    distance = np.linalg.norm(offset, axis=1)
+    spread = np.median(distance[ok]) / RAYLEIGH_MEDIAN
+    floor = TEAR_PIXELS if basis is None else TEAR_FRACTION * float(
+        np.linalg.norm(basis, axis=1).min()
+    )
+    limit = max(TEAR_SIGMAS * spread, floor)
+    return {int(k): offset[k] for k in np.flatnonzero(ok & (distance > limit))}
 
 
 @dataclass
@@ -475,9 +534,9 @@ class PairMeasurements:
     lattice_basis : (B, 2) float, optional
         Lattice translations of the specimen in pixels (rows ``a1``, ``a2``), when a
         lattice was found: pairs off by one are corrected by the robust solve.
-    split : (N, 2) float, optional
-        :func:`split_half_shifts` of every frame (NaN for unusable frames): the
-        per-frame noise of a shift, which the pair residuals cannot see.
+    split : (N, 2, 2) float, optional
+        :func:`half_shifts` of every frame (NaN for unusable frames): the per-frame
+        noise of a shift, which the pair residuals cannot see, and tears.
     """
 
     matrix: np.ndarray
@@ -512,8 +571,8 @@ def assemble_pairs(
         :func:`daskreg.kernels.correlate.masked_energy` of every frame.
     band : int, optional
         The band the pairs were chosen with (``params.band``): picks the storage.
-    split : ndarray, shape (N, 2), optional
-        :func:`split_half_shifts` of every frame.
+    split : ndarray, shape (N, 2, 2), optional
+        :func:`half_shifts` of every frame.
     """
     layout = pair_layout(n_frames, band)
     matrix = sm.assemble_shift_matrix(n_frames, i, j, found.shifts, layout)
@@ -738,6 +797,14 @@ def analyse_shift_matrix(
             )
             used[k] = False
         _require_frames(used, bad_reason)
+        if pairs.split is not None:
+            for k, jump in torn_frames(pairs.split[:, 1], used, pairs.lattice_basis).items():
+                bad_reason[k] = (
+                    f"torn: its top and bottom halves are displaced by ({jump[0]:.2f}, "
+                    f"{jump[1]:.2f}) px against each other (a jump during the scan)"
+                )
+                used[k] = False
+            _require_frames(used, bad_reason)
 
     if params.band == 1 and params.outliers is not None and used.sum() > 2:
         warnings.warn(
@@ -872,7 +939,7 @@ def _uncertainty(
 
     A frame's noise enters every pair it is in, so the pair residuals (and the solve's
     sigma from them, which shrinks as 1/sqrt(N)) cannot see it; the split halves of
-    each frame measure it (:func:`split_half_shifts`: sigma of a whole frame is half
+    each frame measure it (:func:`half_shifts`: sigma of a whole frame is half
     the halves' scatter). The pair scatter enters as a per-frame term too
     (``scale^2 / 2``, a pair being the difference of two frames), since pair errors
     also correlate through shared frames. Measured on synthetic series (3 lattices,
@@ -881,7 +948,8 @@ def _uncertainty(
     """
     variance = np.nan_to_num(solved**2)
     if split is not None:
-        values = split[used & np.isfinite(split).all(axis=1)]
+        noise = split[:, 0]
+        values = noise[used & np.isfinite(noise).all(axis=1)]
         if robust is not None:
             # At very low dose the half frames fail (land anywhere): those say nothing
             # of the noise, and the pair scatter dominates there anyway.

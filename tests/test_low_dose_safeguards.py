@@ -63,3 +63,33 @@ def test_band_one_warns_that_nothing_can_be_checked():
     series = lattice_series(8, (96, 96), dose=50, seed=4)
     with pytest.warns(RegistrationWarning, match="band=1 links each frame"):
         daskreg.register(series.stack, band=1)
+
+
+def _torn_series(seed: int, dose: float = 10.0):
+    """A perovskite series whose frame 6 jumps by the sublattice translation (a/2, a/2)
+    from row 140 on: A and B columns swap, the hard case of issue 17."""
+    series = lattice_series(20, (256, 256), spacing=12, dose=dose, read_noise=1.0, seed=seed)
+    stack = series.stack.copy()
+    stack[6, 140:] = np.roll(stack[6], (6, 6), axis=(0, 1))[140:]
+    return series, stack
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_halves_of_a_torn_frame_disagree(seed):
+    from daskreg import autoparams, pipeline
+    from daskreg.params import RegistrationParams
+
+    series, stack = _torn_series(seed)
+    resolved = autoparams.resolve(RegistrationParams(), stack[::2])
+    setup = pipeline.pair_setup(resolved.params, stack.shape[1:])
+    used = np.ones(len(stack), bool)
+    torn = pipeline.torn_frames(
+        pipeline.half_shifts(stack, setup)[:, 1], used, resolved.lattice_basis
+    )
+    assert list(torn) == [6]
+    # The sublattice jump, modulo the lattice: (6, 6) px or an equivalent.
+    assert np.linalg.norm(torn[6]) > 4
+    clean = pipeline.torn_frames(
+        pipeline.half_shifts(series.stack, setup)[:, 1], used, resolved.lattice_basis
+    )
+    assert clean == {}

@@ -38,8 +38,8 @@ class FrameInfo:
         :func:`daskreg.validate.frame_quality` of each frame.
     energy : ndarray, shape (F,)
         Masked energy of each frame's spectrum (:meth:`~daskreg.pipeline.PairSetup.energy`).
-    split : ndarray, shape (F, 2)
-        :func:`~daskreg.pipeline.split_half_shifts` of each frame.
+    split : ndarray, shape (F, 2, 2)
+        :func:`~daskreg.pipeline.half_shifts` of each frame.
     """
 
     start: int
@@ -104,7 +104,7 @@ def _spectra_block(
     # in-memory engine: the source is untouched.
     frames = pipeline.prepare_frames(frames, pipeline.unusable_frames(finite, std), correction)
     spectra = setup.spectra(frames, scale=correction.scale)
-    split = pipeline.split_half_shifts(frames, setup, scale=correction.scale)
+    split = pipeline.half_shifts(frames, setup, scale=correction.scale)
     info = FrameInfo(start, finite, std, setup.energy(spectra), split)
     if store is None:
         return SpectraBlock(info, spectra)
