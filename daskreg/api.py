@@ -216,7 +216,14 @@ class Registration:
         i, j = pipeline.pair_indices(self.n_frames, p.band)
         found = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
         with scipy.fft.set_workers(-1):
-            split = pipeline.half_shifts(self._frames, setup, scale=self._correction.scale)
+            split = pipeline.half_shifts(
+                self._frames,
+                setup,
+                scale=self._correction.scale,
+                noise_frames=np.isin(
+                    np.arange(self.n_frames), autoparams.sample_indices(self.n_frames)
+                ),
+            )
         self._raw = pipeline.assemble_pairs(
             self.n_frames, i, j, found, setup.energy(spectra), p.band, split
         )

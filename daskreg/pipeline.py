@@ -72,11 +72,10 @@ WEAK_FRAME_DROP = 0.1
 # cent that shot noise and slow beam-current drift change it by.
 CONTRAST_FACTOR = 4.0
 # Torn frames: a frame's halves must be displaced by this many robust standard deviations
-# of the series' and by this fraction of the shortest lattice translation (or this many
-# pixels without a lattice) to be called torn.
+# of the series' and by this fraction of the shortest lattice translation
+# to be called torn.
 TEAR_SIGMAS = 8.0
-TEAR_FRACTION = 0.15
-TEAR_PIXELS = 1.0
+TEAR_FRACTION = 0.25
 # Robust solve: largest cut-off as a fraction of the shortest lattice translation (a
 # hop's residual is at least one translation minus the cut-off away from zero).
 HOP_CAP = 0.3
@@ -427,7 +426,13 @@ def measure_pairs(
         return peaks.PeakResult.concatenate([measure(start) for start in starts])
 
 
-def half_shifts(frames: np.ndarray, setup: PairSetup, *, scale: float = 1.0) -> np.ndarray:
+def half_shifts(
+    frames: np.ndarray,
+    setup: PairSetup,
+    *,
+    scale: float = 1.0,
+    noise_frames: np.ndarray | None = None,
+) -> np.ndarray:
     """Shift between two halves of each frame, split two ways.
 
     Checkerboard (``[:, 0]``): the pixels with ``y + x`` even and odd hold independent
@@ -449,6 +454,10 @@ def half_shifts(frames: np.ndarray, setup: PairSetup, *, scale: float = 1.0) -> 
     setup : PairSetup
     scale : float, default 1
         The series' intensity scale (:class:`~daskreg.kernels.detector.FrameCorrection`).
+    noise_frames : ndarray of bool, shape (F,), optional
+        Frames whose checkerboard split is measured (default all): the noise is a
+        statistic of the series, which a sample of frames estimates as well
+        (:func:`daskreg.autoparams.sample_indices`), at a fraction of the cost.
 
     Returns
     -------
@@ -463,12 +472,18 @@ def half_shifts(frames: np.ndarray, setup: PairSetup, *, scale: float = 1.0) -> 
     y = (np.arange(ny) - ny / 2) / max(ny / 8, 1)
     top = np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2
     top = np.broadcast_to(top[:, None], (ny, nx)).astype(real)
-    index = np.arange(len(frames))
+    chosen = np.ones(len(frames), bool) if noise_frames is None else np.asarray(noise_frames)
     out = np.full((len(frames), 2, 2), np.nan)
-    for k, part in enumerate((even, top)):
-        halves = [setup.spectra(frames * weight, scale=scale) for weight in (part, 1 - part)]
+    for k, (part, rows) in enumerate(((even, np.flatnonzero(chosen)), (top, None))):
+        some = frames if rows is None else frames[rows]
+        if not len(some):
+            continue
+        halves = [setup.spectra(some * weight, scale=scale) for weight in (part, 1 - part)]
+        index = np.arange(len(some))
         found = measure_pairs(*halves, index, index, setup)
-        out[:, k] = np.where(found.ok[:, None], found.shifts, np.nan)
+        out[slice(None) if rows is None else rows, k] = np.where(
+            found.ok[:, None], found.shifts, np.nan
+        )
     return out
 
 
@@ -483,32 +498,29 @@ def torn_frames(
         Top-to-bottom shift of each frame (:func:`half_shifts` ``[:, 1]``).
     used : ndarray of bool, shape (N,)
     basis : ndarray, shape (B, 2), optional
-        Lattice translations: shifts are compared modulo the lattice.
+        Lattice translations: shifts are compared modulo the lattice (without one,
+        nothing is called torn).
 
     Returns
     -------
     dict
         Frame -> its displacement from the series' consensus (pixels), for frames
         displaced by more than ``TEAR_SIGMAS`` robust standard deviations of the series
-        and more than ``TEAR_FRACTION`` of the shortest lattice translation (or
-        ``TEAR_PIXELS`` without a lattice).
+        and more than ``TEAR_FRACTION`` of the shortest lattice translation.
     """
     ok = used & np.isfinite(strips).all(axis=1)
-    if ok.sum() < 5:
+    # Without a known lattice two parts of a periodic specimen can be a translation
+    # apart that nothing here can tell from a tear.
+    if basis is None or ok.sum() < 5:
         return {}
     values = strips.astype(np.float64)
-    if basis is not None:
-        values = values - np.nan_to_num(nearest_translation(np.nan_to_num(values), basis)[0])
+    values = values - nearest_translation(np.nan_to_num(values), basis)[0]
     centre = np.median(values[ok], axis=0)
     offset = values - centre
-    if basis is not None:
-        offset = offset - nearest_translation(np.nan_to_num(offset), basis)[0]
+    offset = offset - nearest_translation(np.nan_to_num(offset), basis)[0]
     distance = np.linalg.norm(offset, axis=1)
     spread = np.median(distance[ok]) / RAYLEIGH_MEDIAN
-    floor = TEAR_PIXELS if basis is None else TEAR_FRACTION * float(
-        np.linalg.norm(basis, axis=1).min()
-    )
-    limit = max(TEAR_SIGMAS * spread, floor)
+    limit = max(TEAR_SIGMAS * spread, TEAR_FRACTION * float(np.linalg.norm(basis, axis=1).min()))
     return {int(k): offset[k] for k in np.flatnonzero(ok & (distance > limit))}
 
 
@@ -797,7 +809,8 @@ def analyse_shift_matrix(
             )
             used[k] = False
         _require_frames(used, bad_reason)
-        if pairs.split is not None:
+        # com is too rough (about a pixel) to tell a tear from its own scatter.
+        if pairs.split is not None and params.find_maxima != "com":
             for k, jump in torn_frames(pairs.split[:, 1], used, pairs.lattice_basis).items():
                 bad_reason[k] = (
                     f"torn: its top and bottom halves are displaced by ({jump[0]:.2f}, "

@@ -378,7 +378,7 @@ def find_lattice(power: np.ndarray, shape: tuple[int, int]) -> Lattice | None:
     order = np.argsort(np.hypot(*g.T), kind="stable")
     positions, strengths, g, confident = (x[order] for x in (positions, strengths, g, confident))
 
-    basis = _reciprocal_basis(g[confident], g) if confident.any() else None
+    basis = _reciprocal_basis(g[confident], g[confident]) if confident.any() else None
     if basis is None:
         return None
     on = _indexed(g, basis)

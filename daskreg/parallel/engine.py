@@ -225,6 +225,7 @@ def build_graph(
         spectra_store,
         survey=survey,
         correction=correction,
+        n_frames=bounds[-1],
     )
     measured = pair_blocks(blocks, bounds, setup, params.band)
     if checkpoint is not None:

@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 from dask.delayed import Delayed
 
-from daskreg import pipeline
+from daskreg import autoparams, pipeline
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.parallel.survey import Survey
 from daskreg.validate import frame_quality
@@ -98,13 +98,16 @@ def _spectra_block(
     store: str | None,
     correction: FrameCorrection,
     quality: tuple[np.ndarray, np.ndarray] | None,
+    noise_frames: np.ndarray | None = None,
 ) -> SpectraBlock:
     finite, std = frame_quality(frames) if quality is None else quality
     # Hot pixels repaired and unusable frames zeroed in a private copy, like the
     # in-memory engine: the source is untouched.
     frames = pipeline.prepare_frames(frames, pipeline.unusable_frames(finite, std), correction)
     spectra = setup.spectra(frames, scale=correction.scale)
-    split = pipeline.half_shifts(frames, setup, scale=correction.scale)
+    split = pipeline.half_shifts(
+        frames, setup, scale=correction.scale, noise_frames=noise_frames
+    )
     info = FrameInfo(start, finite, std, setup.energy(spectra), split)
     if store is None:
         return SpectraBlock(info, spectra)
@@ -126,6 +129,7 @@ def spectra_blocks(
     *,
     survey: Survey | None = None,
     correction: FrameCorrection | None = None,
+    n_frames: int | None = None,
 ) -> tuple[list[Delayed], list[Delayed]]:
     """One spectra task per chunk of frames, and one small info task per chunk.
 
@@ -145,6 +149,9 @@ def spectra_blocks(
         each task measures its own frames'.
     correction : FrameCorrection, optional
         Its scale and hot pixels (:meth:`.survey.Survey.correction`); default none.
+    n_frames : int, optional
+        Frames in the series: the checkerboard noise is then measured on the
+        sample of :func:`daskreg.autoparams.sample_indices` only (default every frame).
 
     Returns
     -------
@@ -155,7 +162,8 @@ def spectra_blocks(
         lets a block's spectra be released once its pair tasks are done.
     """
     correction = FrameCorrection() if correction is None else correction
-    ends = [*starts[1:], None]
+    ends = [*starts[1:], n_frames]
+    sample = None if n_frames is None else autoparams.sample_indices(n_frames)
     blocks = [
         dask.delayed(_spectra_block, pure=True)(
             chunk,
@@ -164,6 +172,7 @@ def spectra_blocks(
             store,
             correction,
             None if survey is None else (survey.finite[start:end], survey.std[start:end]),
+            None if sample is None else np.isin(np.arange(start, end), sample),
         )
         for chunk, start, end in zip(frame_chunks, starts, ends, strict=True)
     ]

@@ -263,3 +263,15 @@ def test_auto_mask_registers_at_least_as_well_as_bandpass():
     assert sum(scores["auto"]) >= sum(scores["bandpass"])
     assert np.median(rms["auto"]) <= np.median(rms["bandpass"])
     assert dropped["auto"] <= dropped["bandpass"]
+
+
+def test_weak_speckle_near_strong_reflections_does_not_make_a_superlattice():
+    # Regression: on this perovskite (a = 16 px, 512^2, no read noise) weak static
+    # speckle beside the strong reflections indexed at thirds and quarters of them and
+    # made a 64 x 96 px "lattice"; only confident reflections may refine the basis.
+    from daskreg.synthetic import lattice_series
+
+    series = lattice_series(40, (512, 512), dose=20, seed=1)
+    lattice = find_lattice(power_spectrum(series.stack[::3]), (512, 512))
+    assert lattice.spacing_min == pytest.approx(16.0, abs=0.05)
+    assert np.linalg.norm(lattice.a2) == pytest.approx(16.0, abs=0.05)
