@@ -25,12 +25,30 @@ def _all_pairs(n):
 
 
 @settings(max_examples=30, deadline=None)
-@given(arrays(np.float64, (7, 2), elements=st.floats(-50, 50)))
-def test_assembled_matrix_is_antisymmetric(shifts):
-    i, j = _all_pairs(7)
+@given(
+    arrays(np.float64, (7, 2), elements=st.floats(-50, 50)),
+    st.permutations(list(zip(*np.triu_indices(7, 1), strict=True))),
+    st.lists(st.booleans(), min_size=21, max_size=21),
+)
+def test_assembled_matrix_is_antisymmetric(shifts, pairs, swap):
+    # Pairs in any order and either orientation (i > j too): each is stored as measured,
+    # r_ij = s_j - s_i, and its mirror filled with the opposite sign.
+    i, j = np.array(pairs).T
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
     r = sm.assemble_shift_matrix(7, i, j, (shifts[j] - shifts[i]))
+    # The independent construction from the shifts themselves fixes the sign, which
+    # antisymmetry alone cannot (-R is antisymmetric too). Equal to the last bit: the
+    # same single subtraction, and IEEE negation is exact.
+    np.testing.assert_array_equal(r, consistent_matrix(shifts))
     np.testing.assert_array_equal(r, -r.transpose(1, 0, 2))
     np.testing.assert_array_equal(np.diagonal(r, axis1=0, axis2=1), 0)
+
+
+def test_assembled_matrix_sign_on_a_hand_example():
+    # Frame 1 shows the specimen 2 px further down and 1 px left than frame 0.
+    r = sm.assemble_shift_matrix(2, np.array([0]), np.array([1]), np.array([[2.0, -1.0]]))
+    np.testing.assert_array_equal(r[0, 1], [2.0, -1.0])
+    np.testing.assert_array_equal(r[1, 0], [-2.0, 1.0])
 
 
 @settings(max_examples=30, deadline=None)
