@@ -133,7 +133,10 @@ def _path_residuals(
 ):
     """Yield (rows, residual, selected) per row block for 2-step paths i -> k -> j."""
     n_frames = layout.n_frames
-    n_offsets = min(n_frames + 1, 2 * (maxpaths + 2 + int((~used).sum())))
+    # Offsets up to +-(N - 1) reach every frame from any midpoint: a corner pair of a
+    # small stack, cut off on one side, takes all its paths from the other. Either side
+    # alone holds maxpaths candidates within maxpaths + 2 + unused frames.
+    n_offsets = min(2 * n_frames - 1, 2 * (maxpaths + 2 + int((~used).sum())))
     if layout.band is not None:
         # Beyond the band's reach from the midpoint no leg is stored: no candidate there.
         n_offsets = min(n_offsets, 2 * layout.band + 3)

@@ -90,14 +90,34 @@ def test_transitivity_finds_a_unit_cell_hop_and_correction_refills_it():
     np.testing.assert_allclose(corrected[3, 8], shifts[8] - shifts[3], atol=0.1)
 
 
-@pytest.mark.parametrize("n", [3, 4, 5, 6])
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 7])
 def test_tiny_stacks(n):
     # The reference raised IndexError for 3-6 frames (paths running past the end).
+    # Integer shifts: every path residual is computed exactly, so the scores are exact.
     shifts = np.arange(2 * n, dtype=float).reshape(n, 2)
     r = consistent_matrix(shifts)
     used = np.ones(n, dtype=bool)
-    scores = sm.transitivity_scores(r, np.ones((n, n), bool), used, maxpaths=5)
-    assert np.isfinite(scores[~np.eye(n, dtype=bool)]).all()
+    valid = np.ones((n, n), bool)
+    off = ~np.eye(n, dtype=bool)
+    scores = sm.transitivity_scores(r, valid, used, maxpaths=5)
+    np.testing.assert_array_equal(scores[off], 0.0)
+    assert np.isnan(np.diagonal(scores)).all()
+    # One corner element wrong by (3, 4), |e| = 5 px. With maxpaths >= n - 2 every
+    # intermediate frame is a path: pair (0, n-1) has the error on all n - 2 of its
+    # paths, a pair sharing one frame with it on one path (through the other frame),
+    # a pair sharing none on no path.
+    a, b = 0, n - 1
+    r[a, b] += [3.0, 4.0]
+    r[b, a] -= [3.0, 4.0]
+    expected = np.zeros((n, n))
+    expected[[a, b, a, b], :] = expected[:, [a, b, a, b]] = 5.0 / (n - 2)
+    expected[a, b] = expected[b, a] = 5.0
+    np.fill_diagonal(expected, np.nan)
+    scores = sm.transitivity_scores(r, valid, used, maxpaths=5)
+    np.testing.assert_array_equal(scores, expected)
+    outliers, _ = sm.transitivity_outliers(r, valid, used, threshold=5.0)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(outliers, expected >= 5.0)
 
 
 def test_paths_skip_unused_frames_and_invalid_legs():
