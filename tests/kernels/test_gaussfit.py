@@ -180,3 +180,16 @@ def test_gradient_and_gauss_newton_matrix_match_finite_differences():
         np.testing.assert_allclose(
             gauss_newton, expected, rtol=0, atol=1e-6 * np.abs(expected).max()
         )
+
+
+@pytest.mark.parametrize("n", [12, 4 * gaussfit.WARM_SAMPLE + 8])
+def test_a_fit_stopped_by_the_iteration_limit_is_not_ok(n):
+    # One iteration can meet neither stopping test (the Newton test needs an accepted
+    # step before it; the damping one twenty rejections): every fit runs out, and none
+    # may be reported as converged, though most are plausible peaks.
+    windows, _ = _rotated_peaks(n, seed=4, radius=RADIUS, noise=0.1)
+    params, ok = gaussfit.fit_gaussians(windows, sigma_guess=2.0, max_iter=1)
+    assert not ok.any()
+    assert gaussfit._converged(params, np.ones(n, dtype=bool), RADIUS).mean() > 0.8
+    # With the default limit the same fits converge.
+    assert gaussfit.fit_gaussians(windows, sigma_guess=2.0)[1].all()
