@@ -20,6 +20,7 @@ For a band of pairs ``|i - j| <= w`` every function also takes the banded storag
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from scipy.linalg import cholesky_banded, solveh_banded
@@ -212,23 +213,36 @@ def transitivity_outliers(
     matrix: np.ndarray,
     valid: np.ndarray,
     used: np.ndarray,
-    threshold: float,
+    threshold: float | Callable[[np.ndarray], float],
     maxpaths: int = 5,
     layout: PairLayout | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs whose transitivity score reaches ``threshold`` pixels.
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Valid pairs whose transitivity score reaches ``threshold`` pixels.
+
+    Parameters
+    ----------
+    matrix, valid, used, maxpaths, layout
+        As for :func:`transitivity_scores`.
+    threshold : float or callable
+        Pixels; or a rule that gives them from the scores (e.g. a multiple of the
+        median score of the valid pairs), called once with the scores.
 
     Returns
     -------
-    outliers : ndarray of bool, shape (N, N)
-        Symmetric; never on the diagonal or on pairs without a path.
-    scores : ndarray of float64, shape (N, N)
+    outliers : ndarray of bool, shape (N, N) or the layout's
+        Symmetric; only on valid pairs, never on the diagonal or on pairs without a
+        path.
+    scores : ndarray of float64, shape (N, N) or the layout's
         From :func:`transitivity_scores`.
+    threshold : float
+        The threshold applied.
     """
     scores = transitivity_scores(matrix, valid, used, maxpaths, layout)
+    if callable(threshold):
+        threshold = threshold(scores)
     with np.errstate(invalid="ignore"):
-        outliers = scores >= threshold
-    return outliers, scores
+        outliers = (scores >= threshold) & valid
+    return outliers, scores, threshold
 
 
 def nn_outliers(

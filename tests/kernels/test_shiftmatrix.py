@@ -60,7 +60,7 @@ def test_consistent_matrix_scores_zero_and_is_unchanged_by_correction(shifts):
     scores = sm.transitivity_scores(r, valid, used, maxpaths=5)
     off = ~np.eye(9, dtype=bool)
     np.testing.assert_allclose(scores[off], 0, atol=1e-9)
-    outliers, _ = sm.transitivity_outliers(r, valid, used, threshold=0.1)
+    outliers, _, _ = sm.transitivity_outliers(r, valid, used, threshold=0.1)
     assert not outliers.any()
     corrected, kept = sm.correct_shift_matrix(r, valid, used)
     np.testing.assert_array_equal(corrected, r)
@@ -81,7 +81,7 @@ def test_transitivity_finds_a_unit_cell_hop_and_correction_refills_it():
     r[8, 3] -= [16.0, 0.0]
     used = np.ones(12, dtype=bool)
     valid = np.ones((12, 12), dtype=bool)
-    outliers, scores = sm.transitivity_outliers(r, valid, used, threshold=4.0, maxpaths=5)
+    outliers, scores, _ = sm.transitivity_outliers(r, valid, used, threshold=4.0, maxpaths=5)
     assert outliers[3, 8] and outliers[8, 3]
     # Pairs sharing a path with the hop score about 16/5, below the threshold.
     assert outliers.sum() == 2
@@ -115,7 +115,7 @@ def test_tiny_stacks(n):
     np.fill_diagonal(expected, np.nan)
     scores = sm.transitivity_scores(r, valid, used, maxpaths=5)
     np.testing.assert_array_equal(scores, expected)
-    outliers, _ = sm.transitivity_outliers(r, valid, used, threshold=5.0)
+    outliers, _, _ = sm.transitivity_outliers(r, valid, used, threshold=5.0)
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(outliers, expected >= 5.0)
 
