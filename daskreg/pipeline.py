@@ -1020,13 +1020,12 @@ def _find_outliers(
     if params.outliers == "nn":
         outliers = sm.nn_outliers(matrix, used, params.max_shift, layout) & base
         return outliers, np.full(base.shape, np.nan), None
-    scores = sm.transitivity_scores(matrix, base, used, params.maxpaths, layout)
-    threshold = params.threshold
-    if threshold is None:
-        threshold = auto_threshold(scores, base, layout)
-    with np.errstate(invalid="ignore"):
-        outliers = (scores >= threshold) & base
-    return outliers, scores, threshold
+
+    def automatic(scores: np.ndarray) -> float:
+        return auto_threshold(scores, base, layout)
+
+    threshold = automatic if params.threshold is None else params.threshold
+    return sm.transitivity_outliers(matrix, base, used, threshold, params.maxpaths, layout)
 
 
 def _frames_mostly_outliers(

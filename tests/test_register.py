@@ -14,6 +14,10 @@ import xarray as xr
 
 import daskreg
 from daskreg.errors import RegistrationWarning
+from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.layout import DenseLayout
+from daskreg.params import RegistrationParams
+from daskreg.pipeline import _find_outliers, auto_threshold
 from daskreg.synthetic import lattice_series
 
 from .conftest import DATA, requires_data, rms_error
@@ -210,3 +214,32 @@ def test_step_by_step_matches_one_call(small_series):
     )
     np.testing.assert_allclose(result.shifts.values, one_call.shifts.values)
     np.testing.assert_allclose(corrected.values, one_call.shift_matrix_corrected.values)
+
+
+@pytest.mark.parametrize("threshold", [None, 4.0])
+def test_transitivity_rejection_of_the_analysis_is_the_kernels(threshold):
+    # The analysis flags what shiftmatrix.transitivity_outliers flags (one
+    # implementation): a unit-cell hop among noisy pairs, with the automatic threshold
+    # (5 x the median score, floor 1 px) and a given one.
+    rng = np.random.default_rng(4)
+    shifts = np.cumsum(rng.normal(0.5, 0.3, (12, 2)), axis=0)
+    noise = rng.normal(0, 0.05, (12, 12, 2))
+    r = shifts[None] - shifts[:, None] + (noise - noise.transpose(1, 0, 2)) / 2
+    r[3, 8] += [16.0, 0.0]
+    r[8, 3] -= [16.0, 0.0]
+    used = np.ones(12, dtype=bool)
+    base = ~np.eye(12, dtype=bool)
+    r[0, 5] += [0.0, 16.0]  # a pair not measured (never an outlier, never a leg)
+    r[5, 0] -= [0.0, 16.0]
+    base[0, 5] = base[5, 0] = False
+    params = RegistrationParams(outliers="transitivity", threshold=threshold, maxpaths=5)
+    outliers, scores, used_threshold = _find_outliers(r, base, used, params, DenseLayout(12))
+    expected = auto_threshold(scores, base) if threshold is None else threshold
+    assert used_threshold == expected
+    # A given 4 px flags the hop alone; the automatic 1 px also the pairs whose paths
+    # cross it (they score about 16 / 5 px).
+    assert outliers[3, 8] and outliers[8, 3] and not outliers[0, 5] and scores[0, 5] > 15
+    assert outliers.sum() == (2 if threshold else (scores[base] >= 1.0).sum())
+    kernel = sm.transitivity_outliers(r, base, used, expected, maxpaths=5)
+    np.testing.assert_array_equal(outliers, kernel[0])
+    np.testing.assert_array_equal(scores, kernel[1])

@@ -20,6 +20,7 @@ For a band of pairs ``|i - j| <= w`` every function also takes the banded storag
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from scipy.linalg import cholesky_banded, solveh_banded
@@ -133,7 +134,10 @@ def _path_residuals(
 ):
     """Yield (rows, residual, selected) per row block for 2-step paths i -> k -> j."""
     n_frames = layout.n_frames
-    n_offsets = min(n_frames + 1, 2 * (maxpaths + 2 + int((~used).sum())))
+    # Offsets up to +-(N - 1) reach every frame from any midpoint: a corner pair of a
+    # small stack, cut off on one side, takes all its paths from the other. Either side
+    # alone holds maxpaths candidates within maxpaths + 2 + unused frames.
+    n_offsets = min(2 * n_frames - 1, 2 * (maxpaths + 2 + int((~used).sum())))
     if layout.band is not None:
         # Beyond the band's reach from the midpoint no leg is stored: no candidate there.
         n_offsets = min(n_offsets, 2 * layout.band + 3)
@@ -209,23 +213,36 @@ def transitivity_outliers(
     matrix: np.ndarray,
     valid: np.ndarray,
     used: np.ndarray,
-    threshold: float,
+    threshold: float | Callable[[np.ndarray], float],
     maxpaths: int = 5,
     layout: PairLayout | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs whose transitivity score reaches ``threshold`` pixels.
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Valid pairs whose transitivity score reaches ``threshold`` pixels.
+
+    Parameters
+    ----------
+    matrix, valid, used, maxpaths, layout
+        As for :func:`transitivity_scores`.
+    threshold : float or callable
+        Pixels; or a rule that gives them from the scores (e.g. a multiple of the
+        median score of the valid pairs), called once with the scores.
 
     Returns
     -------
-    outliers : ndarray of bool, shape (N, N)
-        Symmetric; never on the diagonal or on pairs without a path.
-    scores : ndarray of float64, shape (N, N)
+    outliers : ndarray of bool, shape (N, N) or the layout's
+        Symmetric; only on valid pairs, never on the diagonal or on pairs without a
+        path.
+    scores : ndarray of float64, shape (N, N) or the layout's
         From :func:`transitivity_scores`.
+    threshold : float
+        The threshold applied.
     """
     scores = transitivity_scores(matrix, valid, used, maxpaths, layout)
+    if callable(threshold):
+        threshold = threshold(scores)
     with np.errstate(invalid="ignore"):
-        outliers = scores >= threshold
-    return outliers, scores
+        outliers = (scores >= threshold) & valid
+    return outliers, scores, threshold
 
 
 def nn_outliers(

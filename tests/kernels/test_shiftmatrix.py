@@ -25,12 +25,30 @@ def _all_pairs(n):
 
 
 @settings(max_examples=30, deadline=None)
-@given(arrays(np.float64, (7, 2), elements=st.floats(-50, 50)))
-def test_assembled_matrix_is_antisymmetric(shifts):
-    i, j = _all_pairs(7)
+@given(
+    arrays(np.float64, (7, 2), elements=st.floats(-50, 50)),
+    st.permutations(list(zip(*np.triu_indices(7, 1), strict=True))),
+    st.lists(st.booleans(), min_size=21, max_size=21),
+)
+def test_assembled_matrix_is_antisymmetric(shifts, pairs, swap):
+    # Pairs in any order and either orientation (i > j too): each is stored as measured,
+    # r_ij = s_j - s_i, and its mirror filled with the opposite sign.
+    i, j = np.array(pairs).T
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
     r = sm.assemble_shift_matrix(7, i, j, (shifts[j] - shifts[i]))
+    # The independent construction from the shifts themselves fixes the sign, which
+    # antisymmetry alone cannot (-R is antisymmetric too). Equal to the last bit: the
+    # same single subtraction, and IEEE negation is exact.
+    np.testing.assert_array_equal(r, consistent_matrix(shifts))
     np.testing.assert_array_equal(r, -r.transpose(1, 0, 2))
     np.testing.assert_array_equal(np.diagonal(r, axis1=0, axis2=1), 0)
+
+
+def test_assembled_matrix_sign_on_a_hand_example():
+    # Frame 1 shows the specimen 2 px further down and 1 px left than frame 0.
+    r = sm.assemble_shift_matrix(2, np.array([0]), np.array([1]), np.array([[2.0, -1.0]]))
+    np.testing.assert_array_equal(r[0, 1], [2.0, -1.0])
+    np.testing.assert_array_equal(r[1, 0], [-2.0, 1.0])
 
 
 @settings(max_examples=30, deadline=None)
@@ -42,7 +60,7 @@ def test_consistent_matrix_scores_zero_and_is_unchanged_by_correction(shifts):
     scores = sm.transitivity_scores(r, valid, used, maxpaths=5)
     off = ~np.eye(9, dtype=bool)
     np.testing.assert_allclose(scores[off], 0, atol=1e-9)
-    outliers, _ = sm.transitivity_outliers(r, valid, used, threshold=0.1)
+    outliers, _, _ = sm.transitivity_outliers(r, valid, used, threshold=0.1)
     assert not outliers.any()
     corrected, kept = sm.correct_shift_matrix(r, valid, used)
     np.testing.assert_array_equal(corrected, r)
@@ -63,7 +81,7 @@ def test_transitivity_finds_a_unit_cell_hop_and_correction_refills_it():
     r[8, 3] -= [16.0, 0.0]
     used = np.ones(12, dtype=bool)
     valid = np.ones((12, 12), dtype=bool)
-    outliers, scores = sm.transitivity_outliers(r, valid, used, threshold=4.0, maxpaths=5)
+    outliers, scores, _ = sm.transitivity_outliers(r, valid, used, threshold=4.0, maxpaths=5)
     assert outliers[3, 8] and outliers[8, 3]
     # Pairs sharing a path with the hop score about 16/5, below the threshold.
     assert outliers.sum() == 2
@@ -72,14 +90,34 @@ def test_transitivity_finds_a_unit_cell_hop_and_correction_refills_it():
     np.testing.assert_allclose(corrected[3, 8], shifts[8] - shifts[3], atol=0.1)
 
 
-@pytest.mark.parametrize("n", [3, 4, 5, 6])
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 7])
 def test_tiny_stacks(n):
     # The reference raised IndexError for 3-6 frames (paths running past the end).
+    # Integer shifts: every path residual is computed exactly, so the scores are exact.
     shifts = np.arange(2 * n, dtype=float).reshape(n, 2)
     r = consistent_matrix(shifts)
     used = np.ones(n, dtype=bool)
-    scores = sm.transitivity_scores(r, np.ones((n, n), bool), used, maxpaths=5)
-    assert np.isfinite(scores[~np.eye(n, dtype=bool)]).all()
+    valid = np.ones((n, n), bool)
+    off = ~np.eye(n, dtype=bool)
+    scores = sm.transitivity_scores(r, valid, used, maxpaths=5)
+    np.testing.assert_array_equal(scores[off], 0.0)
+    assert np.isnan(np.diagonal(scores)).all()
+    # One corner element wrong by (3, 4), |e| = 5 px. With maxpaths >= n - 2 every
+    # intermediate frame is a path: pair (0, n-1) has the error on all n - 2 of its
+    # paths, a pair sharing one frame with it on one path (through the other frame),
+    # a pair sharing none on no path.
+    a, b = 0, n - 1
+    r[a, b] += [3.0, 4.0]
+    r[b, a] -= [3.0, 4.0]
+    expected = np.zeros((n, n))
+    expected[[a, b, a, b], :] = expected[:, [a, b, a, b]] = 5.0 / (n - 2)
+    expected[a, b] = expected[b, a] = 5.0
+    np.fill_diagonal(expected, np.nan)
+    scores = sm.transitivity_scores(r, valid, used, maxpaths=5)
+    np.testing.assert_array_equal(scores, expected)
+    outliers, _, _ = sm.transitivity_outliers(r, valid, used, threshold=5.0)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(outliers, expected >= 5.0)
 
 
 def test_paths_skip_unused_frames_and_invalid_legs():
