@@ -16,7 +16,7 @@ from daskreg.kernels.lattice import (
     find_lattice,
     power_spectrum,
 )
-from daskreg.synthetic import lattice_series
+from daskreg.synthetic import lattice_basis, lattice_series
 from tests.conftest import rms_error
 
 # Low dose: counts at a column peak, with read noise 1 (the regime of issue 17).
@@ -25,19 +25,7 @@ DOSE = 2.0
 
 def true_basis(lattice: str, spacing: float, rotation: float, aspect: float = 2.5) -> np.ndarray:
     """Primitive cell (rows, (y, x) pixels) as daskreg.synthetic defines it."""
-    theta = math.radians(rotation)
-    gamma, length2 = {
-        "perovskite": (90, spacing),
-        "hexagonal": (60, spacing),
-        "anisotropic": (90, aspect * spacing),
-    }[lattice]
-    phi = theta + math.radians(gamma)
-    return np.array(
-        [
-            [spacing * math.sin(theta), spacing * math.cos(theta)],
-            [length2 * math.sin(phi), length2 * math.cos(phi)],
-        ]
-    )
+    return lattice_basis(lattice, spacing, aspect=aspect, rotation=rotation)
 
 
 def lattice_of(stack: np.ndarray) -> Lattice | None:
