@@ -223,6 +223,7 @@ class Registration:
                 noise_frames=np.isin(
                     np.arange(self.n_frames), autoparams.sample_indices(self.n_frames)
                 ),
+                spectra=spectra,
             )
         self._raw = pipeline.assemble_pairs(
             self.n_frames, i, j, found, setup.energy(spectra), p.band, split

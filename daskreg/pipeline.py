@@ -432,6 +432,7 @@ def half_shifts(
     *,
     scale: float = 1.0,
     noise_frames: np.ndarray | None = None,
+    spectra: np.ndarray | None = None,
 ) -> np.ndarray:
     """Shift between two halves of each frame, split two ways.
 
@@ -458,6 +459,9 @@ def half_shifts(
         Frames whose checkerboard split is measured (default all): the noise is a
         statistic of the series, which a sample of frames estimates as well
         (:func:`daskreg.autoparams.sample_indices`), at a fraction of the cost.
+    spectra : ndarray, optional
+        :meth:`PairSetup.spectra` of ``frames`` (with ``scale``), already computed:
+        each split then costs one more pass instead of two.
 
     Returns
     -------
@@ -478,7 +482,14 @@ def half_shifts(
         some = frames if rows is None else frames[rows]
         if not len(some):
             continue
-        halves = [setup.spectra(some * weight, scale=scale) for weight in (part, 1 - part)]
+        first = setup.spectra(some * part, scale=scale)
+        if spectra is None:
+            second = setup.spectra(some * (1 - part), scale=scale)
+        else:
+            # The spectra are linear in the frame (mean subtraction included), so the
+            # other half's are the whole frame's minus this half's: one pass, not two.
+            second = (spectra if rows is None else spectra[rows]) - first
+        halves = [first, second]
         index = np.arange(len(some))
         found = measure_pairs(*halves, index, index, setup)
         out[slice(None) if rows is None else rows, k] = np.where(

@@ -93,3 +93,22 @@ def test_halves_of_a_torn_frame_disagree(seed):
         pipeline.half_shifts(series.stack, setup)[:, 1], used, resolved.lattice_basis
     )
     assert clean == {}
+
+
+@pytest.mark.parametrize("band_limited", [None, False])
+def test_halves_from_the_whole_frames_spectra_are_the_two_pass_ones(band_limited):
+    # The spectra are linear in the frame: one half's is the whole's minus the other's.
+    from daskreg import pipeline
+    from daskreg.params import RegistrationParams
+
+    series = lattice_series(6, (96, 128), dose=20, seed=5)
+    params = RegistrationParams.reference(find_maxima="gf")
+    setup = pipeline.pair_setup(params, (96, 128), band_limited=band_limited)
+    noise = np.array([True, False, True, False, True, True])
+    two_pass = pipeline.half_shifts(series.stack, setup, scale=4.0, noise_frames=noise)
+    whole = setup.spectra(series.stack, scale=4.0)
+    one_pass = pipeline.half_shifts(
+        series.stack, setup, scale=4.0, noise_frames=noise, spectra=whole
+    )
+    np.testing.assert_allclose(one_pass, two_pass, atol=1e-5, equal_nan=True)
+    assert np.isnan(one_pass[~noise, 0]).all() and np.isfinite(one_pass[noise, 0]).all()

@@ -106,7 +106,7 @@ def _spectra_block(
     frames = pipeline.prepare_frames(frames, pipeline.unusable_frames(finite, std), correction)
     spectra = setup.spectra(frames, scale=correction.scale)
     split = pipeline.half_shifts(
-        frames, setup, scale=correction.scale, noise_frames=noise_frames
+        frames, setup, scale=correction.scale, noise_frames=noise_frames, spectra=spectra
     )
     info = FrameInfo(start, finite, std, setup.energy(spectra), split)
     if store is None:
