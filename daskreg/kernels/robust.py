@@ -7,8 +7,10 @@ biweight on the pair residuals ``e_ij = r_ij - (s_j - s_i)``:
 
 1. a robust start: row medians (all pairs: ``median_j (s_j - s_i) = median(s) - s_i``
    holds exactly on a consistent matrix, whatever a minority of pairs says), or, for a
-   band, the medians of the two-step paths between neighbouring frames, summed; then
-   median sweeps ``s_i <- median_j (s_j - r_ij)``;
+   band, each frame placed from the frames before it by the consensus of ``s_k + r_kb``
+   (one pair per estimate, so a hop spoils only one); then
+   consensus sweeps ``s_i <- consensus_j (s_j - r_ij)`` (the median for all pairs, the
+   largest agreeing group of estimates for a band);
 2. IRLS: the residual scatter ``sigma`` is measured on the pairs in use (median
    absolute residual, which for Gaussian pair errors is ``1.1774 sigma`` per axis), the
    cut-off is ``k sigma`` (never below ``floor``, never above ``cap``, which stays well

@@ -22,23 +22,10 @@ import pytest
 import daskreg
 from daskreg.kernels import gaussfit
 from daskreg.synthetic import lattice_series
+from tests.conftest import gaussian_windows
 
 ROOT = Path(__file__).resolve().parents[2]
 FIND_MAXIMA = ("gf", "upsampled", "com", "pixel")
-
-
-def _windows(n: int, radius: int) -> np.ndarray:
-    """Noisy elliptical Gaussians (random widths, angles, centres) on square windows."""
-    rng = np.random.default_rng(11)
-    r = np.arange(-radius, radius + 1, dtype=float)
-    y, x = np.meshgrid(r, r, indexing="ij")
-    centre = rng.uniform(-1, 1, (n, 2))
-    a, c = rng.uniform(0.04, 0.3, (2, n))
-    b = rng.uniform(-0.5, 0.5, n) * np.sqrt(a * c)
-    u = x - centre[:, 1, None, None]
-    v = y - centre[:, 0, None, None]
-    q = a[:, None, None] * u**2 + 2 * b[:, None, None] * u * v + c[:, None, None] * v**2
-    return 0.1 + np.exp(-q) + rng.normal(0, 0.1, (n, *x.shape))
 
 
 def _results() -> dict[str, np.ndarray]:
@@ -46,7 +33,9 @@ def _results() -> dict[str, np.ndarray]:
     warm-started block) and whole registrations, which run every kernel of the
     correlation, the peak search and the fits, full and banded."""
     out = {}
-    params, ok = gaussfit.fit_gaussians(_windows(4 * gaussfit.WARM_SAMPLE + 8, 4), 2.0)
+    params, ok = gaussfit.fit_gaussians(
+        gaussian_windows(4 * gaussfit.WARM_SAMPLE + 8, seed=11, noise=0.1, radius=4)[0], 2.0
+    )
     out["fit_params"], out["fit_ok"] = params, ok
     series = lattice_series(5, (64, 64), seed=1)
     with warnings.catch_warnings():
