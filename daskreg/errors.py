@@ -18,6 +18,7 @@ __all__ = [
     "ParameterError",
     "FileFormatError",
     "StackFileNotFoundError",
+    "CalibrationError",
     "OutputPathError",
     "RegistrationWarning",
     "CheckpointError",
@@ -62,6 +63,10 @@ class FileFormatError(DaskregError):
 
 class StackFileNotFoundError(DaskregError, FileNotFoundError):
     """The input path does not exist."""
+
+
+class CalibrationError(DaskregError):
+    """Files read as one stack disagree on the pixel size or its unit."""
 
 
 class OutputPathError(DaskregError):

@@ -6,6 +6,8 @@
   ``.hspy`` through RosettaSciIO plugins;
 - ``.tif``/``.tiff`` (ImageJ, OME, plain) through tifffile as a Zarr view;
 - ``.zarr`` stores, ``.nc`` files through zarr/xarray;
+- several files of one or a few frames each as one stack: a folder, a glob pattern or a
+  list of paths (natural order, calibration from the first file);
 - numpy and dask arrays, xarray DataArrays and HyperSpy signals.
 
 :func:`ingest` writes a stack to a Zarr v3 store: a group whose array ``stack`` has
@@ -14,7 +16,8 @@ calibration attributes, beside 1-D coordinate arrays ``frame``, ``y``, ``x``
 (``xarray.open_zarr(store)["stack"]`` reads it too).
 """
 
+from daskreg.io._files import natural_key
 from daskreg.io._ingest import ingest
 from daskreg.io._open import SUPPORTED_EXTENSIONS, open_stack
 
-__all__ = ["SUPPORTED_EXTENSIONS", "ingest", "open_stack"]
+__all__ = ["SUPPORTED_EXTENSIONS", "ingest", "natural_key", "open_stack"]

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from daskreg.errors import FileFormatError, ParameterError, StackFileNotFoundError
+from daskreg.errors import ParameterError
 from daskreg.io._assemble import assemble
 from daskreg.io._chunks import ChunksSpec
-from daskreg.io._netcdf import NETCDF_EXTENSIONS, read_netcdf
+from daskreg.io._files import check_file_order, describe_files, expand_path, open_files
 from daskreg.io._objects import raw_from_object
-from daskreg.io._raw import RawStack
-from daskreg.io._rsciio import RSCIIO_EXTENSIONS, read_rsciio
-from daskreg.io._tiff import TIFF_EXTENSIONS, read_tiff
-from daskreg.io._zarr import is_zarr_store, read_zarr
+from daskreg.io._readers import SUPPORTED_EXTENSIONS, read_path
 
 __all__ = ["SUPPORTED_EXTENSIONS", "open_stack"]
-
-_FileReader = Callable[[Path, int | str | None], RawStack]
-
-_FILE_READERS: dict[str, _FileReader] = {
-    **dict.fromkeys(RSCIIO_EXTENSIONS, read_rsciio),
-    **dict.fromkeys(TIFF_EXTENSIONS, read_tiff),
-    **dict.fromkeys(NETCDF_EXTENSIONS, read_netcdf),
-}
-
-#: Extensions :func:`open_stack` reads (``.zarr`` is a directory store).
-SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(sorted((*_FILE_READERS, ".zarr")))
 
 
 def open_stack(
@@ -44,15 +30,18 @@ def open_stack(
 
     Parameters
     ----------
-    source : str, os.PathLike, array-like, xarray.DataArray or HyperSpy signal
-        A file or Zarr store with one of :data:`SUPPORTED_EXTENSIONS`; or a numpy/dask
+    source : str, os.PathLike, list of paths, array-like, xarray.DataArray or HyperSpy signal
+        A file or Zarr store with one of :data:`SUPPORTED_EXTENSIONS`; several files read
+        as one stack, each holding one image or a few frames: a folder of them, a glob
+        pattern (``"frames/*.tif"``, ``**`` for subfolders) or a list of paths; a numpy/dask
         array (frames on axis 0 unless ``frame_axis`` says otherwise); a DataArray (dims
         ``frame``, ``y``, ``x`` are taken by name, in any order); a HyperSpy ``Signal2D``,
         lazy or not (its navigation axis is the frame axis).
     frame_axis : int or None
-        Axis of the source holding the frames, e.g. ``-1`` for (rows, cols, frames)
-        arrays. ``None``: the source's own axis names, else axis 0 (axis ``ndim - 3`` for
-        4-D and 5-D arrays, whose leading axes become ``series``).
+        Axis of the source (of each file, for several files) holding the frames, e.g.
+        ``-1`` for (rows, cols, frames) arrays. ``None``: the source's own axis names,
+        else axis 0 (axis ``ndim - 3`` for 4-D and 5-D arrays, whose leading axes become
+        ``series``).
     chunks : int, dict or None
         Frames per dask chunk, or a chunk size per dimension name. ``None``: as many whole
         frames as fit in 64 MiB. y and x are never split.
@@ -69,18 +58,34 @@ def open_stack(
         time units if the source calibrates frames in time, else the frame index. attrs:
         ``pixel_size`` (py, px), ``unit`` (lengths in ``"nm"``; ``"px"`` if uncalibrated),
         ``source``, ``signal_title``, ``original_metadata`` (JSON string), and
-        ``calibration_note`` when the calibration had to be assumed.
+        ``calibration_note`` when the calibration had to be assumed. Several files give
+        one frame per image of each file, in order, the first file's ``y``/``x`` and
+        attrs, ``source`` the folder, pattern or list, and ``n_files``.
+
+    Notes
+    -----
+    A folder's files (those with a stack file extension, hidden files aside) and a
+    pattern's matches are taken in natural order, ``frame_2`` before ``frame_10``
+    (:func:`~daskreg.io.natural_key`); a list in its own order. Every file is opened
+    once for its shape, dtype and calibration; its pixels are read by one dask task per
+    file, which opens the file by its path. Warnings about the first file (a signal
+    chosen, a unit assumed) stand for all files.
 
     Raises
     ------
     StackFileNotFoundError
-        The path does not exist.
+        The path does not exist, or the pattern matches nothing.
     FileFormatError
-        Unsupported extension, or a truncated or corrupt file.
+        Unsupported extension, a truncated or corrupt file, a folder without stack files
+        or with files of several formats.
     StackShapeError
-        Fewer than 2 or more than 5 dimensions, or no image in the file.
+        Fewer than 2 or more than 5 dimensions, or no image in the file; of several
+        files, one holds frames of another size than the first or several series.
     StackDtypeError
-        Not real-valued numeric data.
+        Not real-valued numeric data; of several files, one holds integers and another
+        floats.
+    CalibrationError
+        Of several files, one has another pixel size or unit than the first.
     FrameAxisError
         ``frame_axis`` is invalid, or a 3-D array looks like frames last.
     ParameterError
@@ -94,7 +99,15 @@ def open_stack(
     (('frame', 'y', 'x'), 'px')
     """
     if isinstance(source, str | os.PathLike):
-        raw = _read_path(Path(source).expanduser().absolute(), signal)
+        path = Path(source).expanduser().absolute()
+        files = expand_path(path)
+        if files is not None:
+            return _open_several(files, frame_axis, chunks, signal, source=str(path))
+        raw = read_path(path, signal)
+    elif _is_path_list(source):
+        files = [Path(p).expanduser().absolute() for p in source]
+        check_file_order(files)
+        return _open_several(files, frame_axis, chunks, signal, source=describe_files(files))
     elif signal is not None:
         raise ParameterError(
             f"signal={signal!r} selects one of several signals in a file; a "
@@ -105,24 +118,23 @@ def open_stack(
     return assemble(raw, frame_axis, chunks)
 
 
-def _read_path(path: Path, signal: int | str | None) -> RawStack:
-    if not path.exists():
-        raise StackFileNotFoundError(
-            f"no such file or directory: {str(path)!r}; check the path (relative paths are "
-            f"taken from the working directory {os.getcwd()!r})"
-        )
-    if is_zarr_store(path):
-        return read_zarr(path, signal)
-    suffix = path.suffix.lower()
-    if path.is_dir():
-        raise FileFormatError(
-            f"{str(path)!r} is a directory but not a Zarr store (no zarr.json, .zarray or "
-            ".zgroup in it); pass a stack file or a store written by daskreg.io.ingest"
-        )
-    if suffix not in _FILE_READERS:
-        raise FileFormatError(
-            f"unsupported file extension {suffix or '(none)'!r} of {str(path)!r}; daskreg "
-            f"reads {', '.join(SUPPORTED_EXTENSIONS)}. Convert the file to TIFF or pass the "
-            "array itself"
-        )
-    return _FILE_READERS[suffix](path, signal)
+def _is_path_list(source: Any) -> bool:
+    return (
+        isinstance(source, list | tuple)
+        and len(source) > 0
+        and all(isinstance(p, str | os.PathLike) for p in source)
+    )
+
+
+def _open_several(
+    files: Sequence[Path],
+    frame_axis: int | None,
+    chunks: ChunksSpec,
+    signal: int | str | None,
+    *,
+    source: str,
+) -> xr.DataArray:
+    if len(files) == 1:
+        # One file found by a folder or pattern is read as that file.
+        return assemble(read_path(files[0], signal), frame_axis, chunks)
+    return open_files(files, frame_axis, chunks, signal, source=source)

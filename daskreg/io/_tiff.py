@@ -18,7 +18,7 @@ from typing import Any
 import tifffile
 import zarr
 
-from daskreg.errors import FileFormatError
+from daskreg.errors import FileFormatError, StackShapeError
 from daskreg.io._raw import READER_ERRORS, Axis, RawStack, guarded, reading
 from daskreg.io._select import Candidate, choose_signal
 
@@ -31,6 +31,9 @@ _FORMAT = "TIFF"
 _AXIS_NAMES = {"T": "frame", "Y": "y", "X": "x"}
 # Inch resolutions are display DPI (72, 96, 300), not a sample's pixel size.
 _METRIC_RESOLUTION_UNITS = {3: "cm", 4: "mm", 5: "µm"}
+# Series tifffile makes of bare pages (no format of its own names them): it groups pages by
+# shape, so a page of another size splits the file, and the frames are no longer in order.
+_PAGE_SERIES_KINDS = frozenset({"generic", "shaped", "uniform"})
 
 
 def read_tiff(path: Path, signal: int | str | None) -> RawStack:
@@ -58,6 +61,8 @@ def read_tiff(path: Path, signal: int | str | None) -> RawStack:
             Candidate(series.name or f"series {i}", tuple(series.shape), len(series.shape) >= 2)
             for i, series in enumerate(tif.series)
         ]
+        if signal is None:
+            _check_page_shapes(tif, path)
         index = choose_signal(candidates, signal, source=str(path))
         series = tif.series[index]
         _check_data_in_file(series, tif.filehandle.size, path)
@@ -152,6 +157,25 @@ def _tifffile_errors(path: Path) -> Iterator[None]:
             f"{str(path)!r} is a damaged TIFF: {'; '.join(handler.messages)}. The file is "
             "probably truncated; copy it again from the acquisition computer or re-export it"
         )
+
+
+def _check_page_shapes(tif: tifffile.TiffFile, path: Path) -> None:
+    """Refuse a stack of pages of different sizes, naming the first odd page."""
+    series = tif.series
+    if len(series) < 2 or any(s.kind not in _PAGE_SERIES_KINDS for s in series):
+        return
+    # Reduced-resolution pages are thumbnails or pyramid levels, not frames.
+    pages = [page for page in tif.pages if not getattr(page, "is_reduced", False)]
+    first = pages[0].shape
+    for page in pages[1:]:
+        if page.shape != first:
+            raise StackShapeError(
+                f"{str(path)!r}: page {page.index} holds an image of shape {page.shape}, "
+                f"but page 0 holds {first}; the pages of a TIFF stack must be of one size "
+                f"(tifffile splits this file into {len(series)} series). Re-export the "
+                "stack with every frame of one size, or read one series with "
+                "signal=<index> (--signal on the command line)"
+            )
 
 
 def _check_data_in_file(series: Any, file_size: int, path: Path) -> None:
