@@ -389,7 +389,10 @@ def _apply(args: argparse.Namespace) -> int:
     _print(_describe(args.other, other))
     with _local_progress(args.progress):
         average = result.apply(other, crop=args.crop, save_stack=args.save_stack)
-    description = {**result.description(), "applied_to": str(args.other)}
+    description = {
+        **result.description(result_store=args.result),
+        "applied_to": str(args.other),
+    }
     pixel = average.attrs.get("pixel_size")
     write_average_tif(
         output, average.values, description, pixel_size=tuple(pixel) if pixel else None
@@ -565,7 +568,7 @@ def _check_outputs(outputs: dict[str, Path], inputs: Sequence[Path], overwrite: 
 
 def _write_outputs(result: RegistrationResult, outputs: dict[str, Path]) -> None:
     """The outputs written after registering (the engine writes the stack itself)."""
-    result.save_tif(outputs["average"])
+    result.save_tif(outputs["average"], result_store=outputs.get("result"))
     if "result" in outputs:
         save_result(result, outputs["result"])
     if "report" in outputs:

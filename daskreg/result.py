@@ -155,8 +155,17 @@ class RegistrationResult:
         return self.average_full.isel(y=slice(b.ymin, b.ymax), x=slice(b.xmin, b.xmax))
 
     # -- outputs ----------------------------------------------------------------------
-    def description(self) -> dict[str, Any]:
-        """Provenance document: parameters, matrices, masks, shifts, crop, calibration."""
+    def description(self, *, result_store: str | os.PathLike | None = None) -> dict[str, Any]:
+        """Provenance document: parameters, shifts, bad frames, crop, calibration.
+
+        Parameters
+        ----------
+        result_store : path-like, optional
+            Where the whole result is saved (:func:`save_result`), recorded as
+            ``result_store``: the per-pair data (shift matrices, outliers, measured
+            pairs, N x N or N x band) are there, not in this document, whose size grows
+            only linearly with the frames.
+        """
         ds = self.dataset
         attrs = ds.attrs
         return {
@@ -175,25 +184,28 @@ class RegistrationResult:
             "bad_frame_reasons": self.bad_frame_reasons,
             "shifts": ds["shifts"].values,
             "shift_uncertainty": ds["shift_uncertainty"].values,
-            "shift_matrix": ds["shift_matrix"].values,
-            "shift_matrix_corrected": ds["shift_matrix_corrected"].values,
-            "outliers": ds["outliers"].values.astype(int),
-            "measured": ds["measured"].values.astype(int),
+            "n_outlier_pairs": self.summary().n_outliers,
+            "result_store": None if result_store is None else str(result_store),
             "timings": json.loads(attrs.get("timings", "{}")),
         }
 
-    def save_tif(self, path: str | os.PathLike) -> Path:
-        """Save the average (cropped unless ``crop=False``) as float32 TIFF.
+    def save_tif(
+        self, path: str | os.PathLike, *, result_store: str | os.PathLike | None = None
+    ) -> Path:
+        """Save the average (cropped unless ``crop=False``) as float32 ImageJ TIFF.
 
-        The TIFF description is the JSON of :meth:`description`; read it back with
-        :func:`daskreg.read_average_tif`.
+        ImageJ/Fiji read its pixel size and unit; the JSON of :meth:`description` is the
+        image's ImageJ ``Info``; read both back with :func:`daskreg.read_average_tif`.
+        ``result_store`` names where the whole result is saved (see :meth:`description`).
         """
-        pixel = self.dataset.attrs.get("pixel_size")
+        attrs = self.dataset.attrs
+        pixel = attrs.get("pixel_size")
         return write_average_tif(
             path,
             self.average.values,
-            self.description(),
+            self.description(result_store=result_store),
             pixel_size=tuple(pixel) if pixel is not None else None,
+            unit=attrs.get("unit"),
         )
 
     def save(self, path: str | os.PathLike) -> Path:
