@@ -89,7 +89,10 @@ def test_a_non_ascii_unit_is_written_as_imagej_writes_it(tmp_path: Path) -> None
 
 
 def test_uncalibrated_average_has_no_unit(tmp_path: Path) -> None:
-    path = write_average_tif(tmp_path / "a.tif", np.zeros((4, 6)), {"unit": "px"})
+    # What an uncalibrated result holds: pixel size (1, 1) in "px".
+    path = write_average_tif(
+        tmp_path / "a.tif", np.zeros((4, 6)), {"unit": "px"}, pixel_size=(1.0, 1.0)
+    )
     with tifffile.TiffFile(path) as tif:
         assert "unit" not in tif.imagej_metadata
     assert open_stack(path).attrs["unit"] == "px"
