@@ -8,6 +8,7 @@ by its path, so the graph holds only strings and pickles to any worker process.
 from __future__ import annotations
 
 import glob
+import json
 import math
 import re
 import warnings
@@ -32,6 +33,7 @@ from daskreg.io._chunks import ChunksSpec, frame_chunks
 from daskreg.io._readers import FILE_EXTENSIONS, read_path
 from daskreg.io._warn import warn_caller
 from daskreg.io._zarr import is_zarr_store
+from daskreg.io.average_tif import DESCRIPTION_FORMAT
 
 __all__ = ["expand_path", "natural_key", "open_files"]
 
@@ -244,6 +246,13 @@ def describe_files(files: Sequence[Path]) -> str:
 
 def _open_file(path: Path, frame_axis: int | None, signal: int | str | None) -> xr.DataArray:
     stack = assemble(read_path(path, signal), frame_axis, None)
+    if _is_daskreg_average(stack):
+        # An average written into the folder of its frames (register frames -o frames/avg.tif)
+        # is found by the next run; uncropped, it even has the frames' size.
+        raise FileFormatError(
+            f"{str(path)!r} is an average written by daskreg, not a frame; move it out of "
+            "the folder, or pass a glob pattern or list that leaves it out"
+        )
     if stack.ndim != 3:
         raise StackShapeError(
             f"{str(path)!r} holds several series (dims {stack.dims}, shape {stack.shape}); "
@@ -251,6 +260,16 @@ def _open_file(path: Path, frame_axis: int | None, signal: int | str | None) -> 
             "series with signal=<index or title> (--signal on the command line)"
         )
     return stack
+
+
+def _is_daskreg_average(stack: xr.DataArray) -> bool:
+    info = json.loads(stack.attrs["original_metadata"]).get("imagej", {}).get("Info")
+    if not isinstance(info, str):
+        return False
+    try:
+        return json.loads(info).get("format") == DESCRIPTION_FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        return False
 
 
 def _check_agrees(stack: xr.DataArray, path: Path, first: xr.DataArray, first_path: Path) -> None:

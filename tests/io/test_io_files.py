@@ -204,6 +204,17 @@ def test_folder_and_pattern_problems(tmp_path: Path) -> None:
         open_stack(empty)
 
 
+def test_an_average_in_the_folder_of_its_frames_is_named(tmp_path: Path) -> None:
+    frames = lattice_series(6, (64, 64), dose=200, seed=2).stack
+    write_frames(tmp_path, frames)
+    daskreg.register(frames, crop=False, engine="numpy").save_tif(
+        tmp_path / "avg.tif"
+    )
+    with pytest.raises(FileFormatError, match=r"avg\.tif.* average written by daskreg"):
+        open_stack(tmp_path)
+    assert open_stack(tmp_path / "frame_*.tif").shape == (6, 64, 64)
+
+
 def test_hidden_files_are_not_frames(tmp_path: Path) -> None:
     write_frames(tmp_path, marked_frames(3))
     (tmp_path / "._frame_0.tif").write_bytes(b"\x00\x05\x16\x07")  # a macOS resource fork
