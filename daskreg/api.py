@@ -18,14 +18,25 @@ import scipy.fft
 import xarray as xr
 from dask.system import CPU_COUNT
 
-from daskreg import autoparams, pipeline
+from daskreg import autoparams
 from daskreg.errors import ParameterError
 from daskreg.kernels import detector, shift
+from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
+from daskreg.method.masks import build_mask
+from daskreg.method.measurements import PairMeasurements, assemble_pairs
+from daskreg.method.pairs import half_shifts, measure_pairs, pair_indices, pair_setup
+from daskreg.method.screening import (
+    frame_correction,
+    initial_bad_frames,
+    prepare_frames,
+    unusable_frames,
+)
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.signatures import PARAM_NAMES, check_names, same_parameters, takes_params
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack, frame_quality
+from daskreg.views import example_views
 
 __all__ = ["Registration", "register", "register_series"]
 
@@ -67,8 +78,8 @@ class Registration:
         self._frames: np.ndarray | None = None
         self._initial_bad: dict[int, str] | None = None
         self._correction = detector.FrameCorrection()
-        self._raw: pipeline.PairMeasurements | None = None
-        self._analysis: pipeline.MatrixAnalysis | None = None
+        self._raw: PairMeasurements | None = None
+        self._analysis: MatrixAnalysis | None = None
         self.timings: dict[str, float] = {}
 
     # -- parameters --------------------------------------------------------------------
@@ -145,7 +156,7 @@ class Registration:
     @property
     def fourier_mask(self) -> xr.DataArray:
         """The current mask on the centred grid, dims (ky, kx) in cycles per frame."""
-        full = pipeline.build_mask(self.params, self.frame_shape)
+        full = build_mask(self.params, self.frame_shape)
         ny, nx = self.frame_shape
         return xr.DataArray(
             np.fft.fftshift(full),
@@ -172,13 +183,13 @@ class Registration:
         start = time.perf_counter()
         frames = np.asarray(self.stack.values)
         finite, std = frame_quality(frames)
-        bad = pipeline.initial_bad_frames(pipeline.unusable_frames(finite, std), self._params)
+        bad = initial_bad_frames(unusable_frames(finite, std), self._params)
         usable = np.ones(len(frames), dtype=bool)
         usable[list(bad)] = False
-        self._correction = pipeline.frame_correction(
+        self._correction = frame_correction(
             detector.FrameMoments.of(frames, usable), std, usable
         )
-        self._frames = pipeline.prepare_frames(frames, bad, self._correction)
+        self._frames = prepare_frames(frames, bad, self._correction)
         self._initial_bad = bad
         self.timings["load"] = time.perf_counter() - start
 
@@ -209,14 +220,14 @@ class Registration:
         p = self.params
         self._load()
         start = time.perf_counter()
-        setup = pipeline.pair_setup(p, self.frame_shape)
+        setup = pair_setup(p, self.frame_shape)
         # In one process the work may use every core (Dask workers keep one each).
         with scipy.fft.set_workers(-1):
             spectra = setup.spectra(self._frames, scale=self._correction.scale)
-        i, j = pipeline.pair_indices(self.n_frames, p.band)
-        found = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
+        i, j = pair_indices(self.n_frames, p.band)
+        found = measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
         with scipy.fft.set_workers(-1):
-            split = pipeline.half_shifts(
+            split = half_shifts(
                 self._frames,
                 setup,
                 scale=self._correction.scale,
@@ -225,7 +236,7 @@ class Registration:
                 ),
                 spectra=spectra,
             )
-        self._raw = pipeline.assemble_pairs(
+        self._raw = assemble_pairs(
             self.n_frames, i, j, found, setup.energy(spectra), p.band, split
         )
         self._raw.lattice_basis = self._resolve().lattice_basis
@@ -238,11 +249,11 @@ class Registration:
         self._update(outliers=method, **params)
         return self._matrix_da(self._analyse().scores, "transitivity_score")
 
-    def _analyse(self) -> pipeline.MatrixAnalysis:
+    def _analyse(self) -> MatrixAnalysis:
         self._measure()
         if self._analysis is None:
             start = time.perf_counter()
-            self._analysis = pipeline.analyse_shift_matrix(
+            self._analysis = analyse_shift_matrix(
                 self._raw, self.params, self._initial_bad
             )
             self.timings["outliers_and_shifts"] = time.perf_counter() - start
@@ -277,7 +288,7 @@ class Registration:
         average = total / analysis.used.sum()
         self.timings["average"] = time.perf_counter() - start
         first_two = np.flatnonzero(analysis.used)[:2]
-        examples = pipeline.example_views(*self._frames[first_two], self.params)
+        examples = example_views(*self._frames[first_two], self.params)
         result = build_result(
             self.stack,
             self.params,

@@ -3,7 +3,7 @@
 Before any spectrum is computed the engine needs, for the whole series, each frame's
 quality (:func:`daskreg.validate.frame_quality`) and the per-pixel moments over the
 usable frames (:class:`~daskreg.kernels.detector.FrameMoments`), from which
-:func:`daskreg.pipeline.frame_correction` finds the hot pixels and the series' scale.
+:func:`daskreg.method.screening.frame_correction` finds the hot pixels and the series' scale.
 One task per frame chunk and a tree of merges: the frames are read once more, and
 nothing larger than two images per chunk is kept.
 """
@@ -16,8 +16,8 @@ import dask
 import numpy as np
 from dask.delayed import Delayed
 
-from daskreg import pipeline
 from daskreg.kernels.detector import FrameMoments
+from daskreg.method.screening import frame_correction, unusable_frames
 from daskreg.validate import frame_quality
 
 __all__ = ["Survey", "survey_graph"]
@@ -35,7 +35,7 @@ class Survey:
     finite, std : ndarray, shape (N,)
         :func:`daskreg.validate.frame_quality` of each frame.
     moments : FrameMoments
-        Over the frames that are not :func:`daskreg.pipeline.unusable_frames`.
+        Over the frames that are not :func:`daskreg.method.screening.unusable_frames`.
     """
 
     finite: np.ndarray
@@ -44,21 +44,21 @@ class Survey:
 
     @property
     def unusable(self) -> dict[int, str]:
-        """:func:`daskreg.pipeline.unusable_frames` of the series."""
-        return pipeline.unusable_frames(self.finite, self.std)
+        """:func:`daskreg.method.screening.unusable_frames` of the series."""
+        return unusable_frames(self.finite, self.std)
 
     def correction(self):
-        """:func:`daskreg.pipeline.frame_correction` of the series (warns on hot pixels)."""
+        """:func:`daskreg.method.screening.frame_correction` of the series (warns on hot pixels)."""
         usable = np.ones(len(self.std), dtype=bool)
         usable[list(self.unusable)] = False
-        return pipeline.frame_correction(self.moments, self.std, usable)
+        return frame_correction(self.moments, self.std, usable)
 
 
 def _survey_chunk(frames: np.ndarray) -> Survey:
     frames = np.asarray(frames)
     finite, std = frame_quality(frames)
     usable = np.ones(len(frames), dtype=bool)
-    usable[list(pipeline.unusable_frames(finite, std))] = False
+    usable[list(unusable_frames(finite, std))] = False
     return Survey(finite, std, FrameMoments.of(frames, usable))
 
 
