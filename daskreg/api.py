@@ -14,34 +14,22 @@ import time
 from typing import Any, Literal
 
 import numpy as np
-import scipy.fft
 import xarray as xr
-from dask.system import CPU_COUNT
 
 from daskreg import autoparams
 from daskreg.errors import ParameterError
-from daskreg.kernels import detector, shift
+from daskreg.method import local
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.masks import build_mask
-from daskreg.method.measurements import PairMeasurements, assemble_pairs
-from daskreg.method.pairs import half_shifts, measure_pairs, pair_indices, pair_setup
-from daskreg.method.screening import (
-    frame_correction,
-    initial_bad_frames,
-    prepare_frames,
-    unusable_frames,
-)
+from daskreg.method.measurements import PairMeasurements
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.signatures import PARAM_NAMES, check_names, same_parameters, takes_params
 from daskreg.stack import as_stack
-from daskreg.validate import check_stack, frame_quality
+from daskreg.validate import check_stack
 from daskreg.views import example_views
 
 __all__ = ["Registration", "register", "register_series"]
-
-# Frames shifted at once while averaging; bounds memory at a few frame copies.
-_AVERAGE_BLOCK = 16
 
 
 class Registration:
@@ -74,16 +62,31 @@ class Registration:
         self._params = RegistrationParams(**params)
         self.stack = as_stack(stack)
         check_stack(self.stack, self._params)
+        # What each step computed, dropped by set_params when a change invalidates it.
         self._resolved: autoparams.Resolved | None = None
-        self._frames: np.ndarray | None = None
-        self._initial_bad: dict[int, str] | None = None
-        self._correction = detector.FrameCorrection()
+        self._loaded: local.LoadedFrames | None = None
         self._raw: PairMeasurements | None = None
         self._analysis: MatrixAnalysis | None = None
         self.timings: dict[str, float] = {}
 
     # -- parameters --------------------------------------------------------------------
-    def _update(self, **changes: Any) -> None:
+    def set_params(self, **changes: Any) -> None:
+        """Change some method parameters; the steps they affect run again when needed.
+
+        Parameters
+        ----------
+        **changes
+            Any of the method parameters (:func:`register` lists them). A change of
+            those that shape the measured shift matrix (mask, correlation, maximum
+            finder, band, precision: :data:`daskreg.params.MEASURE_PARAMS`) discards
+            the measured pairs; any change discards the analysis.
+
+        Raises
+        ------
+        ParameterError
+            An unknown name (naming the valid ones) or an invalid value; nothing is
+            changed then.
+        """
         check_names(changes, PARAM_NAMES, "Registration")
         self._params = self._params.replace(**changes)
         check_stack(self.stack, self._params)
@@ -110,9 +113,9 @@ class Registration:
 
     def _resolve(self) -> autoparams.Resolved:
         if self._resolved is None:
-            self._load()
+            loaded = self._load()
             index = autoparams.sample_indices(self.n_frames, self._params.frames)
-            sample = self._frames[index] / self._correction.scale
+            sample = loaded.frames[index] / loaded.correction.scale
             self._resolved = autoparams.resolve(self._params, sample)
         return self._resolved
 
@@ -150,7 +153,7 @@ class Registration:
             Elliptical Gaussian: feature sizes along its axes, angle (radians) of the
             ``n1`` axis from +x towards +y.
         """
-        self._update(mask=mask, n=n, n1=n1, n2=n2, theta=theta)
+        self.set_params(mask=mask, n=n, n1=n1, n2=n2, theta=theta)
         return self.fourier_mask
 
     @property
@@ -170,28 +173,29 @@ class Registration:
 
     def set_bad_frames(self, bad_frames: Any) -> None:
         """Frames to leave out (indices), on top of those found automatically."""
-        self._update(bad_frames=tuple(int(b) for b in np.atleast_1d(bad_frames)))
+        self.set_params(bad_frames=tuple(int(b) for b in np.atleast_1d(bad_frames)))
 
     def set_frames(self, start: int, stop: int) -> None:
         """Use only frames ``start <= i < stop`` (the reference's ``set_nz``)."""
-        self._update(frames=(start, stop))
+        self.set_params(frames=(start, stop))
 
     # -- steps -------------------------------------------------------------------------
-    def _load(self) -> None:
-        if self._frames is not None:
-            return
-        start = time.perf_counter()
-        frames = np.asarray(self.stack.values)
-        finite, std = frame_quality(frames)
-        bad = initial_bad_frames(unusable_frames(finite, std), self._params)
-        usable = np.ones(len(frames), dtype=bool)
-        usable[list(bad)] = False
-        self._correction = frame_correction(
-            detector.FrameMoments.of(frames, usable), std, usable
-        )
-        self._frames = prepare_frames(frames, bad, self._correction)
-        self._initial_bad = bad
-        self.timings["load"] = time.perf_counter() - start
+    def _load(self) -> local.LoadedFrames:
+        if self._loaded is None:
+            start = time.perf_counter()
+            self._loaded = local.load_frames(self.stack.values, self._params)
+            self.timings["load"] = time.perf_counter() - start
+        return self._loaded
+
+    @property
+    def frames(self) -> np.ndarray:
+        """The frames as they are correlated and averaged, shape ``(frame, y, x)``.
+
+        Hot pixels repaired and unusable frames zeroed
+        (:func:`daskreg.method.screening.prepare_frames`), in a private copy when
+        anything was changed: the stack itself is untouched. Read them, do not write.
+        """
+        return self._load().frames
 
     def find_shifts(self, **params: Any) -> xr.DataArray:
         """Correlate every pair (or a band of pairs) and measure the raw shift matrix.
@@ -210,58 +214,44 @@ class Registration:
             than the series, (frame_i, offset, axis) (see :func:`daskreg.result.pair_coords`).
         """
         if params:
-            self._update(**params)
-        self._measure()
-        return self._matrix_da(self._raw.matrix, "shift_matrix")
+            self.set_params(**params)
+        return self._matrix_da(self._measure().matrix, "shift_matrix")
 
-    def _measure(self) -> None:
-        if self._raw is not None:
-            return
-        p = self.params
-        self._load()
-        start = time.perf_counter()
-        setup = pair_setup(p, self.frame_shape)
-        # In one process the work may use every core (Dask workers keep one each).
-        with scipy.fft.set_workers(-1):
-            spectra = setup.spectra(self._frames, scale=self._correction.scale)
-        i, j = pair_indices(self.n_frames, p.band)
-        found = measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
-        with scipy.fft.set_workers(-1):
-            split = half_shifts(
-                self._frames,
-                setup,
-                scale=self._correction.scale,
-                noise_frames=np.isin(
-                    np.arange(self.n_frames), autoparams.sample_indices(self.n_frames)
-                ),
-                spectra=spectra,
+    def _measure(self) -> PairMeasurements:
+        if self._raw is None:
+            params = self.params
+            loaded = self._load()
+            start = time.perf_counter()
+            self._raw = local.measure(
+                loaded.frames, params, loaded.correction.scale, self._resolve().lattice_basis
             )
-        self._raw = assemble_pairs(
-            self.n_frames, i, j, found, setup.energy(spectra), p.band, split
-        )
-        self._raw.lattice_basis = self._resolve().lattice_basis
-        self._analysis = None
-        self.timings["pairs"] = time.perf_counter() - start
+            self._analysis = None
+            self.timings["pairs"] = time.perf_counter() - start
+        return self._raw
 
     def find_outliers(self, method: str = "transitivity", **params: Any) -> xr.DataArray:
         """Find outlier pairs: ``"transitivity"`` (``threshold``, ``maxpaths``) or ``"nn"``
         (``max_shift``). Returns the transitivity scores (NaN for ``"nn"``)."""
-        self._update(outliers=method, **params)
-        return self._matrix_da(self._analyse().scores, "transitivity_score")
+        self.set_params(outliers=method, **params)
+        return self._matrix_da(self.analysis.scores, "transitivity_score")
 
-    def _analyse(self) -> MatrixAnalysis:
+    @property
+    def analysis(self) -> MatrixAnalysis:
+        """Outliers, bad frames, corrected matrix and shifts for the current parameters.
+
+        Measured (pairs first) the first time it is asked for after a change; see
+        :class:`daskreg.method.analyse.MatrixAnalysis`.
+        """
         self._measure()
         if self._analysis is None:
             start = time.perf_counter()
-            self._analysis = analyse_shift_matrix(
-                self._raw, self.params, self._initial_bad
-            )
+            self._analysis = analyse_shift_matrix(self._raw, self.params, self._loaded.initial_bad)
             self.timings["outliers_and_shifts"] = time.perf_counter() - start
         return self._analysis
 
     def correct(self) -> xr.DataArray:
         """Refill outlier elements from transitivity; returns the corrected matrix."""
-        return self._matrix_da(self._analyse().corrected, "shift_matrix_corrected")
+        return self._matrix_da(self.analysis.corrected, "shift_matrix_corrected")
 
     def average(self, crop: bool | None = None) -> RegistrationResult:
         """Shift the used frames by the Fourier shift theorem, average, and crop.
@@ -276,19 +266,14 @@ class Registration:
         RegistrationResult
         """
         if crop is not None:
-            self._update(crop=crop)
-        analysis = self._analyse()
+            self.set_params(crop=crop)
+        analysis = self.analysis
+        frames = self.frames
         start = time.perf_counter()
-        shifts = analysis.shifts
-        total = np.zeros(self.frame_shape)
-        with scipy.fft.set_workers(-1):
-            for lo in range(0, self.n_frames, _AVERAGE_BLOCK):
-                block = slice(lo, lo + _AVERAGE_BLOCK)
-                total += shift.registered_sum(self._frames[block], shifts[block])
-        average = total / analysis.used.sum()
+        average = local.registered_average(frames, analysis.shifts, analysis.used)
         self.timings["average"] = time.perf_counter() - start
         first_two = np.flatnonzero(analysis.used)[:2]
-        examples = example_views(*self._frames[first_two], self.params)
+        examples = example_views(*frames[first_two], self.params)
         result = build_result(
             self.stack,
             self.params,
@@ -297,7 +282,7 @@ class Registration:
             average,
             self.timings,
             examples,
-            correction=self._correction,
+            correction=self._loaded.correction,
         )
         result.dataset.attrs.update(self._resolve().attrs())
         return result

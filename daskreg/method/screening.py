@@ -3,21 +3,30 @@
 Which frames cannot be correlated at all (NaN/inf pixels, no contrast), the series'
 scale and hot pixels from the usable ones, and the private copy of the frames that the
 engines correlate and average (hot pixels repaired, unusable frames zeroed).
+
+Both engines screen in the same two steps: :func:`survey_frames` (the numpy engine on
+the whole stack, the Dask engine per chunk, merged with :meth:`Survey.merge`) then
+:meth:`Survey.correction`; and :func:`prepare_frames` with that correction before any
+spectrum is computed.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from daskreg.errors import NonFiniteError, RegistrationWarning
 from daskreg.kernels import detector
 from daskreg.params import RegistrationParams
+from daskreg.validate import frame_quality
 
 __all__ = [
     "NONFINITE_REASON",
     "CONSTANT_REASON",
+    "Survey",
+    "survey_frames",
     "unusable_frames",
     "initial_bad_frames",
     "frame_correction",
@@ -122,3 +131,64 @@ def prepare_frames(
             out = frames.astype(np.result_type(frames.dtype, np.float32), copy=True)
         out[sorted(unusable)] = 0.0
     return out
+
+
+def _usable(n_frames: int, unusable: dict[int, str]) -> np.ndarray:
+    usable = np.ones(n_frames, dtype=bool)
+    usable[list(unusable)] = False
+    return usable
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Quality of every frame of a series and the moments of its usable frames.
+
+    Attributes
+    ----------
+    finite, std : ndarray, shape (N,)
+        :func:`daskreg.validate.frame_quality` of each frame.
+    moments : FrameMoments
+        Over the frames that are not :func:`unusable_frames`.
+    """
+
+    finite: np.ndarray
+    std: np.ndarray
+    moments: detector.FrameMoments
+
+    @property
+    def unusable(self) -> dict[int, str]:
+        """:func:`unusable_frames` of the series."""
+        return unusable_frames(self.finite, self.std)
+
+    def correction(self) -> detector.FrameCorrection:
+        """:func:`frame_correction` of the series (warns on hot pixels)."""
+        return frame_correction(self.moments, self.std, _usable(len(self.std), self.unusable))
+
+    @classmethod
+    def merge(cls, parts: list[Survey]) -> Survey:
+        """The survey of consecutive chunks of frames, from theirs (in frame order)."""
+        moments = parts[0].moments
+        for part in parts[1:]:
+            moments = moments.merge(part.moments)
+        return cls(
+            np.concatenate([p.finite for p in parts]),
+            np.concatenate([p.std for p in parts]),
+            moments,
+        )
+
+
+def survey_frames(frames: np.ndarray) -> Survey:
+    """The :class:`Survey` of a block of frames ``(F, ny, nx)``: a light pass, no copy.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (F, ny, nx)
+
+    Returns
+    -------
+    Survey
+    """
+    frames = np.asarray(frames)
+    finite, std = frame_quality(frames)
+    usable = _usable(len(frames), unusable_frames(finite, std))
+    return Survey(finite, std, detector.FrameMoments.of(frames, usable))

@@ -39,12 +39,12 @@ from daskreg.kernels.detector import FrameCorrection
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.measurements import PairMeasurements
 from daskreg.method.pairs import pair_setup
-from daskreg.method.screening import initial_bad_frames, unusable_frames
+from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
 from daskreg.parallel import cluster, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe
 from daskreg.parallel.pairs import assemble, block_pairs, pair_blocks
 from daskreg.parallel.spectra import create_store, spectra_blocks
-from daskreg.parallel.survey import Survey, survey_graph
+from daskreg.parallel.survey import survey_graph
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult, build_result
 from daskreg.stack import as_stack
@@ -209,7 +209,8 @@ def build_graph(
         Its frames' quality, computed (:func:`.survey.survey_graph`); default: measured
         by each spectra task.
     correction : FrameCorrection, optional
-        Its scale and hot pixels (:meth:`.survey.Survey.correction`); default none
+        Its scale and hot pixels
+        (:meth:`~daskreg.method.screening.Survey.correction`); default none
         (:func:`register_dask` always passes both).
 
     Returns

@@ -21,8 +21,7 @@ from dask.delayed import Delayed
 from daskreg import autoparams
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.method.pairs import PairSetup, half_shifts
-from daskreg.method.screening import prepare_frames, unusable_frames
-from daskreg.parallel.survey import Survey
+from daskreg.method.screening import Survey, prepare_frames, unusable_frames
 from daskreg.validate import frame_quality
 
 __all__ = ["FrameInfo", "SpectraBlock", "StoredSpectra", "spectra_blocks", "create_store"]
@@ -150,7 +149,8 @@ def spectra_blocks(
         The series' frame quality (:func:`.survey.survey_graph`), computed; default:
         each task measures its own frames'.
     correction : FrameCorrection, optional
-        Its scale and hot pixels (:meth:`.survey.Survey.correction`); default none.
+        Its scale and hot pixels (:meth:`~daskreg.method.screening.Survey.correction`);
+        default none.
     n_frames : int, optional
         Frames in the series: the checkerboard noise is then measured on the
         sample of :func:`daskreg.autoparams.sample_indices` only (default every frame).
