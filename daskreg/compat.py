@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from daskreg.api import Registration
 from daskreg.kernels.correlate import hann_window
 from daskreg.params import REFERENCE
+from daskreg.registration import Registration
 from daskreg.result import RegistrationResult
 
 __all__ = ["imstack"]
