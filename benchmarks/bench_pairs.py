@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_port import reference_pair_loop  # noqa: E402
 
 import daskreg  # noqa: E402
-from daskreg import pipeline  # noqa: E402
+from daskreg.method.pairs import measure_pairs, pair_indices, pair_setup  # noqa: E402
 from daskreg.params import RegistrationParams  # noqa: E402
 from daskreg.synthetic import lattice_series  # noqa: E402
 
@@ -52,11 +52,11 @@ def pair_stage(stack: np.ndarray, params: RegistrationParams, band_limited: bool
     """Spectra + all pairs with the numpy kernels on every core, as the numpy engine
     runs them (spectra with multi-threaded transforms, pairs in one thread per core);
     returns the PeakResult."""
-    setup = pipeline.pair_setup(params, stack.shape[1:], band_limited=band_limited)
+    setup = pair_setup(params, stack.shape[1:], band_limited=band_limited)
     with scipy.fft.set_workers(-1):
         spectra = setup.spectra(stack)
-    i, j = pipeline.pair_indices(len(stack))
-    return pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
+    i, j = pair_indices(len(stack))
+    return measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
 
 
 def reference_end_to_end(stack: np.ndarray) -> np.ndarray:
@@ -84,7 +84,7 @@ def comparison(n_frames: int, size: int) -> None:
     t_ref, ref_matrix = _time(reference_pair_loop, stack)
     t_band, band = _time(pair_stage, stack, params, None, repeat=3)
     t_full, full = _time(pair_stage, stack, params, False)
-    i, j = pipeline.pair_indices(n_frames)
+    i, j = pair_indices(n_frames)
     agree = np.abs(band.shifts - full.shifts).max()
     true = series.shifts[j] - series.shifts[i]
     print("pair stage (spectra + every pair)")
@@ -139,7 +139,7 @@ def cost_table(sizes: list[int], cutoffs: list[float], n_frames: int = 24) -> No
         t_fft, _ = _time(scipy.fft.irfft2, spectrum, s=(size, size), workers=-1, repeat=20)
         for n in cutoffs:
             params = RegistrationParams.reference(n=n)
-            setup = pipeline.pair_setup(params, (size, size))
+            setup = pair_setup(params, (size, size))
             path = "band" if setup.band is not None else "full"
             n_pairs = n_frames * (n_frames - 1) // 2
             t_pairs, _ = _time(pair_stage, stack, params, None, repeat=2)

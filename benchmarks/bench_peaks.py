@@ -27,7 +27,9 @@ import warnings
 
 import numpy as np
 
-from daskreg import pipeline
+from daskreg.method.analyse import analyse_shift_matrix
+from daskreg.method.measurements import assemble_pairs
+from daskreg.method.pairs import measure_pairs, pair_indices, pair_setup
 from daskreg.params import RegistrationParams
 from daskreg.synthetic import lattice_series
 
@@ -41,19 +43,19 @@ def measure(series, method: str) -> dict[str, float]:
     """Pair and final errors of one series with one estimator."""
     shape = series.stack.shape[1:]
     params = RegistrationParams(find_maxima=method)
-    setup = pipeline.pair_setup(params, shape)
+    setup = pair_setup(params, shape)
     spectra = setup.spectra(series.stack)
-    i, j = pipeline.pair_indices(len(series.stack))
+    i, j = pair_indices(len(series.stack))
     start = time.perf_counter()
-    found = pipeline.measure_pairs(spectra, spectra, i, j, setup)
+    found = measure_pairs(spectra, spectra, i, j, setup)
     per_pair = (time.perf_counter() - start) / len(i)
     truth = series.shifts[j] - series.shifts[i]
     error = found.shifts - truth
     good = np.hypot(*error.T) <= 1.0
-    pairs = pipeline.assemble_pairs(len(series.stack), i, j, found, setup.energy(spectra))
+    pairs = assemble_pairs(len(series.stack), i, j, found, setup.energy(spectra))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        analysis = pipeline.analyse_shift_matrix(pairs, params)
+        analysis = analyse_shift_matrix(pairs, params)
     final = analysis.shifts[analysis.used] - series.shifts[analysis.used]
     final -= np.median(final, axis=0)
     kept = np.hypot(*final.T) <= 1.0

@@ -1,12 +1,13 @@
 """daskreg: rigid registration of atomic-resolution STEM image series."""
 
 from daskreg._version import __version__ as __version__
-from daskreg.api import Registration, register, register_series
+from daskreg.api import register, register_series
 from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
 from daskreg.kernels.masks import fourier_grids
 from daskreg.planning import RegistrationPlan, plan
+from daskreg.registration import Registration
 from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = [

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from daskreg.api import Registration
 from daskreg.kernels.correlate import hann_window
 from daskreg.params import REFERENCE
+from daskreg.registration import Registration
 from daskreg.result import RegistrationResult
 
 __all__ = ["imstack"]
@@ -60,10 +60,10 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
     # -- spectra and masks ---------------------------------------------------------------
     def getFFTs(self) -> None:
         """Compute the frame spectra (done lazily by daskreg; kept for the call order)."""
-        self._reg._load()
+        frames = self._reg.frames
         self.fftstack = np.moveaxis(
             np.fft.fft2(
-                (self._reg._frames - self._reg._frames.mean(axis=(1, 2), keepdims=True))
+                (frames - frames.mean(axis=(1, 2), keepdims=True))
                 * hann_window((self.nx, self.ny))
             ),
             0,
@@ -99,13 +99,13 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
         self, num_peaks: int = 5, sigma_guess: float = 2, window_radius: int = 6
     ) -> None:
         """Parameters of the ``gf`` maximum finder."""
-        self._reg._update(
+        self._reg.set_params(
             num_peaks=num_peaks, sigma_guess=sigma_guess, window_radius=window_radius
         )
 
     def setCoMParams(self, num_iter: int = 2, min_window_frac: float = 3) -> None:
         """Parameters of the ``com`` maximum finder."""
-        self._reg._update(num_iter=num_iter, min_window_frac=min_window_frac)
+        self._reg.set_params(num_iter=num_iter, min_window_frac=min_window_frac)
 
     def findImageShifts(
         self, correlationType: str = "cc", findMaxima: str = "pixel", verbose: bool = True
@@ -142,7 +142,7 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
         self._sync_masks()
 
     def _sync_masks(self) -> None:
-        analysis = self._reg._analyse()
+        analysis = self._reg.analysis
         self.outlier_mask = ~analysis.outliers
         self.Rij_mask = analysis.valid.copy()
 
@@ -150,12 +150,12 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
         """Refill outliers from transitivity (always terminates)."""
         corrected = self._reg.correct().values
         self.X_ij_c, self.Y_ij_c = corrected[..., 0].copy(), corrected[..., 1].copy()
-        used = self._reg._analyse().used
+        used = self._reg.analysis.used
         self.Rij_mask_c = np.outer(used, used)
 
     def get_imshifts(self) -> None:
         """Per-frame corrections ``shifts_x`` (rows) and ``shifts_y`` (columns)."""
-        analysis = self._reg._analyse()
+        analysis = self._reg.analysis
         self.shifts_x = -analysis.shifts[:, 0]
         self.shifts_y = -analysis.shifts[:, 1]
         self.bad_images = sorted(int(k) for k in np.flatnonzero(~analysis.used))
@@ -188,7 +188,7 @@ class imstack:  # noqa: N801 - the reference's class name, kept so notebooks run
     def save(self, fout: str | os.PathLike, crop: bool = True) -> None:
         """Save the average as float32 TIFF (``.tif`` appended if missing)."""
         if crop != bool(self.result.dataset.attrs["crop"]):
-            self._reg._update(crop=crop)
+            self._reg.set_params(crop=crop)
             self._result = self._reg.average()
         self.result.save_tif(fout)
 

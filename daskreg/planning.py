@@ -13,10 +13,10 @@ from itertools import accumulate
 from typing import Any
 
 from daskreg import autoparams
+from daskreg.method.pairs import pair_indices
 from daskreg.parallel.engine import prepare_stack, spectra_nbytes
 from daskreg.parallel.pairs import block_pairs
 from daskreg.params import RegistrationParams
-from daskreg.pipeline import pair_indices
 from daskreg.signatures import takes_params
 
 __all__ = ["RegistrationPlan", "plan"]

@@ -26,8 +26,9 @@ from daskreg.io.results import RESULT_EXTENSIONS, load_dataset, save_dataset
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.kernels.layout import PairLayout
 from daskreg.kernels.shift import CropBounds, coverage, crop_bounds
+from daskreg.method.analyse import MatrixAnalysis
+from daskreg.method.measurements import PairMeasurements
 from daskreg.params import RegistrationParams
-from daskreg.pipeline import MatrixAnalysis, PairMeasurements
 from daskreg.summary import ResultSummary, summarize
 
 __all__ = ["RegistrationResult", "build_result", "load_result", "pair_coords", "save_result"]
@@ -403,11 +404,11 @@ def build_result(
     timings : dict
         Seconds per stage, recorded in the attrs.
     examples : dict, optional
-        :func:`daskreg.pipeline.example_views` of the first two used frames, kept so
+        :func:`daskreg.views.example_views` of the first two used frames, kept so
         that the report can be drawn from the result alone.
     correction : FrameCorrection, optional
         The hot pixels repaired and the scale the frames were divided by
-        (:func:`daskreg.pipeline.frame_correction`), recorded in the attrs.
+        (:func:`daskreg.method.screening.frame_correction`), recorded in the attrs.
 
     Warns
     -----

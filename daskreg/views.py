@@ -1,9 +1,9 @@
 """What a reader looks at to judge one pair: a frame, the Fourier mask, the correlation.
 
-The figures of :mod:`daskreg.plot` draw what a result stores (its ``example_*``
-variables); for any other pair or mask setting they ask :func:`pair_views`, which
-measures the pair exactly as a registration does, so the figures compute nothing
-themselves.
+Every engine stores :func:`example_views` of two used frames in its result (the
+``example_*`` variables), which the figures of :mod:`daskreg.plot` draw; for any other
+pair or mask setting they ask :func:`pair_views`, which measures the pair exactly as a
+registration does, so the figures compute nothing themselves.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ from typing import NamedTuple
 import numpy as np
 
 from daskreg.autoparams import resolve
+from daskreg.kernels import correlate, detector
+from daskreg.method.masks import build_mask
+from daskreg.method.pairs import measure_pairs, pair_setup
 from daskreg.params import RegistrationParams
-from daskreg.pipeline import example_views, measure_pairs, pair_setup
+from daskreg.validate import frame_quality
 
-__all__ = ["PairViews", "pair_views"]
+__all__ = ["PairViews", "example_views", "pair_views"]
 
 
 class PairViews(NamedTuple):
@@ -35,6 +38,41 @@ class PairViews(NamedTuple):
     fourier_mask: np.ndarray
     correlation: np.ndarray
     shift: np.ndarray
+
+
+def example_views(
+    frame_a: np.ndarray, frame_b: np.ndarray, params: RegistrationParams
+) -> dict[str, np.ndarray]:
+    """What a reader of the report looks at: one frame, the mask, one pair's correlation.
+
+    Parameters
+    ----------
+    frame_a, frame_b : ndarray, shape (ny, nx)
+        Two used frames (the first two, by convention).
+    params : RegistrationParams
+
+    Returns
+    -------
+    dict
+        ``example_frame`` (ny, nx); ``fourier_mask`` (ny, nx), centred; and
+        ``example_correlation`` (ny, nx), centred so that zero shift is at
+        ``(ny // 2, nx // 2)``.
+    """
+    shape = frame_a.shape
+    mask = build_mask(params, shape)
+    pair = np.stack([frame_a, frame_b])
+    scale = detector.series_scale(frame_quality(pair)[1])
+    spectra = correlate.frame_spectra(
+        pair, dtype=params.spectrum_dtype, scale=scale, window=params.window
+    )
+    corr = correlate.correlation_maps(
+        spectra[:1], spectra[1:], correlate.half_plane_mask(mask), shape, params.correlation
+    )[0]
+    return {
+        "example_frame": np.asarray(frame_a, dtype=np.float64),
+        "fourier_mask": np.fft.fftshift(mask),
+        "example_correlation": np.fft.fftshift(corr),
+    }
 
 
 def pair_views(

@@ -10,7 +10,7 @@ import pytest
 
 import daskreg
 from daskreg.errors import RegistrationWarning
-from daskreg.pipeline import contrast_outliers
+from daskreg.method.bad_frames import contrast_outliers
 from daskreg.synthetic import lattice_series
 
 from .conftest import rms_error

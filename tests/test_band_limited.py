@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daskreg import pipeline
+from daskreg.method.pairs import measure_pairs, pair_indices, pair_setup
 from daskreg.params import RegistrationParams
 from daskreg.synthetic import lattice_series
 
@@ -38,10 +38,10 @@ SCENARIOS = {
 
 
 def _measure(stack: np.ndarray, params: RegistrationParams, band_limited: bool):
-    setup = pipeline.pair_setup(params, stack.shape[1:], band_limited=band_limited)
+    setup = pair_setup(params, stack.shape[1:], band_limited=band_limited)
     spectra = setup.spectra(stack)
-    i, j = pipeline.pair_indices(len(stack))
-    return setup, pipeline.measure_pairs(spectra, spectra, i, j, setup)
+    i, j = pair_indices(len(stack))
+    return setup, measure_pairs(spectra, spectra, i, j, setup)
 
 
 @pytest.mark.parametrize("find_maxima", ["pixel", "gf", "upsampled"])
@@ -62,7 +62,7 @@ def test_band_spectra_hold_each_frame_contiguously():
     # The pair kernels read one frame's band spectrum at a time; the band crop's fancy
     # index alone would leave the frames interleaved (and the kernels on a slow path).
     stack = lattice_series(3, (128, 128), dose=20, seed=5).stack
-    setup = pipeline.pair_setup(RegistrationParams.reference(), stack.shape[1:])
+    setup = pair_setup(RegistrationParams.reference(), stack.shape[1:])
     assert setup.band is not None
     assert setup.spectra(stack).flags.c_contiguous
 
@@ -71,12 +71,12 @@ def test_pairs_measured_in_threads_equal_one_thread():
     # Enough pairs for several batches per thread, so the threads really split the work
     # (and a batch concatenated out of order would misplace shifts).
     stack = lattice_series(40, (128, 128), dose=20, seed=5).stack
-    setup = pipeline.pair_setup(RegistrationParams.reference(), stack.shape[1:])
+    setup = pair_setup(RegistrationParams.reference(), stack.shape[1:])
     assert setup.band is not None
     spectra = setup.spectra(stack)
-    i, j = pipeline.pair_indices(len(stack))
-    one = pipeline.measure_pairs(spectra, spectra, i, j, setup)
-    threaded = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=3)
+    i, j = pair_indices(len(stack))
+    one = measure_pairs(spectra, spectra, i, j, setup)
+    threaded = measure_pairs(spectra, spectra, i, j, setup, threads=3)
     np.testing.assert_allclose(threaded.shifts, one.shifts, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(threaded.ok, one.ok)
     # The fits stop on the centre's step, so heights agree to the fit tolerance only.
@@ -127,7 +127,7 @@ def test_windows_are_the_full_size_correlation_around_any_centre(precision, shap
     # product, read with periodic indexing: centres far outside the frame and on both
     # edges, radii of the reach and fit windows.
     stack = lattice_series(3, shape, dose=50, seed=13).stack
-    setup = pipeline.pair_setup(RegistrationParams.reference(precision=precision), shape)
+    setup = pair_setup(RegistrationParams.reference(precision=precision), shape)
     assert setup.band is not None
     geometry = setup.band
     spectra = setup.spectra(stack)

@@ -76,21 +76,23 @@ def _torn_series(seed: int, dose: float = 10.0):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_halves_of_a_torn_frame_disagree(seed):
-    from daskreg import autoparams, pipeline
+    from daskreg import autoparams
+    from daskreg.method.bad_frames import torn_frames
+    from daskreg.method.pairs import half_shifts, pair_setup
     from daskreg.params import RegistrationParams
 
     series, stack = _torn_series(seed)
     resolved = autoparams.resolve(RegistrationParams(), stack[::2])
-    setup = pipeline.pair_setup(resolved.params, stack.shape[1:])
+    setup = pair_setup(resolved.params, stack.shape[1:])
     used = np.ones(len(stack), bool)
-    torn = pipeline.torn_frames(
-        pipeline.half_shifts(stack, setup)[:, 1], used, resolved.lattice_basis
+    torn = torn_frames(
+        half_shifts(stack, setup)[:, 1], used, resolved.lattice_basis
     )
     assert list(torn) == [6]
     # The sublattice jump, modulo the lattice: (6, 6) px or an equivalent.
     assert np.linalg.norm(torn[6]) > 4
-    clean = pipeline.torn_frames(
-        pipeline.half_shifts(series.stack, setup)[:, 1], used, resolved.lattice_basis
+    clean = torn_frames(
+        half_shifts(series.stack, setup)[:, 1], used, resolved.lattice_basis
     )
     assert clean == {}
 
@@ -98,16 +100,16 @@ def test_halves_of_a_torn_frame_disagree(seed):
 @pytest.mark.parametrize("band_limited", [None, False])
 def test_halves_from_the_whole_frames_spectra_are_the_two_pass_ones(band_limited):
     # The spectra are linear in the frame: one half's is the whole's minus the other's.
-    from daskreg import pipeline
+    from daskreg.method.pairs import half_shifts, pair_setup
     from daskreg.params import RegistrationParams
 
     series = lattice_series(6, (96, 128), dose=20, seed=5)
     params = RegistrationParams.reference(find_maxima="gf")
-    setup = pipeline.pair_setup(params, (96, 128), band_limited=band_limited)
+    setup = pair_setup(params, (96, 128), band_limited=band_limited)
     noise = np.array([True, False, True, False, True, True])
-    two_pass = pipeline.half_shifts(series.stack, setup, scale=4.0, noise_frames=noise)
+    two_pass = half_shifts(series.stack, setup, scale=4.0, noise_frames=noise)
     whole = setup.spectra(series.stack, scale=4.0)
-    one_pass = pipeline.half_shifts(
+    one_pass = half_shifts(
         series.stack, setup, scale=4.0, noise_frames=noise, spectra=whole
     )
     np.testing.assert_allclose(one_pass, two_pass, atol=1e-5, equal_nan=True)

@@ -16,8 +16,8 @@ import daskreg
 from daskreg.errors import RegistrationWarning
 from daskreg.kernels import shiftmatrix as sm
 from daskreg.kernels.layout import DenseLayout
+from daskreg.method.analyse import _find_outliers, auto_threshold
 from daskreg.params import RegistrationParams
-from daskreg.pipeline import _find_outliers, auto_threshold
 from daskreg.synthetic import lattice_series
 
 from .conftest import DATA, requires_data, rms_error

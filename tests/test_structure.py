@@ -106,3 +106,45 @@ def test_nothing_imports_the_package_root():
     # through everything (the version lives in daskreg/_version.py for that reason).
     importers = sorted(name for name, targets in import_graph().items() if ROOT in targets)
     assert importers == [], f"these modules import the package root daskreg: {importers}"
+
+
+# A module over this many lines holds more than one job: split it (issue 16).
+MAX_LINES = 500
+# Modules still over the limit, each being split by its own change. An entry is removed
+# when that change lands: the test fails for a listed module that is now short enough,
+# so that the list only ever shrinks.
+KNOWN_LONG = {
+    "daskreg/cli.py",
+    "daskreg/kernels/lattice.py",
+    "daskreg/kernels/peaks.py",
+    "daskreg/kernels/shiftmatrix.py",
+    "daskreg/parallel/engine.py",
+    "daskreg/result.py",
+    "daskreg/synthetic.py",
+}
+
+
+def long_modules(package: Path = PACKAGE, limit: int = MAX_LINES) -> dict[str, int]:
+    """Modules of more than ``limit`` lines -> their length (paths from the package's parent)."""
+    lengths = {
+        path.relative_to(package.parent).as_posix(): len(path.read_text().splitlines())
+        for path in sorted(package.rglob("*.py"))
+    }
+    return {name: n for name, n in lengths.items() if n > limit}
+
+
+def test_long_modules_are_found(tmp_path):
+    # The checker itself: the limit is inclusive, subpackages are searched.
+    package = tmp_path / ROOT
+    (package / "sub").mkdir(parents=True)
+    (package / "short.py").write_text("x = 1\n" * 3)
+    (package / "sub" / "long.py").write_text("x = 1\n" * 4)
+    assert long_modules(package, limit=3) == {"daskreg/sub/long.py": 4}
+
+
+def test_no_module_over_the_line_limit():
+    long = long_modules()
+    new = {name: n for name, n in long.items() if name not in KNOWN_LONG}
+    assert not new, f"modules over {MAX_LINES} lines (split them by job): {new}"
+    shortened = sorted(KNOWN_LONG - set(long))
+    assert not shortened, f"now at most {MAX_LINES} lines: remove {shortened} from KNOWN_LONG"

@@ -3,7 +3,7 @@
 1. :func:`build_graph` wires, for one ``(frame, y, x)`` stack and without computing
    anything: spectra per frame chunk (:mod:`~daskreg.parallel.spectra`) -> measured
    pairs per block pair (:mod:`~daskreg.parallel.pairs`) -> one analysis task
-   (assembly, outliers, bad frames, shifts: :func:`daskreg.pipeline.analyse_shift_matrix`).
+   (assembly, outliers, bad frames, shifts: :func:`daskreg.method.analyse.analyse_shift_matrix`).
 2. :func:`average_graph` wires the registered average as a reduction over frame chunks
    (:mod:`~daskreg.parallel.reduce`), and optionally the aligned stack for Zarr.
 
@@ -33,18 +33,23 @@ import numpy as np
 import xarray as xr
 from dask.delayed import Delayed
 
-from daskreg import autoparams, pipeline
+from daskreg import autoparams
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
 from daskreg.kernels.detector import FrameCorrection
+from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
+from daskreg.method.measurements import PairMeasurements
+from daskreg.method.pairs import pair_setup
+from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
 from daskreg.parallel import cluster, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe
 from daskreg.parallel.pairs import assemble, block_pairs, pair_blocks
 from daskreg.parallel.spectra import create_store, spectra_blocks
-from daskreg.parallel.survey import Survey, survey_graph
+from daskreg.parallel.survey import survey_graph
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult, build_result
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack
+from daskreg.views import example_views
 
 __all__ = [
     "Execution",
@@ -95,8 +100,8 @@ class Analysed:
     error : DaskregError or None
     """
 
-    pairs: pipeline.PairMeasurements
-    analysis: pipeline.MatrixAnalysis | None
+    pairs: PairMeasurements
+    analysis: MatrixAnalysis | None
     caught: list[tuple[type[Warning], str]] = field(default_factory=list)
     error: DaskregError | None = None
 
@@ -110,8 +115,8 @@ def _analyse(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            bad = pipeline.initial_bad_frames(pipeline.unusable_frames(finite, std), params)
-            analysis = pipeline.analyse_shift_matrix(pairs, params, bad)
+            bad = initial_bad_frames(unusable_frames(finite, std), params)
+            analysis = analyse_shift_matrix(pairs, params, bad)
         except DaskregError as err:
             return Analysed(pairs, None, error=err)
     return Analysed(pairs, analysis, [(w.category, str(w.message)) for w in caught])
@@ -204,7 +209,8 @@ def build_graph(
         Its frames' quality, computed (:func:`.survey.survey_graph`); default: measured
         by each spectra task.
     correction : FrameCorrection, optional
-        Its scale and hot pixels (:meth:`.survey.Survey.correction`); default none
+        Its scale and hot pixels
+        (:meth:`~daskreg.method.screening.Survey.correction`); default none
         (:func:`register_dask` always passes both).
 
     Returns
@@ -213,7 +219,7 @@ def build_graph(
         :class:`Analysed`.
     """
     frames = stack.data
-    setup_value = pipeline.pair_setup(params, frames.shape[-2:])
+    setup_value = pair_setup(params, frames.shape[-2:])
     setup = dask.delayed(
         setup_value, name=f"pair-setup-{dask.base.tokenize(setup_value)}", traverse=False
     )
@@ -251,7 +257,7 @@ def average_graph(data: da.Array, shifts: np.ndarray) -> da.Array:
 
 
 def _one_spectrum(params: RegistrationParams, shape: tuple[int, ...]) -> np.ndarray:
-    setup = pipeline.pair_setup(params, shape)
+    setup = pair_setup(params, shape)
     return setup.spectra(np.zeros((1, *shape), dtype=np.float32))[0]
 
 
@@ -410,7 +416,7 @@ def register_dask(
             outcome.analysis,
             np.asarray(average),
             timings,
-            pipeline.example_views(*np.asarray(frames), chosen.params),
+            example_views(*np.asarray(frames), chosen.params),
             correction=correction,
         )
         result.dataset.attrs.update(chosen.attrs())

@@ -15,8 +15,9 @@ import dask
 import numpy as np
 from dask.delayed import Delayed
 
-from daskreg import pipeline
 from daskreg.kernels.peaks import PeakResult
+from daskreg.method.measurements import PairMeasurements, assemble_pairs
+from daskreg.method.pairs import PairSetup, measure_pairs, pair_indices
 from daskreg.parallel.spectra import FrameInfo, SpectraBlock
 
 __all__ = ["PairBlock", "block_pairs", "pair_blocks", "assemble"]
@@ -63,10 +64,10 @@ def _measure_block(
     cols: tuple[int, int],
     n_frames: int,
     band: int | None,
-    setup: pipeline.PairSetup,
+    setup: PairSetup,
 ) -> PairBlock:
-    i, j = pipeline.pair_indices(n_frames, band, rows=slice(*rows), cols=slice(*cols))
-    found = pipeline.measure_pairs(first.load(), second.load(), i - rows[0], j - cols[0], setup)
+    i, j = pair_indices(n_frames, band, rows=slice(*rows), cols=slice(*cols))
+    found = measure_pairs(first.load(), second.load(), i - rows[0], j - cols[0], setup)
     return PairBlock(i, j, found)
 
 
@@ -85,7 +86,7 @@ def pair_blocks(
     bounds : list of int
         Frame boundaries of the chunks (``len(blocks) + 1`` values).
     setup : Delayed
-        The :class:`~daskreg.pipeline.PairSetup`.
+        The :class:`~daskreg.method.pairs.PairSetup`.
     band : int, optional
         Only pairs with ``|i - j| <= band``.
 
@@ -111,8 +112,8 @@ def pair_blocks(
 
 def assemble(
     infos: list[FrameInfo], measured: list[PairBlock], band: int | None
-) -> tuple[pipeline.PairMeasurements, np.ndarray, np.ndarray]:
-    """Gather the tasks' pairs into :class:`~daskreg.pipeline.PairMeasurements`.
+) -> tuple[PairMeasurements, np.ndarray, np.ndarray]:
+    """Gather the tasks' pairs into :class:`~daskreg.method.measurements.PairMeasurements`.
 
     Returns
     -------
@@ -128,5 +129,5 @@ def assemble(
     i = np.concatenate([m.i for m in measured])
     j = np.concatenate([m.j for m in measured])
     found = PeakResult.concatenate([m.found for m in measured])
-    pairs = pipeline.assemble_pairs(len(finite), i, j, found, energy, band, split)
+    pairs = assemble_pairs(len(finite), i, j, found, energy, band, split)
     return pairs, finite, std

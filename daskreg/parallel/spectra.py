@@ -4,7 +4,7 @@ Each task reads its frames once and returns a :class:`SpectraBlock`: the spectra
 when they are spilled, a :class:`StoredSpectra` reference to where they were written)
 and the small per-frame :class:`FrameInfo` that the analysis needs. Unusable frames
 (NaN/inf pixels, no contrast) are zeroed and hot pixels repaired in a private copy
-first (:func:`daskreg.pipeline.prepare_frames`), as the in-memory engine does, so every
+first (:func:`daskreg.method.screening.prepare_frames`), as the in-memory engine does, so every
 engine correlates the same numbers; the quality of each frame comes from the survey
 (:mod:`~daskreg.parallel.survey`), which read the frames first.
 """
@@ -18,9 +18,10 @@ import numpy as np
 import zarr
 from dask.delayed import Delayed
 
-from daskreg import autoparams, pipeline
+from daskreg import autoparams
 from daskreg.kernels.detector import FrameCorrection
-from daskreg.parallel.survey import Survey
+from daskreg.method.pairs import PairSetup, half_shifts
+from daskreg.method.screening import Survey, prepare_frames, unusable_frames
 from daskreg.validate import frame_quality
 
 __all__ = ["FrameInfo", "SpectraBlock", "StoredSpectra", "spectra_blocks", "create_store"]
@@ -37,9 +38,9 @@ class FrameInfo:
     finite, std : ndarray, shape (F,)
         :func:`daskreg.validate.frame_quality` of each frame.
     energy : ndarray, shape (F,)
-        Masked energy of each frame's spectrum (:meth:`~daskreg.pipeline.PairSetup.energy`).
+        Masked energy of each frame's spectrum (:meth:`~daskreg.method.pairs.PairSetup.energy`).
     split : ndarray, shape (F, 2, 2)
-        :func:`~daskreg.pipeline.half_shifts` of each frame.
+        :func:`~daskreg.method.pairs.half_shifts` of each frame.
     """
 
     start: int
@@ -94,7 +95,7 @@ def create_store(
 def _spectra_block(
     frames: np.ndarray,
     start: int,
-    setup: pipeline.PairSetup,
+    setup: PairSetup,
     store: str | None,
     correction: FrameCorrection,
     quality: tuple[np.ndarray, np.ndarray] | None,
@@ -103,9 +104,9 @@ def _spectra_block(
     finite, std = frame_quality(frames) if quality is None else quality
     # Hot pixels repaired and unusable frames zeroed in a private copy, like the
     # in-memory engine: the source is untouched.
-    frames = pipeline.prepare_frames(frames, pipeline.unusable_frames(finite, std), correction)
+    frames = prepare_frames(frames, unusable_frames(finite, std), correction)
     spectra = setup.spectra(frames, scale=correction.scale)
-    split = pipeline.half_shifts(
+    split = half_shifts(
         frames, setup, scale=correction.scale, noise_frames=noise_frames, spectra=spectra
     )
     info = FrameInfo(start, finite, std, setup.energy(spectra), split)
@@ -140,7 +141,7 @@ def spectra_blocks(
     starts : list of int
         First frame of each chunk.
     setup : Delayed
-        The :class:`~daskreg.pipeline.PairSetup` of the registration.
+        The :class:`~daskreg.method.pairs.PairSetup` of the registration.
     store : str, optional
         Zarr array (from :func:`create_store`) to spill the spectra to; they then
         leave memory as soon as written, and each pair task reads its two blocks back.
@@ -148,7 +149,8 @@ def spectra_blocks(
         The series' frame quality (:func:`.survey.survey_graph`), computed; default:
         each task measures its own frames'.
     correction : FrameCorrection, optional
-        Its scale and hot pixels (:meth:`.survey.Survey.correction`); default none.
+        Its scale and hot pixels (:meth:`~daskreg.method.screening.Survey.correction`);
+        default none.
     n_frames : int, optional
         Frames in the series: the checkerboard noise is then measured on the
         sample of :func:`daskreg.autoparams.sample_indices` only (default every frame).

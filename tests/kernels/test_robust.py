@@ -9,7 +9,7 @@ from daskreg.kernels import robust
 from daskreg.kernels import shiftmatrix as sm
 from daskreg.kernels.lattice import nearest_translation
 from daskreg.kernels.layout import pair_layout
-from daskreg.pipeline import pair_indices
+from daskreg.method.pairs import pair_indices
 
 # A hexagonal lattice of 12 px: a1 along x, a2 at 60 degrees, as (y, x).
 BASIS = np.array([[0.0, 12.0], [10.392, 6.0]])

@@ -7,9 +7,11 @@ import pytest
 from scipy import ndimage
 
 import daskreg
-from daskreg import pipeline
 from daskreg.errors import ParameterError
 from daskreg.kernels import correlate, peaks
+from daskreg.method.analyse import analyse_shift_matrix
+from daskreg.method.measurements import assemble_pairs
+from daskreg.method.pairs import measure_pairs, pair_indices, pair_setup
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.synthetic import lattice_series
 from tests.conftest import rms_error
@@ -33,11 +35,11 @@ def _fourier_shifted(base: np.ndarray) -> np.ndarray:
 
 
 def _pairs_with_first(frames: np.ndarray, params: RegistrationParams, band_limited: bool):
-    setup = pipeline.pair_setup(params, frames.shape[1:], band_limited=band_limited)
+    setup = pair_setup(params, frames.shape[1:], band_limited=band_limited)
     assert (setup.band is not None) == band_limited
     spectra = setup.spectra(frames)
     others = np.arange(1, len(frames))
-    return pipeline.measure_pairs(spectra, spectra, np.zeros_like(others), others, setup)
+    return measure_pairs(spectra, spectra, np.zeros_like(others), others, setup)
 
 
 @pytest.mark.parametrize("image", ["perovskite", "hexagonal", "smooth"])
@@ -122,10 +124,10 @@ def test_windows_register_a_drifting_lattice(window, find_maxima):
     0.010-0.017 px on this series), far from a wrong window's unit-cell hops."""
     series = lattice_series(8, (192, 160), dose=50, read_noise=1, seed=4)
     params = RegistrationParams.reference(find_maxima=find_maxima, window=window)
-    setup = pipeline.pair_setup(params, (192, 160))
+    setup = pair_setup(params, (192, 160))
     spectra = setup.spectra(series.stack)
-    i, j = pipeline.pair_indices(8)
-    found = pipeline.measure_pairs(spectra, spectra, i, j, setup)
+    i, j = pair_indices(8)
+    found = measure_pairs(spectra, spectra, i, j, setup)
     error = found.shifts - (series.shifts[j] - series.shifts[i])
     assert np.sqrt((error**2).sum(axis=1).mean()) < 0.05
 
@@ -137,12 +139,12 @@ def test_broad_peaked_series_registers_with_upsampled():
         10, (384, 384), spacing=32, column_sigma=8, dose=50, read_noise=1, seed=5
     )
     params = RegistrationParams.reference(find_maxima="upsampled")
-    setup = pipeline.pair_setup(params, (384, 384))
+    setup = pair_setup(params, (384, 384))
     spectra = setup.spectra(series.stack)
-    i, j = pipeline.pair_indices(10)
-    found = pipeline.measure_pairs(spectra, spectra, i, j, setup)
-    pairs = pipeline.assemble_pairs(10, i, j, found, setup.energy(spectra))
-    analysis = pipeline.analyse_shift_matrix(pairs, params)
+    i, j = pair_indices(10)
+    found = measure_pairs(spectra, spectra, i, j, setup)
+    pairs = assemble_pairs(10, i, j, found, setup.energy(spectra))
+    analysis = analyse_shift_matrix(pairs, params)
     assert analysis.used.all()
     assert rms_error(analysis.shifts, series.shifts) <= 0.05
 
@@ -198,7 +200,7 @@ def test_pair_setup_spectra_apply_the_chosen_window(window):
     engine's spectra tasks call too) are those of the centred frames times the window."""
     frames = lattice_series(3, (48, 56), dose=20, seed=2).stack.astype(np.float64)
     params = RegistrationParams.reference(window=window, precision="double")
-    spectra = pipeline.pair_setup(params, (48, 56), band_limited=False).spectra(frames)
+    spectra = pair_setup(params, (48, 56), band_limited=False).spectra(frames)
     centred = frames - frames.mean(axis=(1, 2), keepdims=True)
     expected = np.fft.rfft2(centred * correlate.real_window((48, 56), window))
     np.testing.assert_allclose(spectra, expected, rtol=0, atol=1e-10 * np.abs(expected).max())

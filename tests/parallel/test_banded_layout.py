@@ -12,17 +12,19 @@ import warnings
 import numpy as np
 import pytest
 
-from daskreg import pipeline
 from daskreg.kernels import shiftmatrix as sm
 from daskreg.kernels.layout import BandLayout, DenseLayout, pair_layout
 from daskreg.kernels.peaks import PeakResult
+from daskreg.method.analyse import analyse_shift_matrix
+from daskreg.method.measurements import assemble_pairs
+from daskreg.method.pairs import pair_indices
 from daskreg.params import RegistrationParams
 
 
 def _problem(n, width, seed, hop_fraction=0.05, noise=0.05):
     rng = np.random.default_rng(seed)
     truth = np.cumsum(rng.normal(0.5, 0.3, (n, 2)), axis=0)
-    i, j = pipeline.pair_indices(n, width)
+    i, j = pair_indices(n, width)
     shifts = truth[j] - truth[i] + rng.normal(0, noise, (len(i), 2))
     shifts[rng.random(len(i)) < hop_fraction] += 16.0
     return truth, i, j, shifts
@@ -110,10 +112,10 @@ def test_ten_thousand_frames_never_allocate_n_by_n():
     truth, i, j, shifts = _problem(n, width, 5, hop_fraction=0.0)
     found = PeakResult(shifts, np.ones(len(i), bool), np.ones(len(i)))
     tracemalloc.start()
-    pairs = pipeline.assemble_pairs(n, i, j, found, np.ones(n), band=width)
+    pairs = assemble_pairs(n, i, j, found, np.ones(n), band=width)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        analysis = pipeline.analyse_shift_matrix(pairs, RegistrationParams(band=width))
+        analysis = analyse_shift_matrix(pairs, RegistrationParams(band=width))
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     # One dense (N, N, 2) float64 matrix alone would be 1.6 GB.

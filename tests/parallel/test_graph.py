@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from dask.utils import key_split
 
-from daskreg import pipeline
+from daskreg.method.pairs import pair_indices
 from daskreg.parallel import engine
 from daskreg.parallel.pairs import block_pairs
 from daskreg.params import RegistrationParams
@@ -59,14 +59,14 @@ def test_block_pairs_cover_every_pair_once(chunk, band):
     bounds = [*range(0, n, chunk), n]
     found = set()
     for a, b in block_pairs(bounds, band):
-        i, j = pipeline.pair_indices(
+        i, j = pair_indices(
             n, band, rows=slice(bounds[a], bounds[a + 1]), cols=slice(bounds[b], bounds[b + 1])
         )
         pairs = set(zip(i.tolist(), j.tolist(), strict=True))
         assert pairs, f"block pair {(a, b)} scheduled with nothing to measure"
         assert not pairs & found
         found |= pairs
-    i, j = pipeline.pair_indices(n, band)
+    i, j = pair_indices(n, band)
     assert found == set(zip(i.tolist(), j.tolist(), strict=True))
 
 

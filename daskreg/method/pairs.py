@@ -1,0 +1,317 @@
+"""The pair stage on in-memory arrays: which pairs, their spectra, their shifts.
+
+:func:`pair_setup` once per registration, :meth:`PairSetup.spectra` per block of
+frames, :func:`measure_pairs` per block of pairs: the numpy engine calls them on the
+whole stack, the Dask engine on each block of its graph. :func:`half_shifts` measures
+each frame against itself (two halves), for the per-frame noise and for tears.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from daskreg._pieces import frame_slices
+from daskreg.errors import ParameterError
+from daskreg.kernels import correlate, peaks
+from daskreg.kernels._scratch import scratch
+from daskreg.kernels.band import BandGeometry, band_geometry
+from daskreg.method.masks import build_mask
+from daskreg.params import RegistrationParams
+
+__all__ = [
+    "pair_indices",
+    "PairSetup",
+    "pair_setup",
+    "measure_pairs",
+    "half_shifts",
+]
+
+# Correlation maps held at once while measuring pairs (float32 values); the batch's
+# temporaries are a few times this, which must fit a worker of 1 GiB next to its spectra.
+_PAIR_BATCH_BYTES = 32 * 2**20
+# Frames transformed at once by PairSetup.spectra (as float64 bytes).
+_SPECTRA_PIECE_BYTES = 32 * 2**20
+# Smallest batch of pairs given to a thread: the fits' warm start needs a few hundred
+# windows to pay off, and numpy's per-call cost must stay small.
+_MIN_THREAD_BATCH = 32
+
+
+def pair_indices(
+    n_frames: int, band: int | None = None, *, rows: slice | None = None, cols: slice | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices ``(i, j)``, ``i < j``, of all pairs or of a band ``j - i <= band``.
+
+    Parameters
+    ----------
+    n_frames : int
+    band : int, optional
+    rows, cols : slice, optional
+        Only pairs with ``i`` in ``rows`` and ``j`` in ``cols`` (a block of the pair
+        matrix, as the Dask engine schedules them); default all frames.
+
+    Returns
+    -------
+    i, j : ndarray of int, shape (P,)
+        Sorted by ``i``, then ``j``. Never builds all N^2 pairs to keep a band.
+    """
+    i = np.arange(n_frames)[rows or slice(None)]
+    j = np.arange(n_frames)[cols or slice(None)]
+    lo = np.searchsorted(j, i, side="right")
+    hi = np.full_like(lo, len(j)) if band is None else np.searchsorted(j, i + band, "right")
+    counts = np.maximum(hi - lo, 0)
+    starts = np.repeat(lo - np.cumsum(counts) + counts, counts)
+    return np.repeat(i, counts), j[starts + np.arange(counts.sum())]
+
+
+@dataclass(frozen=True)
+class PairSetup:
+    """What every pair of a registration shares: mask, frequency band, parameters.
+
+    Build it once with :func:`pair_setup`; then :meth:`spectra` per block of frames,
+    :meth:`energy` per block of spectra and :func:`measure_pairs` per block of pairs.
+
+    Attributes
+    ----------
+    params : RegistrationParams
+    shape : (ny, nx)
+    mask_half : ndarray
+        Half-plane mask, cropped to the band when there is one.
+    band : BandGeometry or None
+        Set when the correlation is band-limited and worth computing on a coarse grid.
+    """
+
+    params: RegistrationParams
+    shape: tuple[int, int]
+    mask_half: np.ndarray
+    band: BandGeometry | None
+
+    def spectra(self, frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+        """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``, cropped to the
+        band if any.
+
+        ``scale`` is the series' :func:`~daskreg.kernels.detector.series_scale` (one for
+        all blocks, so that energies and peaks stay comparable between frames).
+
+        A few frames are transformed at a time: the windowed copy and the half-plane
+        spectra of a whole 64 MiB chunk are several times its size, of which the band
+        keeps a few per cent (with :func:`~daskreg.validate.frame_quality`, which had
+        the same fault, 1 GiB workers peaked at 0.8 instead of 0.64 GiB).
+        """
+        frames = np.asarray(frames)
+        kx_max = None if self.band is None else self.band.kx_max
+        pieces = [
+            correlate.frame_spectra(
+                frames[piece],
+                dtype=self.params.spectrum_dtype,
+                kx_max=kx_max,
+                window=self.params.window,
+                scale=scale,
+            )
+            for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
+        ]
+        if self.band is not None:
+            # The crop's fancy index leaves frames interleaved (frame is not the slowest
+            # axis): contiguous frames are what the pair kernels read pair by pair.
+            pieces = [np.ascontiguousarray(self.band.crop(piece)) for piece in pieces]
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def energy(self, spectra: np.ndarray) -> np.ndarray:
+        """Masked energy of each frame (see :func:`~daskreg.kernels.correlate.masked_energy`)."""
+        return correlate.masked_energy(spectra, self.mask_half, self.shape)
+
+
+def pair_setup(
+    params: RegistrationParams, shape: tuple[int, int], *, band_limited: bool | None = None
+) -> PairSetup:
+    """Mask and band for frames of ``shape``.
+
+    Parameters
+    ----------
+    params : RegistrationParams
+    shape : (ny, nx)
+    band_limited : bool, optional
+        Force (True) or forbid (False) the band-limited path; by default it is used
+        when the mask's band is at least four times smaller than the half plane and
+        ``find_maxima`` is ``"pixel"``, ``"gf"`` or ``"upsampled"`` (``com`` needs whole
+        maps).
+    """
+    mask_half = correlate.half_plane_mask(build_mask(params, shape))
+    real = np.float32 if params.precision == "single" else np.float64
+    mask_half = mask_half.astype(real if np.isrealobj(mask_half) else params.spectrum_dtype)
+    band = None
+    if band_limited is not False and params.find_maxima in ("pixel", "gf", "upsampled"):
+        band = band_geometry(mask_half, shape)
+        if band is None and band_limited:
+            raise ParameterError(
+                f"mask {params.mask!r} with n={params.cutoff:g} is not band-limited enough for the "
+                "band-limited path; use band_limited=None"
+            )
+    if band is not None:
+        mask_half = band.crop(mask_half)
+    return PairSetup(params, tuple(shape), mask_half, band)
+
+
+def _band_products(
+    spectra_a: np.ndarray, spectra_b: np.ndarray, i: np.ndarray, j: np.ndarray, setup: PairSetup
+) -> np.ndarray:
+    """Masked band products of pairs ``(i[k], j[k])``, in this thread's scratch array."""
+    product = scratch("band products", (len(i), *setup.mask_half.shape), spectra_a.dtype)
+    return correlate.pair_spectra(
+        spectra_a, spectra_b, i, j, setup.mask_half, setup.params.correlation, out=product
+    )
+
+
+def measure_pairs(
+    spectra_a: np.ndarray,
+    spectra_b: np.ndarray,
+    i: np.ndarray,
+    j: np.ndarray,
+    setup: PairSetup,
+    *,
+    threads: int = 1,
+) -> peaks.PeakResult:
+    """Correlate pairs of frames from two blocks of spectra and locate each maximum.
+
+    Pair ``k`` correlates frame ``i[k]`` of block a with frame ``j[k]`` of block b (the
+    blocks may be the same array), so a block pair of the Dask graph and the whole
+    in-memory stack are measured by the same call.
+
+    Parameters
+    ----------
+    spectra_a, spectra_b : ndarray, shape (F, ...)
+        :meth:`PairSetup.spectra` of two blocks of frames.
+    i, j : ndarray of int, shape (P,)
+        Indices into ``spectra_a`` and ``spectra_b``.
+    setup : PairSetup
+    threads : int, default 1
+        Batches of pairs measured at once, one per thread (the kernels release the GIL).
+        Dask workers keep 1: their cluster already has a worker per core.
+
+    Returns
+    -------
+    PeakResult
+        ``r_ij = s_j - s_i`` per pair, success flags and peak heights.
+    """
+    params, shape = setup.params, setup.shape
+    bias = correlate.window_autocorrelation(tuple(shape), params.window)
+    if setup.band is None:
+        map_bytes = 4 * shape[0] * shape[1]
+    else:  # two gathered band spectra and their product (the band path chunks the rest)
+        map_bytes = 3 * setup.mask_half.size * np.dtype(params.spectrum_dtype).itemsize
+    batch = int(max(1, _PAIR_BATCH_BYTES // map_bytes / threads))
+    if threads > 1:
+        # Enough batches to keep every thread busy to the end.
+        batch = max(min(batch, -(-len(i) // (4 * threads))), _MIN_THREAD_BATCH)
+
+    def measure(start: int) -> peaks.PeakResult:
+        pairs = slice(start, start + batch)
+        if setup.band is not None:
+            return peaks.find_shifts_band(
+                _band_products(spectra_a, spectra_b, i[pairs], j[pairs], setup),
+                setup.band,
+                params.find_maxima,
+                num_peaks=params.num_peaks,
+                sigma_guess=params.sigma_guess,
+                window_radius=params.window_radius,
+                bias=bias,
+            )
+        corr = correlate.correlation_maps(
+            spectra_a[i[pairs]], spectra_b[j[pairs]], setup.mask_half, shape, params.correlation
+        )
+        return peaks.find_shifts(
+            corr,
+            params.find_maxima,
+            num_peaks=params.num_peaks,
+            sigma_guess=params.sigma_guess,
+            window_radius=params.window_radius,
+            num_iter=params.num_iter,
+            min_window_frac=params.min_window_frac,
+            bias=bias,
+        )
+
+    starts = range(0, len(i), batch)
+    # BLAS's own threads cost more than they give on these small products, and they
+    # fight ours (two threads of pairs then ran slower than one); Dask workers get the
+    # same limit from distributed's environment.
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                return peaks.PeakResult.concatenate(list(pool.map(measure, starts)))
+        return peaks.PeakResult.concatenate([measure(start) for start in starts])
+
+
+def half_shifts(
+    frames: np.ndarray,
+    setup: PairSetup,
+    *,
+    scale: float = 1.0,
+    noise_frames: np.ndarray | None = None,
+    spectra: np.ndarray | None = None,
+) -> np.ndarray:
+    """Shift between two halves of each frame, split two ways.
+
+    Checkerboard (``[:, 0]``): the pixels with ``y + x`` even and odd hold independent
+    noise on the same specimen at the same position, so the measured shift between them
+    is pure noise: its scatter over the frames is twice the standard deviation of a
+    shift measured from a whole frame (half the counts each, differenced). This is the
+    part of each frame's error that every pair with that frame shares, which the pair
+    residuals cannot see. The checkerboard's own spectrum lies at the Nyquist corner,
+    outside any mask of cutoff ``n > 2``.
+
+    Top and bottom (``[:, 1]``): the rows above and below the middle (joined by a smooth
+    step) show different parts of the specimen, so on a lattice their shift is a lattice
+    translation (modulo the lattice, the series' common scan distortion); a frame torn by
+    a jump during the scan shows the jump instead (:func:`~.bad_frames.torn_frames`).
+
+    Parameters
+    ----------
+    frames : ndarray, shape (F, ny, nx)
+    setup : PairSetup
+    scale : float, default 1
+        The series' intensity scale (:class:`~daskreg.kernels.detector.FrameCorrection`).
+    noise_frames : ndarray of bool, shape (F,), optional
+        Frames whose checkerboard split is measured (default all): the noise is a
+        statistic of the series, which a sample of frames estimates as well
+        (:func:`daskreg.autoparams.sample_indices`), at a fraction of the cost.
+    spectra : ndarray, optional
+        :meth:`PairSetup.spectra` of ``frames`` (with ``scale``), already computed:
+        each split then costs one more pass instead of two.
+
+    Returns
+    -------
+    ndarray, shape (F, 2, 2)
+        ``(dy, dx)`` per frame and split, NaN where the measurement failed.
+    """
+    frames = np.asarray(frames)
+    real = frames.dtype if np.issubdtype(frames.dtype, np.floating) else np.float32
+    ny, nx = setup.shape
+    even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(real)
+    # A smooth step over an eighth of the height: a hard cut would correlate with itself.
+    y = (np.arange(ny) - ny / 2) / max(ny / 8, 1)
+    top = np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2
+    top = np.broadcast_to(top[:, None], (ny, nx)).astype(real)
+    chosen = np.ones(len(frames), bool) if noise_frames is None else np.asarray(noise_frames)
+    out = np.full((len(frames), 2, 2), np.nan)
+    for k, (part, rows) in enumerate(((even, np.flatnonzero(chosen)), (top, None))):
+        some = frames if rows is None else frames[rows]
+        if not len(some):
+            continue
+        first = setup.spectra(some * part, scale=scale)
+        if spectra is None:
+            second = setup.spectra(some * (1 - part), scale=scale)
+        else:
+            # The spectra are linear in the frame (mean subtraction included), so the
+            # other half's are the whole frame's minus this half's: one pass, not two.
+            second = (spectra if rows is None else spectra[rows]) - first
+        halves = [first, second]
+        index = np.arange(len(some))
+        found = measure_pairs(*halves, index, index, setup)
+        out[slice(None) if rows is None else rows, k] = np.where(
+            found.ok[:, None], found.shifts, np.nan
+        )
+    return out
