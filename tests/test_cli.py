@@ -200,6 +200,9 @@ def test_python_keywords_in_hints_become_flags():
         "pass frame_axis=-1 (or frame_axis=0 if the 64 frames are really on axis 0)":
             "pass --frame-axis -1 (or --frame-axis 0 if the 64 frames are really on axis 0)",
         "shape (2,); leave frame_axis=None": "shape (2,); leave out --frame-axis",
+        "takes frames on axis 0, so open such an array first with "
+        "daskreg.open_stack(array, frame_axis=-1)":
+            "takes frames on axis 0, so pass --frame-axis -1",
         "pass resume=True (daskreg register --resume) to reuse its pair blocks":
             "pass --resume to reuse its pair blocks",
         "Pass signal=<index or title> to choose another.":

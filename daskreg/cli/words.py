@@ -27,7 +27,7 @@ _KEYWORD = re.compile(
 )
 # A Python call that only carries keywords with flags: "open it with daskreg.open_stack(
 # source, frame_axis=-1)" is "pass --frame-axis -1" on the command line.
-_CALL = re.compile(r"(?:\bopen (?:\w+ ){1,3}?with )?\bdaskreg\.\w+\(\w+, (?P<keywords>[^()]*)\)")
+_CALL = re.compile(r"(?:\bopen (?:\w+ ){1,4}?with )?\bdaskreg\.\w+\(\w+, (?P<keywords>[^()]*)\)")
 # A flag spelled twice, as in "resume=True (daskreg register --resume)".
 _REPEATED = re.compile(r"(?P<flag>--[\w-]+) \(daskreg \w+ (?P=flag)\)")
 # What "leave out" reads as without a verb.
