@@ -31,7 +31,7 @@ from daskreg.errors import (
 )
 from daskreg.synthetic import lattice_series
 
-from .test_cli import FAST, run, write_stack
+from .test_cli import FAST, python_keywords, run, write_stack
 
 
 @dataclass(frozen=True)
@@ -158,15 +158,16 @@ BAD_RUNS = [
     pytest.param(lambda x: [x.truncated_tif()], "truncated", id="truncated-tif"),
     pytest.param(lambda x: [x.file("noise.dm4", bytes(range(256)) * 8)], "re-export",
                  id="unreadable-dm4"),
-    pytest.param(lambda x: [_frames_last_store(x)], "frame_axis=-1", id="frames-last-zarr"),
+    pytest.param(lambda x: [_frames_last_store(x)], "pass --frame-axis -1", id="frames-last-zarr"),
     pytest.param(lambda x: [write_stack(x.folder / "nan.tif", np.full_like(x.stack, np.nan))],
                  "NaN", id="all-nan"),
     pytest.param(lambda x: [write_stack(x.folder / "s.tif", x.with_frame(1, np.nan)),
-                            "--keep-bad-frames"], "detect_bad_frames=True", id="nan-frame-kept"),
+                            "--keep-bad-frames"], "leave out --keep-bad-frames to exclude them",
+                 id="nan-frame-kept"),
     pytest.param(lambda x: [write_stack(x.folder / "s.tif", x.stack), "--window-radius", "40"],
-                 "window_radius", id="fit-window-larger-than-frame"),
+                 "smaller --window-radius (at most 31)", id="fit-window-larger-than-frame"),
     pytest.param(lambda x: [write_stack(x.folder / "s.tif", x.stack), "--band", "9"],
-                 "band=None", id="band-wider"),
+                 "leave out --band to correlate all pairs", id="band-wider"),
     pytest.param(lambda x: [write_stack(x.folder / "s.tif", x.stack), "-o",
                             x.file("notes") / "avg.tif"], "inside an existing folder",
                  id="output-parent-is-a-file"),
@@ -193,6 +194,8 @@ def test_bad_input_on_the_command_line_exits_2_with_one_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    # The fix is named in flags, as typed on the command line, not as Python keywords.
+    assert not python_keywords(lines[0]), lines[0]
     # Errors found by the analysis come after the pairs were measured; the checkpoint that
     # run started goes too.
     assert [p.name for p in out.iterdir()] == []

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import xarray as xr
 import zarr
 
 import daskreg
@@ -29,6 +30,18 @@ def run(folder: Path, *args: object) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*CLI, *map(str, args)], cwd=folder, capture_output=True, text=True, timeout=300
     )
+
+
+# Keywords of the Python API that `register` has a flag for (each flag's dest is its keyword).
+_REGISTER = cli.build_parser().parse_args(["register", "in.tif", "-o", "a.tif"]).command_parser
+_FLAG_KEYWORDS = re.compile(
+    r"\b({})=".format("|".join(a.dest for a in _REGISTER._actions if a.option_strings))
+)
+
+
+def python_keywords(text: str) -> list[str]:
+    """The ``keyword=`` spellings in ``text`` that the command line names by a flag."""
+    return _FLAG_KEYWORDS.findall(text)
 
 
 def digest(path: Path) -> str:
@@ -154,8 +167,65 @@ def test_existing_outputs_are_kept_without_overwrite(registered):
     before = digest(folder / "avg.tif")
     again = run(folder, "register", "stack.tif", "-o", "avg.tif", *FAST)
     assert again.returncode == 2
-    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    # Every output that exists is named, not only the first.
+    assert "2 outputs already exist (average 'avg.tif', result 'avg.result.zarr')" in again.stderr
+    assert "--overwrite" in again.stderr
     assert digest(folder / "avg.tif") == before
+
+
+def test_overwrite_replaces_and_the_summary_says_which(tmp_path: Path, monkeypatch, capsys):
+    write_stack(tmp_path / "s.tif", lattice_series(6, (64, 64), seed=3).stack)
+    monkeypatch.chdir(tmp_path)
+    args = ["register", "s.tif", "-o", "a.tif", "--engine", "numpy", "--window-radius", "4"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out
+    assert "(replaced)" not in first
+    assert cli.main([*args, "--report", "r.pdf", "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"average\s+a\.tif \(replaced\)", out), out
+    assert re.search(r"result\s+a\.result\.zarr \(replaced\)", out), out
+    assert re.search(r"report\s+r\.pdf$", out, re.MULTILINE), out
+
+
+def test_python_keywords_in_hints_become_flags():
+    def words(message: str, command: str = "register") -> str:
+        args = [command, "in.tif", *(["-o", "a.tif"] if command == "register" else ["s.zarr"])]
+        return cli.words.cli_words(message, cli.build_parser().parse_args(args).command_parser)
+
+    # The library's own hints (api, io, validate, checkpoint), as a command line shows them.
+    hints = {
+        "for frames stored on the last axis open it with "
+        "daskreg.open_stack(source, frame_axis=-1)": "for frames stored on the last axis pass "
+        "--frame-axis -1",
+        "pass frame_axis=-1 (or frame_axis=0 if the 64 frames are really on axis 0)":
+            "pass --frame-axis -1 (or --frame-axis 0 if the 64 frames are really on axis 0)",
+        "shape (2,); leave frame_axis=None": "shape (2,); leave out --frame-axis",
+        "takes frames on axis 0, so open such an array first with "
+        "daskreg.open_stack(array, frame_axis=-1)":
+            "takes frames on axis 0, so pass --frame-axis -1",
+        "pass resume=True (daskreg register --resume) to reuse its pair blocks":
+            "pass --resume to reuse its pair blocks",
+        "Pass signal=<index or title> to choose another.":
+            "Pass --signal <index or title> to choose another.",
+        "Check that the right file and signal were read (signal=...);":
+            "Check that the right file and signal were read (--signal N|TITLE);",
+        "signal='HAADF' matches none": "--signal HAADF matches none",
+        "pass detect_bad_frames=True to exclude them, or bad_frames=[...]":
+            "leave out --keep-bad-frames to exclude them, or --bad-frames I,J,...",
+        "(11x11, window_radius=5); pass a smaller window_radius (at most 3)":
+            "(11x11, --window-radius 5); pass a smaller --window-radius (at most 3)",
+        "threshold=None (chosen from the data)": "no --threshold (chosen from the data)",
+        "frames=(2, 40) is not within (0, 6)": "--frames 2:40 is not within (0, 6)",
+        "keep crop=False": "keep --no-crop",
+        # No flag for these: as the library says.
+        "e.g. np.nan_to_num(stack, nan=0.0)": "e.g. np.nan_to_num(stack, nan=0.0)",
+        "pass client=... or n_workers=2": "pass client=... or --workers 2",
+    }  # fmt: skip
+    for message, expected in hints.items():
+        assert words(message) == expected
+    # Only the flags of the command that ran: ingest has no --band.
+    assert words("band=None", "ingest") == "band=None"
+    assert words("pass frame_axis=-1", "ingest") == "pass --frame-axis -1"
 
 
 def test_config_file_with_flags_overriding_it(registered, tmp_path: Path):
@@ -215,6 +285,18 @@ def test_demo_runs_without_data_and_reports_the_error(tmp_path: Path):
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     expected = {"demo_series.zarr", "demo_average.tif", "demo_average.result.zarr"}
     assert expected | {"demo_report.pdf"} == names
+    # The README's Quick start run again: a fresh folder beside the first, which stays.
+    before = digest(tmp_path / "demo" / "demo_average.tif")
+    small = ["demo", "--out", "demo", "--n-frames", "8", "--size", "128", *FAST]
+    again = run(tmp_path, *small)
+    assert again.returncode == 0, again.stderr
+    assert "demo-2 (demo holds an earlier demo; --overwrite replaces it)" in again.stdout
+    assert {p.name for p in (tmp_path / "demo-2").iterdir()} == names
+    assert digest(tmp_path / "demo" / "demo_average.tif") == before
+    replaced = run(tmp_path, *small, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert re.search(r"average\s+demo/demo_average\.tif \(replaced\)", replaced.stdout)
+    assert not (tmp_path / "demo-3").exists()
 
 
 def test_unexpected_failure_exits_1_and_leaves_no_partial_output(
@@ -233,3 +315,103 @@ def test_unexpected_failure_exits_1_and_leaves_no_partial_output(
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
     assert cli.main([*args, "--window-radius", "4", "--overwrite", "--debug"]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def _one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert not python_keywords(lines[0]), lines[0]
+    return lines[0]
+
+
+def test_existing_checkpoint_hint_names_resume(tmp_path: Path, monkeypatch, capsys):
+    write_stack(tmp_path / "s.tif", lattice_series(6, (64, 64), seed=4).stack)
+    monkeypatch.chdir(tmp_path)
+    args = ["register", "s.tif", "--window-radius", "4", *FAST]
+    assert cli.main([*args, "-o", "a.tif", "--keep-checkpoint"]) == 0
+    capsys.readouterr()
+    assert cli.main([*args, "-o", "b.tif", "--checkpoint", "a.checkpoint.zarr"]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "left by an earlier run; pass --resume to reuse its pair blocks" in line
+
+
+def _hyperstack(path: Path) -> list:
+    """An ImageJ hyperstack (frame, channel, y, x): two channels drifting differently."""
+    channels = [
+        lattice_series(8, (96, 96), dose=100, seed=seed, drift_step=step)
+        for seed, step in ((21, (0.6, -0.4)), (22, (-0.5, 0.5)))
+    ]
+    tifffile.imwrite(
+        path, np.stack([c.stack for c in channels], axis=1), imagej=True,
+        metadata={"axes": "TCYX"},
+    )  # fmt: skip
+    return channels
+
+
+def test_signal_picks_one_channel_of_a_hyperstack(tmp_path: Path, monkeypatch, capsys):
+    channels = _hyperstack(tmp_path / "h.tif")
+    monkeypatch.chdir(tmp_path)
+    args = ["register", "h.tif", "--engine", "numpy", "--window-radius", "4"]
+    assert cli.main([*args, "-o", "a.tif"]) == 2
+    assert "pick one with --signal N (0 to 1)" in _one_line_error(capsys.readouterr().err)
+    assert cli.main([*args, "-o", "a.tif", "--signal", "2"]) == 2
+    line = _one_line_error(capsys.readouterr().err)
+    assert "--signal 2 is not a series" in line and "from 0 to 1" in line
+    assert cli.main([*args, "-o", "a.tif", "--signal", "1"]) == 0, capsys.readouterr().err
+    from_cli = daskreg.load_result(tmp_path / "a.result.zarr")
+    # Channel 1, not channel 0: the same shifts as the API on channel 1's frames, and its
+    # drift (the two channels drift apart by several pixels).
+    expected = daskreg.register(channels[1].stack, window_radius=4, engine="numpy")
+    np.testing.assert_allclose(from_cli.shifts, expected.shifts, rtol=0, atol=1e-6)
+    other = channels[0].shifts - channels[0].shifts.mean(axis=0)
+    assert np.abs(from_cli.shifts.values - other).max() > 1
+
+
+def test_signal_picks_one_series_of_a_4d_store(tmp_path: Path, monkeypatch, capsys):
+    series = np.stack([lattice_series(5, (64, 64), seed=s).stack for s in (1, 2)])
+    daskreg.ingest(xr.DataArray(series, dims=("series", "frame", "y", "x")), tmp_path / "4d.zarr")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["info", "4d.zarr"]) == 2
+    assert "--signal N (0 to 1)" in _one_line_error(capsys.readouterr().err)
+    assert cli.main(["ingest", "4d.zarr", "one.zarr", "--signal", "1"]) == 0
+    np.testing.assert_array_equal(daskreg.open_stack(tmp_path / "one.zarr").values, series[1])
+    assert cli.main(["info", "4d.zarr", "--signal", "1"]) == 0
+    assert "5 x 64 x 64 (frame, y, x)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("frames", "message"),
+    [
+        (lambda s: s[:1], "registration needs at least 3 frames; got 1"),
+        (lambda s: s[:2], "registration needs at least 3 frames; got 2"),
+        (lambda s: np.concatenate([np.full_like(s[:5], np.nan), s[5:]]),
+         "cannot be registered: 1 of frames 0:6 can be used (unusable: 0 (contains NaN"),
+        (lambda s: np.concatenate([s[:1], np.ones_like(s[1:])]),
+         "cannot be registered: 1 of frames 0:6 can be used (unusable: 1 (constant frame"),
+    ],
+    ids=["single-image", "two-frames", "nan-frames", "constant-frames"],
+)  # fmt: skip
+def test_info_says_why_a_file_cannot_be_registered(
+    tmp_path: Path, monkeypatch, capsys, frames, message
+):
+    stack = frames(lattice_series(6, (64, 64), seed=5).stack)
+    write_stack(tmp_path / "s.tif", stack)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["info", "s.tif"]) == 2
+    captured = capsys.readouterr()
+    assert message in _one_line_error(captured.err)
+    # What the file holds is still described.
+    assert f"{len(stack)} x 64 x 64" in captured.out
+
+
+def test_info_lists_the_frames_register_leaves_out(tmp_path: Path, monkeypatch, capsys):
+    stack = lattice_series(6, (64, 64), seed=5).stack
+    stack[2] = np.nan
+    write_stack(tmp_path / "s.tif", stack)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["info", "s.tif"]) == 0
+    assert "1 of 6 unusable, left out by register: 2 (contains NaN" in capsys.readouterr().out
+    assert cli.main(["info", "s.tif", "--keep-bad-frames"]) == 2
+    assert "leave out --keep-bad-frames" in _one_line_error(capsys.readouterr().err)
+    assert cli.main(["info", "s.tif", "--no-scan"]) == 0
+    assert "not read" in capsys.readouterr().out

@@ -61,7 +61,7 @@ def test_register_keeps_its_execution_options_and_return_types():
 
 
 def test_command_line_has_a_flag_for_every_parameter():
-    assert sorted(cli._PARAM_NAMES) == sorted(PARAM_NAMES)
+    assert sorted(cli.options.FLAG_PARAMS) == sorted(PARAM_NAMES)
 
 
 STACK = np.zeros((5, 32, 32), np.float32)

@@ -43,4 +43,6 @@ def read_netcdf(path: Path, signal: int | str | None) -> RawStack:
     ]
     index = choose_signal(candidates, signal, source=str(path), preferred=("stack", "data"))
     raw = raw_from_dataarray(dataset[names[index]], default_source=str(path))
-    return dataclasses.replace(raw, data=guarded(raw.data, path, _FORMAT))
+    return dataclasses.replace(
+        raw, data=guarded(raw.data, path, _FORMAT), n_signals=len(candidates)
+    )

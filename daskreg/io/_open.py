@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from daskreg.errors import ParameterError
@@ -48,7 +51,10 @@ def open_stack(
     signal : int, str or None
         For a file holding several signals (images, plots, arrays), the index or title of
         the one to read. ``None`` takes the largest image stack, with a
-        :class:`~daskreg.errors.RegistrationWarning` when there was a choice.
+        :class:`~daskreg.errors.RegistrationWarning` when there was a choice. For a file
+        holding one signal with leading dims (an ImageJ hyperstack's channels, a 4-D
+        store's series), an index picks one series (in C order over the leading dims):
+        the result is one ``(frame, y, x)`` stack.
 
     Returns
     -------
@@ -115,7 +121,23 @@ def open_stack(
         )
     else:
         raw = raw_from_object(source)
-    return assemble(raw, frame_axis, chunks)
+    stack = assemble(raw, frame_axis, chunks)
+    if raw.n_signals == 1 and isinstance(signal, numbers.Integral) and stack.ndim > 3:
+        stack = _one_series(stack, int(signal), raw.source)
+    return stack
+
+
+def _one_series(stack: xr.DataArray, index: int, source: str) -> xr.DataArray:
+    leading = stack.shape[:-3]
+    n_series = math.prod(leading)
+    if not 0 <= index < n_series:
+        raise ParameterError(
+            f"signal={index} is not a series of {source!r}: it holds one signal of "
+            f"{n_series} series (dims {stack.dims[:-3]}, shape {leading}); pass an index "
+            f"from 0 to {n_series - 1}"
+        )
+    one = stack[np.unravel_index(index, leading)]
+    return one.assign_attrs(signal_title=f"{stack.attrs['signal_title']} (series {index})".strip())
 
 
 def _is_path_list(source: Any) -> bool:

@@ -60,6 +60,9 @@ class RawStack:
         The title the source gives the signal, ``""`` if none.
     original_metadata : Any
         The source's own metadata tree; encoded to JSON later.
+    n_signals : int
+        Signals the source holds; with one, an integer ``signal`` picks one of its series
+        (:func:`~daskreg.io.open_stack`).
     """
 
     data: Any
@@ -67,6 +70,7 @@ class RawStack:
     source: str
     signal_title: str = ""
     original_metadata: Any = field(default_factory=dict)
+    n_signals: int = 1
 
 
 # What a parser fed a damaged file raises is open-ended: struct.error, KeyError and

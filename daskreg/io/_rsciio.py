@@ -66,7 +66,9 @@ def read_rsciio(path: Path, signal: int | str | None) -> RawStack:
     ]
     index = choose_signal(candidates, signal, source=str(path))
     raw = raw_from_signal_dict(signals[index], source=str(path))
-    return dataclasses.replace(raw, data=guarded(raw.data, path, format_name))
+    return dataclasses.replace(
+        raw, data=guarded(raw.data, path, format_name), n_signals=len(candidates)
+    )
 
 
 def raw_from_signal_dict(signal: Mapping[str, Any], source: str) -> RawStack:

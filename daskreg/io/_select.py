@@ -49,8 +49,9 @@ def choose_signal(
     candidates : sequence of Candidate
         The signals the source holds, in its order.
     signal : int, str or None
-        The user's choice by index or title; ``None`` picks the first title found in
-        ``preferred``, otherwise the largest image stack.
+        The user's choice by index or title (any index when the only signal has more
+        than 3 dimensions: it then picks a series, see ``open_stack``); ``None`` picks the
+        first title found in ``preferred``, otherwise the largest image stack.
     source : str
         Path named in messages.
     preferred : sequence of str
@@ -105,6 +106,10 @@ def _requested(
     elif isinstance(signal, numbers.Integral) and not isinstance(signal, bool):
         if 0 <= signal < len(candidates):
             return int(signal)
+        # One signal with leading dims (an ImageJ hyperstack's channels, a 4-D store): the
+        # index is one of its series, which open_stack takes.
+        if len(candidates) == 1 and len(candidates[0].shape) > 3:
+            return 0
     raise ParameterError(
         f"signal={signal!r} matches none of the signals in {source!r}: {listing}; "
         "pass one of these indices or titles"

@@ -77,6 +77,7 @@ def read_tiff(path: Path, signal: int | str | None) -> RawStack:
         source=str(path),
         signal_title=series.name,
         original_metadata=metadata,
+        n_signals=len(candidates),
     )
 
 

@@ -9,6 +9,7 @@ may add arrays (e.g. ``result``) beside ``stack``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def read_zarr(path: Path, signal: int | str | None) -> RawStack:
         stack = xr.DataArray(
             guarded(array, path, _FORMAT), dims=dims, coords=coords, attrs=dict(array.attrs)
         )
-    return raw_from_dataarray(stack, default_source=str(path))
+    raw = raw_from_dataarray(stack, default_source=str(path))
+    return dataclasses.replace(raw, n_signals=len(candidates))
 
 
 def write_store(stack: xr.DataArray, path: Path, *, compute: bool = True) -> Any:

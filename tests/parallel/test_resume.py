@@ -250,7 +250,7 @@ def test_cli_interrupted_while_writing_leaves_no_output(series, tmp_path, monkey
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patched:
-        patched.setattr(cli, "save_result", ctrl_c)
+        patched.setattr(cli.outputs, "save_result", ctrl_c)
         assert cli.main([*args, "--no-progress"]) == cli.EXIT_INTERRUPTED
     # The average was written before the result: it is removed with the rest.
     assert sorted(os.listdir(tmp_path)) == ["in.zarr", "out.checkpoint.zarr"]

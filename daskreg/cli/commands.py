@@ -1,0 +1,269 @@
+"""The subcommands: each reads its flags, calls the Python API and prints what it did.
+
+Each takes the parsed arguments and returns the exit code; bad input raises a
+:class:`~daskreg.errors.DaskregError`, which :func:`daskreg.cli.main` prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+
+from daskreg.api import register as register_stack
+from daskreg.cli.options import execution, params
+from daskreg.cli.outputs import (
+    RESULT_SUFFIX,
+    all_or_none,
+    check_outputs,
+    checkpoint_path,
+    demo_folder,
+    remove,
+    tif_output,
+    write_outputs,
+)
+from daskreg.cli.text import (
+    EXIT_OK,
+    MIB,
+    W,
+    describe,
+    local_progress,
+    output_lines,
+    print_lines,
+    summary,
+)
+from daskreg.errors import DaskregError, OutputPathError, ParameterError, TooFewFramesError
+from daskreg.io import ingest as ingest_stack
+from daskreg.io import open_stack
+from daskreg.io.average_tif import write_average_tif
+from daskreg.method.screening import initial_bad_frames, unusable_frames
+from daskreg.planning import RegistrationPlan, plan
+from daskreg.result import load_result
+from daskreg.validate import frame_quality
+
+__all__ = ["apply", "demo", "info", "ingest", "register", "report"]
+
+# ``info`` reads every frame of stacks up to this size unless told (--scan/--no-scan).
+_SCAN_BYTES = 2 * 2**30
+# Frames named one by one in ``info``'s list of unusable frames.
+_MAX_LISTED = 8
+
+
+def register(args: argparse.Namespace) -> int:
+    """``daskreg register``: the average, the result, and optionally stack and report."""
+    started = time.perf_counter()
+    output = tif_output(args.output)
+    outputs = {"average": output}
+    if not args.no_result:
+        outputs["result"] = args.save_result or output.with_name(output.stem + RESULT_SUFFIX)
+    if args.save_stack:
+        if args.save_stack.exists():
+            raise OutputPathError(
+                f"--save-stack {str(args.save_stack)!r} exists; a registered stack is never "
+                "overwritten (it could be an input), even with --overwrite. Remove it or pick "
+                "a new name"
+            )
+        outputs["stack"] = args.save_stack
+    if args.report:
+        outputs["report"] = args.report
+    replaced = check_outputs(outputs, [args.input], args.overwrite)
+    stack = open_stack(args.input, args.frame_axis, signal=args.signal)
+    require_one_series(stack, args.input)
+    method = params(args, stack.sizes["frame"])
+    print_lines(describe(args.input, stack))
+    # The resolved path, for main's message if the run is interrupted or fails.
+    args.checkpoint = checkpoint = checkpoint_path(args, output)
+    options = execution(args)
+    if checkpoint is not None:
+        # Kept by the registration: it is removed only once every output is written.
+        options.update(checkpoint=str(checkpoint), resume=args.resume, keep_checkpoint=True)
+    started_checkpoint = checkpoint is not None and not checkpoint.exists()
+    try:
+        with all_or_none(outputs):
+            result = register_stack(stack, **method, **options)
+            write_outputs(result, outputs)
+    except DaskregError:
+        # Bad input is not resumable: the fix changes the input or the parameters that
+        # the checkpoint is bound to, so a checkpoint this run started is only litter.
+        if started_checkpoint:
+            remove(checkpoint)
+        raise
+    if checkpoint is not None and not args.keep_checkpoint:
+        remove(checkpoint)
+    print_lines(summary(result, outputs, time.perf_counter() - started, replaced))
+    return EXIT_OK
+
+
+def ingest(args: argparse.Namespace) -> int:
+    """``daskreg ingest``: a chunked Zarr store of the input (``--signal`` narrowed)."""
+    started = time.perf_counter()
+    replaced = check_outputs({"store": args.store}, [args.input], args.overwrite)
+    source = open_stack(args.input, args.frame_axis, signal=args.signal)
+    with local_progress(args.progress):
+        stack = ingest_stack(source, args.store, chunks=args.chunks, overwrite=args.overwrite)
+    print_lines(describe(args.store, stack, label="store"))
+    print_lines(
+        [
+            *([f"{'replaced':<{W}}{args.store}"] if replaced else []),
+            f"{'time':<{W}}{time.perf_counter() - started:.1f} s",
+        ]
+    )
+    return EXIT_OK
+
+
+def apply(args: argparse.Namespace) -> int:
+    """``daskreg apply``: another channel aligned with a saved result's shifts, averaged."""
+    started = time.perf_counter()
+    output = tif_output(args.output)
+    outputs = {"average": output, **({"stack": args.save_stack} if args.save_stack else {})}
+    replaced = check_outputs(outputs, [args.result, args.other], args.overwrite)
+    result = load_result(args.result)
+    other = open_stack(args.other, args.frame_axis, signal=args.signal)
+    require_one_series(other, args.other)
+    print_lines(describe(args.other, other))
+    with local_progress(args.progress):
+        average = result.apply(other, crop=args.crop, save_stack=args.save_stack)
+    description = {**result.description(result_store=args.result), "applied_to": str(args.other)}
+    pixel = average.attrs.get("pixel_size")
+    write_average_tif(
+        output, average.values, description, pixel_size=tuple(pixel) if pixel else None
+    )
+    print_lines(
+        [
+            f"{'frames':<{W}}{average.attrs['frames_averaged']} averaged "
+            f"(shifts from {args.result})",
+            *output_lines(outputs, replaced),
+            f"{'time':<{W}}{time.perf_counter() - started:.1f} s",
+        ]
+    )
+    return EXIT_OK
+
+
+def info(args: argparse.Namespace) -> int:
+    """``daskreg info``: the stack, the plan of its registration, and why it cannot run."""
+    stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
+    # What the file holds is shown even when it cannot be registered (the error follows).
+    print_lines(describe(args.input, stack))
+    p = plan(stack, chunks=args.chunks, **params(args, int(stack.sizes["frame"])))
+    start, stop = p.frame_range
+    chunks = p.frame_chunks
+    print_lines(
+        [
+            f"{'register':<{W}}frames {start}:{stop} of {p.n_frames}; {p.n_pairs} pairs "
+            "correlated " + ("(all pairs)" if p.band is None else f"(|i - j| <= {p.band})"),
+            f"{'dask':<{W}}{len(chunks)} chunk(s) of up to {max(chunks)} frames; "
+            f"{p.n_pair_blocks} pair blocks (chunk x chunk tasks)",
+            f"{'memory':<{W}}~{p.in_memory_bytes / MIB:.0f} MiB in one process (--engine "
+            f"numpy); the Dask engine spreads {p.spectra_bytes / MIB:.0f} MiB of spectra over "
+            "its workers",
+        ]
+    )
+    require_one_series(stack, args.input)
+    scan = args.scan if args.scan is not None else stack.nbytes <= _SCAN_BYTES
+    if scan:
+        print_lines([f"{'frames':<{W}}{usable_frames(stack, p, args.input)}"])
+    else:
+        print_lines(
+            [
+                f"{'frames':<{W}}not read ({stack.nbytes / 2**30:.1f} GiB); --scan reads them "
+                "all to find those register would leave out"
+            ]
+        )
+    return EXIT_OK
+
+
+def report(args: argparse.Namespace) -> int:
+    """``daskreg report``: the PDF report of a saved result."""
+    replaced = check_outputs({"report": args.output}, [args.result], args.overwrite)
+    result = load_result(args.result)
+    path = result.save_report(args.output)
+    print_lines(output_lines({"report": path}, ["report"] if replaced else []))
+    return EXIT_OK
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``daskreg demo``: register a synthetic series and compare with its true shifts."""
+    from daskreg.synthetic import lattice_series
+
+    started = time.perf_counter()
+    names = {
+        "series": "demo_series.zarr",
+        "average": "demo_average.tif",
+        "result": f"demo_average{RESULT_SUFFIX}",
+        "report": "demo_report.pdf",
+    }
+    folder = demo_folder(args.out, list(names.values()), args.overwrite)
+    outputs = {kind: folder / name for kind, name in names.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    replaced = check_outputs(outputs, [], args.overwrite)
+    if folder != args.out:
+        print_lines(
+            [f"{'folder':<{W}}{folder} ({args.out} holds an earlier demo; --overwrite replaces it)"]
+        )
+    series = lattice_series(args.n_frames, (args.size, args.size), seed=args.seed)
+    stack = ingest_stack(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
+    print_lines(describe(outputs["series"], stack, label="series"))
+    result = register_stack(stack, **execution(args))
+    write_outputs(result, outputs)
+    used = ~result.bad_frames.values
+    truth = series.shifts - series.shifts[used].mean(axis=0)
+    error = np.hypot(*(result.shifts.values[used] - truth[used]).T)
+    lines = summary(result, outputs, time.perf_counter() - started, replaced)
+    lines.insert(
+        -1,
+        f"{'truth':<{W}}shift error vs ground truth: RMS {np.sqrt(np.mean(error**2)):.3f} px, "
+        f"max {error.max():.3f} px over {int(used.sum())} frames",
+    )
+    lines.append(f"{'next':<{W}}daskreg register {outputs['series']} -o average.tif")
+    print_lines(lines)
+    return EXIT_OK
+
+
+def require_one_series(stack: Any, path: Path) -> None:
+    """Refuse a stack with leading dims: the command line registers one series."""
+    if stack.ndim > 3:
+        n_series = int(np.prod(stack.shape[:-3]))
+        raise ParameterError(
+            f"{path} holds {n_series} series (dims {stack.dims}, shape {stack.shape}); the "
+            f"command line registers one (frame, y, x) stack: pick one with --signal N (0 to "
+            f"{n_series - 1}), or register all with the Python API (daskreg.register_series "
+            "returns one result each)"
+        )
+
+
+def usable_frames(stack: Any, p: RegistrationPlan, path: Path) -> str:
+    """What reading every frame finds: the frames register would leave out at once.
+
+    Raises
+    ------
+    NonFiniteError
+        Some frames are unusable and ``--keep-bad-frames`` was given.
+    TooFewFramesError
+        Fewer than 2 frames of the range registered can be used.
+    """
+    blocks = stack.data.to_delayed().ravel()
+    quality = dask.compute(*(dask.delayed(frame_quality)(b) for b in blocks), scheduler="threads")
+    finite = np.concatenate([q[0] for q in quality])
+    std = np.concatenate([q[1] for q in quality])
+    unusable = initial_bad_frames(unusable_frames(finite, std), p.params)
+    start, stop = p.frame_range
+    chosen = set(p.params.bad_frames or ())
+    left_out = {k: why for k, why in unusable.items() if start <= k < stop and k not in chosen}
+    n_usable = stop - start - len(left_out) - len({k for k in chosen if start <= k < stop})
+    listed = [f"{k} ({why})" for k, why in sorted(left_out.items())]
+    if len(listed) > _MAX_LISTED:
+        listed = [*listed[:_MAX_LISTED], f"... {len(listed) - _MAX_LISTED} more"]
+    if n_usable < 2:
+        raise TooFewFramesError(
+            f"{path} cannot be registered: {n_usable} of frames {start}:{stop} can be used "
+            f"(unusable: {'; '.join(listed) or 'none'}; left out by bad_frames: "
+            f"{sorted(chosen) or 'none'}); registration needs at least 2. Check that the right "
+            "file and signal were read (signal=...)"
+        )
+    if not left_out:
+        return f"all {stop - start} read and usable"
+    return f"{len(left_out)} of {stop - start} unusable, left out by register: {'; '.join(listed)}"

@@ -1,0 +1,76 @@
+"""``main``: run a subcommand, and turn what it raises into one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from daskreg.cli.parser import build_parser
+from daskreg.cli.text import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    one_line,
+    one_line_warnings,
+)
+from daskreg.cli.words import cli_words
+from daskreg.errors import DaskregError
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 success, 2 bad input, 1 other failure, 130 interrupted.
+    """
+    args = build_parser().parse_args(argv)
+    prog = f"daskreg {args.command}"
+    try:
+        with one_line_warnings(args.command_parser):
+            return args.handler(args)
+    except DaskregError as exc:
+        if args.debug:
+            traceback.print_exc()
+        # The fix is named in the flags of this subcommand, not as Python keywords.
+        message = cli_words(one_line(exc), args.command_parser)
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(
+            f"{prog}: interrupted; unfinished outputs were not written{_resume_hint(args)}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the command line reports every failure
+        if args.debug:
+            traceback.print_exc()
+            hint = "the traceback is above"
+        else:
+            hint = "run again with --debug to see the traceback"
+        print(
+            f"{prog}: failed: {type(exc).__name__}: {one_line(exc)} ({hint}); unfinished "
+            f"outputs were not written{_resume_hint(args)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    checkpoint = getattr(args, "checkpoint", None)
+    if checkpoint is None or not checkpoint.exists():
+        return ""
+    return (
+        f"; the pair blocks measured so far are saved in {checkpoint}: run the same command "
+        "with --resume to continue"
+    )
