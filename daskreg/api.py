@@ -29,10 +29,6 @@ from daskreg.validate import check_stack, frame_quality
 
 __all__ = ["Registration", "register", "register_series"]
 
-# Frames shifted at once while averaging; bounds memory at a few frame copies.
-_AVERAGE_BLOCK = 16
-
-
 class Registration:
     """Step-by-step registration of one stack, in memory (the tutorial's flow).
 
@@ -268,13 +264,8 @@ class Registration:
             self._update(crop=crop)
         analysis = self._analyse()
         start = time.perf_counter()
-        shifts = analysis.shifts
-        total = np.zeros(self.frame_shape)
         with scipy.fft.set_workers(-1):
-            for lo in range(0, self.n_frames, _AVERAGE_BLOCK):
-                block = slice(lo, lo + _AVERAGE_BLOCK)
-                total += shift.registered_sum(self._frames[block], shifts[block])
-        average = total / analysis.used.sum()
+            average = shift.registered_sum(self._frames, analysis.shifts) / analysis.used.sum()
         self.timings["average"] = time.perf_counter() - start
         first_two = np.flatnonzero(analysis.used)[:2]
         examples = pipeline.example_views(*self._frames[first_two], self.params)

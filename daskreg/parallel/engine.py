@@ -245,9 +245,7 @@ def average_graph(data: da.Array, shifts: np.ndarray) -> da.Array:
     shifts : ndarray, shape (N, 2)
         From the analysis; NaN for unused frames.
     """
-    used = np.isfinite(shifts).all(axis=1)
-    along = da.from_array(shifts, chunks=(data.chunks[0], 2))
-    return reduce.registered_average(data, along, int(used.sum()))
+    return reduce.aligned_average(data, shifts)
 
 
 def _one_spectrum(params: RegistrationParams, shape: tuple[int, ...]) -> np.ndarray:
@@ -506,9 +504,7 @@ def _save_stack_graph(
     """
     aligned = da.concatenate(
         [
-            reduce.registered_frames(
-                frames, da.from_array(s, chunks=(frames.chunks[0], 2)), np.float32
-            )
+            reduce.aligned_stack(frames, s, dtype=np.float32)
             for frames, s in zip(series, shifts, strict=True)
         ]
     ).reshape(stack.shape)
