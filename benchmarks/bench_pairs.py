@@ -132,8 +132,8 @@ def average_vs_transforms(
             t_average = min(t_average, _time(registered_sum, stack, shifts)[0])
     path = "band-limited" if setup.band is not None else "full-size"
     print("registered average vs the frames' forward transforms")
-    print(f"  pair-stage spectra ({path}) {t_spectra * 1e3:8.1f} ms")
-    print(f"  registered average          {t_average * 1e3:8.1f} ms  ratio "
+    print(f"  {'pair-stage spectra (' + path + ')':<34}{t_spectra * 1e3:8.1f} ms")
+    print(f"  {'registered average':<34}{t_average * 1e3:8.1f} ms  ratio "
           f"{t_average / t_spectra:5.2f}")
 
 
