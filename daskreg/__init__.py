@@ -6,6 +6,7 @@ from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
 from daskreg.kernels.masks import fourier_grids
+from daskreg.parallel.fourd import register_4dstem
 from daskreg.planning import RegistrationPlan, plan
 from daskreg.registration import Registration
 from daskreg.result import RegistrationResult, load_result, save_result
@@ -23,6 +24,7 @@ __all__ = [
     "plan",
     "read_average_tif",
     "register",
+    "register_4dstem",
     "register_series",
     "save_result",
 ]

@@ -11,12 +11,13 @@ DOI 10.1016/j.ultramic.2018.04.008
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 import numpy as np
 
 from daskreg.errors import ParameterError
+from daskreg.parallel import engine as dask_engine
+from daskreg.parallel.engine import EXECUTION_PARAMETERS, split_options
 from daskreg.params import RegistrationParams
 from daskreg.registration import Registration
 from daskreg.result import RegistrationResult
@@ -26,22 +27,11 @@ from daskreg.stack import as_stack
 __all__ = ["register", "register_series"]
 
 
-@takes_params
+@takes_params(options=EXECUTION_PARAMETERS)
 def register_series(
     stack: Any,
     *,
     engine: Literal["auto", "numpy", "dask"] = "auto",
-    client: Any = None,
-    scheduler: str | None = None,
-    n_workers: int | None = None,
-    memory_limit: str | int | None = None,
-    chunks: int | None = None,
-    progress: bool = True,
-    save_stack: str | None = None,
-    temp_dir: str | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    resume: bool = False,
-    keep_checkpoint: bool = False,
     **params: Any,
 ) -> list[RegistrationResult]:
     """Register every series of a stack with leading dims: one result each.
@@ -84,24 +74,12 @@ def register_series(
     >>> [r.shifts.shape for r in results]
     [(6, 2), (6, 2)]
     """
-    options = {
-        "client": client,
-        "scheduler": scheduler,
-        "n_workers": n_workers,
-        "memory_limit": memory_limit,
-        "chunks": chunks,
-        "save_stack": save_stack,
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-    }
-    if resume and checkpoint is None:
-        raise ParameterError(
-            "resume=True continues from a checkpoint; pass its path as checkpoint=... too"
-        )
+    execution, params = split_options(params)
     stack = as_stack(stack)
     in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
     if engine not in ("auto", "numpy", "dask"):
         raise ParameterError(f"engine={engine!r} is not one of ['auto', 'numpy', 'dask']")
-    chosen = {k: v for k, v in options.items() if v is not None}
+    chosen = execution.dask_only()
     if engine == "numpy" and (chosen or stack.ndim > 3):
         raise ParameterError(
             f"engine='numpy' registers one (frame, y, x) stack in memory; got options "
@@ -109,16 +87,7 @@ def register_series(
         )
     if engine == "numpy" or (engine == "auto" and in_memory and not chosen):
         return [Registration(stack, **params).run()]
-    from daskreg.parallel.engine import Execution, register_dask
-
-    execution = Execution(
-        progress=progress,
-        temp_dir=temp_dir,
-        resume=resume,
-        keep_checkpoint=keep_checkpoint,
-        **options,
-    )
-    results = register_dask(stack, RegistrationParams(**params), execution)
+    results = dask_engine.register_dask(stack, RegistrationParams(**params), execution)
     return results if isinstance(results, list) else [results]
 
 

@@ -38,7 +38,8 @@ from daskreg.io._objects import _is_hyperspy_signal
 from daskreg.io._open import open_stack
 from daskreg.io._zarr import write_store
 from daskreg.io.atomic import atomic_path
-from daskreg.kernels.shift import coverage, crop_bounds, fourier_shift_frames
+from daskreg.kernels.shift import coverage, crop_bounds
+from daskreg.parallel import reduce
 
 __all__ = ["align_stack", "apply_shifts"]
 
@@ -184,24 +185,25 @@ def apply_shifts(
             with atomic_path(Path(save_stack), overwrite=overwrite) as temp:
                 write_store(stack.astype(np.float32), temp)
         return stack
-    total = stack.sum(aligned.frame_dim)
+    mean = aligned.average
     if save_stack is None:
-        total = total.compute()
+        mean = mean.compute()
     else:
         with atomic_path(Path(save_stack), overwrite=overwrite) as temp:
             written = write_store(stack.astype(np.float32), temp, compute=False)
-            # One pass over the data: each shifted block feeds both the store and the sum.
-            total, _ = dask.compute(total, written)
-    n_used = stack.sizes[aligned.frame_dim]
-    mean = total / n_used
-    mean.attrs = {**stack.attrs, "frames_averaged": n_used}
+            # One pass over the data: each block read feeds both the store and the sum.
+            mean, _ = dask.compute(mean, written)
+    mean.attrs = {**stack.attrs, "frames_averaged": stack.sizes[aligned.frame_dim]}
     mean.coords["coverage"] = (aligned.scan_dims, aligned.coverage)
     return mean
 
 
 @dataclass(frozen=True)
 class _Aligned:
+    """The aligned stack and the average of its frames, both lazy and cropped alike."""
+
     stack: xr.DataArray
+    average: xr.DataArray
     frame_dim: Hashable
     scan_dims: tuple[Hashable, Hashable]
     coverage: np.ndarray
@@ -231,31 +233,26 @@ def _align(
     used_shifts = np.asarray(shifts, dtype=np.float64)[used]
     work = stack.isel({frame_dim: used}).transpose(frame_dim, ..., *scan_dims)
     data = work.data if isinstance(work.data, da.Array) else da.from_array(work.data)
-    # Whole scan planes per block (the Fourier shift needs them); the rest sized to memory.
+    # Whole scan planes per block (the Fourier shift needs them); the rest sized so that
+    # a block holds about CHUNK_BYTES once shifted to float64.
     chunks: dict[int, Any] = dict.fromkeys(range(data.ndim - 2), "auto")
     chunks.update({data.ndim - 2: -1, data.ndim - 1: -1})
-    data = data.astype(np.float64).rechunk(chunks, block_size_limit=CHUNK_BYTES)
-    shifted = data.map_blocks(
-        _shift_block, shifts=-used_shifts, dtype=np.float64, meta=np.empty((0,) * data.ndim)
-    )
+    data = data.rechunk(chunks, block_size_limit=CHUNK_BYTES * data.dtype.itemsize // 8)
+    shifted = reduce.aligned_stack(data, used_shifts, scan_axes=(-2, -1))
     aligned = xr.DataArray(shifted, dims=work.dims, coords=work.coords, attrs=dict(stack.attrs))
+    # The frame coordinates go with the frame axis, as in a sum over it.
+    template = work.isel({frame_dim: 0}, drop=True)
+    average = template.copy(data=reduce.aligned_average(data, used_shifts, scan_axes=(-2, -1)))
     aligned = aligned.transpose(*stack.dims)
+    average = average.transpose(*(dim for dim in stack.dims if dim != frame_dim))
     covered = coverage(used_shifts, shape)
     if crop:
         bounds = crop_bounds(used_shifts, shape)
         rows, cols = slice(bounds.ymin, bounds.ymax), slice(bounds.xmin, bounds.xmax)
         aligned = aligned.isel({scan_dims[0]: rows, scan_dims[1]: cols})
+        average = average.isel({scan_dims[0]: rows, scan_dims[1]: cols})
         covered = covered[rows, cols]
-    return _Aligned(aligned, frame_dim, scan_dims, covered)
-
-
-def _shift_block(
-    block: np.ndarray, shifts: np.ndarray, block_info: dict | None = None
-) -> np.ndarray:
-    """Fourier-shift a block (frames, ..., y, x) by the shifts of its frames."""
-    start, stop = block_info[0]["array-location"][0]
-    per_frame = shifts[start:stop].reshape((stop - start,) + (1,) * (block.ndim - 3) + (2,))
-    return fourier_shift_frames(block, per_frame)
+    return _Aligned(aligned, average, frame_dim, scan_dims, covered)
 
 
 def _labelled(other: Any, frame_axis: AxisSpec | None) -> tuple[xr.DataArray, Hashable]:

@@ -71,32 +71,44 @@ def check_names(given: Iterable[str], valid: Sequence[str], where: str) -> None:
     )
 
 
-def takes_params(func: F) -> F:
+def takes_params(
+    func: F | None = None, *, options: Sequence[inspect.Parameter] = ()
+) -> F | Callable[[F], F]:
     """Expose a function's ``**params`` as the method parameters, and check their names.
 
     ``func`` must end in ``**params``, which it passes on to
     :class:`~daskreg.params.RegistrationParams`. The returned function has the same
-    behaviour, a signature in which ``**params`` is replaced by every method parameter
-    (:data:`METHOD_PARAMETERS`), and raises :class:`~daskreg.errors.ParameterError`
-    for an unknown keyword before ``func`` is called.
+    behaviour, a signature in which ``**params`` is replaced by ``options`` and every
+    method parameter (:data:`METHOD_PARAMETERS`), and raises
+    :class:`~daskreg.errors.ParameterError` for an unknown keyword before ``func`` is
+    called.
 
     Parameters
     ----------
     func : callable
-        A function or method whose last parameter is ``**params``.
+        A function or method whose last parameter is ``**params``. Omitted: the
+        decorator itself, for ``@takes_params(options=...)``.
+    options : sequence of inspect.Parameter, optional
+        Keyword-only parameters defined elsewhere that ``func`` also takes in
+        ``**params`` (the execution options,
+        :data:`daskreg.parallel.engine.EXECUTION_PARAMETERS`), listed before the method
+        parameters.
 
     Returns
     -------
     callable
-        The wrapped function.
+        The wrapped function (or, without ``func``, the decorator).
     """
+    if func is None:
+        return functools.partial(takes_params, options=options)
     signature = inspect.signature(func, eval_str=True)
     *head, last = signature.parameters.values()
     if last.kind is not inspect.Parameter.VAR_KEYWORD:
         raise TypeError(f"{func.__qualname__} must end in **params to take the method parameters")
     annotations = {k: v for k, v in func.__annotations__.items() if k != last.name}
-    annotations.update((p.name, p.annotation) for p in METHOD_PARAMETERS)
-    public = signature.replace(parameters=[*head, *METHOD_PARAMETERS])
+    added = (*options, *METHOD_PARAMETERS)
+    annotations.update((p.name, p.annotation) for p in added)
+    public = signature.replace(parameters=[*head, *added])
     return typing.cast(F, _checked(func, public, annotations))
 
 

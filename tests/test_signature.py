@@ -118,3 +118,25 @@ def test_register_gives_one_result_register_series_the_list():
     assert isinstance(one, list) and len(one) == 1
     assert isinstance(daskreg.register(stacks[0]), daskreg.RegistrationResult)
     assert_same_result(one[0], daskreg.register(stacks[0]))
+
+
+def test_register_4dstem_takes_the_execution_options_of_register():
+    """One definition of the execution options (``Execution``): both signatures list
+    each with the same default and type, and a misspelt one is refused by name."""
+    assert daskreg.register_4dstem is register_4dstem
+
+    def options(func):
+        return {
+            name: (p.default, p.annotation)
+            for name, p in inspect.signature(func).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and name not in PARAM_NAMES
+        }
+
+    expected = options(daskreg.register)
+    assert expected.pop("engine")[0] == "auto"  # 4D-STEM always runs on Dask
+    assert {"client", "checkpoint", "resume", "save_stack"} <= set(expected)
+    assert options(register_4dstem) == expected
+    with pytest.raises(ParameterError, match="'keep_checkpont' \\(did you mean"):
+        register_4dstem(STACK[..., None, None], keep_checkpont=True)
+    with pytest.raises(ParameterError, match="checkpoint="):
+        register_4dstem(STACK[..., None, None], resume=True)

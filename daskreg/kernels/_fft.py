@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installed scipy
     _pocketfft = None
 
-__all__ = ["rfft", "fft", "ifft_into", "irfft_into", "backend"]
+__all__ = ["rfft", "fft", "ifft_into", "irfft_into", "rfft2_into", "irfft2_into", "backend"]
 
 # Normalisation code of both libraries for 1/n, scipy's default for inverse transforms.
 _BY_N = 2
@@ -87,6 +87,35 @@ def irfft_into(x: np.ndarray, n: int, axis: int, out: np.ndarray) -> np.ndarray:
     return _into(
         lambda: _pocketfft.c2r(x, (axis,), n, False, _BY_N, out, 1),
         lambda: scipy.fft.irfft(x, n=n, axis=axis),
+        out,
+    )
+
+
+def rfft2_into(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``scipy.fft.rfft2(x)`` over the last two axes, written into ``out`` (returned).
+
+    Runs on :func:`_threads` threads. Writing into the same ``out`` frame after frame
+    keeps it in cache: a fresh array per frame cost a quarter of the registered
+    average's time in page faults (40 x 512^2).
+    """
+    if _ducc is not None:
+        return _ducc.r2c(x, axes=(-2, -1), forward=True, out=out, nthreads=_threads())
+    return _into(
+        lambda: _pocketfft.r2c(x, (x.ndim - 2, x.ndim - 1), True, 0, out, _threads()),
+        lambda: scipy.fft.rfft2(x, workers=_threads()),
+        out,
+    )
+
+
+def irfft2_into(x: np.ndarray, n: int, out: np.ndarray) -> np.ndarray:
+    """``scipy.fft.irfft2(x, s=(x.shape[-2], n))``, written into ``out`` (returned)."""
+    if _ducc is not None:
+        return _ducc.c2r(
+            x, axes=(-2, -1), lastsize=n, forward=False, inorm=_BY_N, out=out, nthreads=_threads()
+        )
+    return _into(
+        lambda: _pocketfft.c2r(x, (x.ndim - 2, x.ndim - 1), n, False, _BY_N, out, _threads()),
+        lambda: scipy.fft.irfft2(x, s=(x.shape[-2], n), workers=_threads()),
         out,
     )
 

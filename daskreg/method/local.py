@@ -23,9 +23,6 @@ from daskreg.params import RegistrationParams
 
 __all__ = ["LoadedFrames", "load_frames", "measure", "registered_average"]
 
-# Frames shifted at once while averaging; bounds memory at a few frame copies.
-_AVERAGE_BLOCK = 16
-
 
 @dataclass(frozen=True)
 class LoadedFrames:
@@ -130,9 +127,6 @@ def registered_average(frames: np.ndarray, shifts: np.ndarray, used: np.ndarray)
     -------
     ndarray, shape (ny, nx)
     """
-    total = np.zeros(frames.shape[1:])
+    # One process: the transforms may use every core.
     with scipy.fft.set_workers(-1):
-        for lo in range(0, len(frames), _AVERAGE_BLOCK):
-            block = slice(lo, lo + _AVERAGE_BLOCK)
-            total += shift.registered_sum(frames[block], shifts[block])
-    return total / used.sum()
+        return shift.registered_sum(frames, shifts) / used.sum()

@@ -18,14 +18,16 @@ graph, on the cluster of :mod:`~daskreg.parallel.cluster`, and labels each outco
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import dask
 import dask.array as da
@@ -47,12 +49,16 @@ from daskreg.parallel.spectra import create_store, spectra_blocks
 from daskreg.parallel.survey import survey_graph
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult, build_result
+from daskreg.signatures import check_names
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack
 from daskreg.views import example_views
 
 __all__ = [
     "Execution",
+    "EXECUTION_NAMES",
+    "EXECUTION_PARAMETERS",
+    "split_options",
     "Analysed",
     "prepare_stack",
     "build_graph",
@@ -70,7 +76,13 @@ _SPECTRA_MEMORY_FRACTION = 0.25
 
 @dataclass(frozen=True)
 class Execution:
-    """How and where to run (see :func:`daskreg.register` for each option)."""
+    """How and where to run: the execution options, defined once.
+
+    Every field but ``retries`` is a keyword-only argument of :func:`daskreg.register`,
+    :func:`daskreg.register_series` and :func:`daskreg.register_4dstem`, with this
+    type and default (:data:`EXECUTION_PARAMETERS`); :func:`daskreg.register` documents
+    each. :meth:`from_options` builds one from those arguments and checks them.
+    """
 
     client: Any = None
     scheduler: str | None = None
@@ -80,10 +92,89 @@ class Execution:
     progress: bool = True
     save_stack: str | None = None
     temp_dir: str | None = None
-    retries: int = 2
-    checkpoint: str | None = None
+    retries: int = field(default=2, metadata={"option": False})
+    checkpoint: str | os.PathLike | None = None
     resume: bool = False
     keep_checkpoint: bool = False
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Execution:
+        """The execution of the given options (the others at their defaults), checked.
+
+        Parameters
+        ----------
+        **options
+            Any of :data:`EXECUTION_NAMES`.
+
+        Returns
+        -------
+        Execution
+            ``checkpoint`` as a ``str``.
+
+        Raises
+        ------
+        ParameterError
+            An unknown option (naming the closest valid one), or ``resume`` without a
+            ``checkpoint``.
+        """
+        check_names(options, EXECUTION_NAMES, "the execution options")
+        execution = cls(**options)
+        if execution.resume and execution.checkpoint is None:
+            raise ParameterError(
+                "resume=True continues from a checkpoint; pass its path as checkpoint=... too"
+            )
+        if execution.checkpoint is not None:
+            execution = replace(execution, checkpoint=os.fspath(execution.checkpoint))
+        return execution
+
+    def dask_only(self) -> list[str]:
+        """Names of the options given that only the Dask engine serves (they choose it
+        when ``engine="auto"``)."""
+        return [name for name in _DASK_ONLY if getattr(self, name) is not None]
+
+
+# The options that need a cluster or a Dask graph; progress, temp_dir and the resume
+# flags leave the in-memory engine usable.
+_DASK_ONLY = (
+    "client",
+    "scheduler",
+    "n_workers",
+    "memory_limit",
+    "chunks",
+    "save_stack",
+    "checkpoint",
+)
+_HINTS = get_type_hints(Execution)
+#: The execution options as keyword-only parameters: name, type and default from
+#: :class:`Execution`, for the signatures of the functions taking them.
+EXECUTION_PARAMETERS: tuple[inspect.Parameter, ...] = tuple(
+    inspect.Parameter(
+        f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=_HINTS[f.name]
+    )
+    for f in fields(Execution)
+    if f.metadata.get("option", True)
+)
+#: Names of the execution options, in the signatures' order.
+EXECUTION_NAMES: tuple[str, ...] = tuple(p.name for p in EXECUTION_PARAMETERS)
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[Execution, dict[str, Any]]:
+    """The execution options among keyword arguments (checked), and the others.
+
+    Parameters
+    ----------
+    kwargs : dict
+        Keyword arguments of a function taking :data:`EXECUTION_PARAMETERS` and the
+        method parameters.
+
+    Returns
+    -------
+    Execution, dict
+        The execution, and the remaining arguments (the method parameters).
+    """
+    options = {k: v for k, v in kwargs.items() if k in EXECUTION_NAMES}
+    rest = {k: v for k, v in kwargs.items() if k not in EXECUTION_NAMES}
+    return Execution.from_options(**options), rest
 
 
 @dataclass
@@ -251,9 +342,7 @@ def average_graph(data: da.Array, shifts: np.ndarray) -> da.Array:
     shifts : ndarray, shape (N, 2)
         From the analysis; NaN for unused frames.
     """
-    used = np.isfinite(shifts).all(axis=1)
-    along = da.from_array(shifts, chunks=(data.chunks[0], 2))
-    return reduce.registered_average(data, along, int(used.sum()))
+    return reduce.aligned_average(data, shifts)
 
 
 def _one_spectrum(params: RegistrationParams, shape: tuple[int, ...]) -> np.ndarray:
@@ -512,9 +601,7 @@ def _save_stack_graph(
     """
     aligned = da.concatenate(
         [
-            reduce.registered_frames(
-                frames, da.from_array(s, chunks=(frames.chunks[0], 2)), np.float32
-            )
+            reduce.aligned_stack(frames, s, dtype=np.float32)
             for frames, s in zip(series, shifts, strict=True)
         ]
     ).reshape(stack.shape)

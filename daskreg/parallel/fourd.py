@@ -9,6 +9,7 @@ shifts applied along the scan axes, chunk by chunk: the data never has to fit in
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import dask.array as da
@@ -16,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from daskreg.errors import ParameterError, StackShapeError
-from daskreg.parallel.engine import Execution, register_dask
+from daskreg.parallel.engine import EXECUTION_PARAMETERS, register_dask, split_options
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult
 from daskreg.signatures import takes_params
@@ -60,19 +61,9 @@ def _as_data(data: Any, chunks: int | None) -> xr.DataArray:
     return named.chunk({"frame": size, "y": -1, "x": -1, "qy": qy, "qx": -1})
 
 
-@takes_params
+@takes_params(options=EXECUTION_PARAMETERS)
 def register_4dstem(
-    data: Any,
-    detector: np.ndarray | None = None,
-    *,
-    client: Any = None,
-    scheduler: str | None = None,
-    n_workers: int | None = None,
-    memory_limit: str | int | None = None,
-    chunks: int | None = None,
-    progress: bool = True,
-    temp_dir: str | None = None,
-    **params: Any,
+    data: Any, detector: np.ndarray | None = None, **params: Any
 ) -> RegistrationResult:
     """Register a multi-frame 4D-STEM series and average it, out of core.
 
@@ -84,10 +75,13 @@ def register_4dstem(
     detector : ndarray, shape (Qy, Qx), optional
         Weights of the virtual detector (e.g. an annular mask); default: the sum over
         the whole detector.
-    client, scheduler, n_workers, memory_limit, progress, temp_dir
-        Where to run, as for :func:`daskreg.register`.
+    client, scheduler, ..., keep_checkpoint
+        Where and how to run, as for :func:`daskreg.register` (the same options,
+        :class:`~daskreg.parallel.engine.Execution`); ``save_stack`` writes the aligned
+        virtual images, the checkpoint holds the virtual images' pair blocks.
     chunks : int, optional
-        Frames per chunk of the 4D data (default: up to 64 MiB per chunk).
+        Frames per chunk of the 4D data (default: up to 64 MiB per chunk), and so of
+        the virtual images.
     mask, n, ..., precision
         The method parameters, keyword-only, as for :func:`daskreg.register`.
 
@@ -122,8 +116,9 @@ def register_4dstem(
     >>> result.dataset["average_4d"].dims
     ('y', 'x', 'qy', 'qx')
     """
+    execution, params = split_options(params)
     params_ = RegistrationParams(**params)
-    full = _as_data(data, chunks)
+    full = _as_data(data, execution.chunks)
     weights = np.ones(full.shape[-2:]) if detector is None else np.asarray(detector, float)
     if weights.shape != full.shape[-2:]:
         raise ParameterError(
@@ -137,13 +132,5 @@ def register_4dstem(
         attrs=dict(full.attrs),
         name="virtual_image",
     )
-    execution = Execution(
-        client=client,
-        scheduler=scheduler,
-        n_workers=n_workers,
-        memory_limit=memory_limit,
-        chunks=full.data.chunks[0][0],
-        progress=progress,
-        temp_dir=temp_dir,
-    )
+    execution = replace(execution, chunks=full.data.chunks[0][0])
     return register_dask(virtual, params_, execution, extras={"average_4d": full})

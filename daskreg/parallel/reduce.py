@@ -1,129 +1,122 @@
-"""The registered average (a Dask reduction over frame chunks) and the registered stack.
+"""The registered average and the aligned stack of any data, lazily: the one builder.
 
-Inside each chunk the used frames are aligned by the Fourier shift theorem and summed
-(:func:`daskreg.kernels.shift.registered_sum`); the partial sums are
-added in a tree and divided by the number of used frames. The frames may carry
-trailing axes after ``(y, x)`` (the detector axes of 4D-STEM): they are shifted along
-``(y, x)`` only.
+Every Dask average and aligned stack in daskreg is built here: the registration's
+(:func:`daskreg.parallel.engine.average_graph`), the 4D-STEM average
+(:func:`daskreg.parallel.fourd.register_4dstem`), and :func:`daskreg.apply_shifts` /
+:func:`daskreg.align_stack` (also :meth:`daskreg.RegistrationResult.apply`). Each task
+runs a kernel of :mod:`daskreg.kernels.shift` on one block: the aligned sum
+(:func:`~daskreg.kernels.shift.registered_sum`), whose partial sums are added in a tree
+and divided by the number of used frames, or the aligned frames
+(:func:`~daskreg.kernels.shift.aligned_frames`). Data may carry other axes (energy, the
+detector of 4D-STEM) before or after the scan axes; they are shifted along ``(y, x)``
+only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import partial
 
 import dask.array as da
 import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
 
-from daskreg._pieces import frame_slices
-from daskreg.kernels.shift import fourier_shift_frames, registered_sum
+from daskreg.kernels.shift import aligned_frames, registered_sum
 
-__all__ = ["registered_average", "registered_frames"]
+__all__ = ["aligned_average", "aligned_stack"]
 
 # Partial sums added together per reduction task: up to this many, fewer when each is
 # large (a 4D-STEM partial sum holds a diffraction pattern per scan position) so that a
 # task holds at most about _COMBINE_BYTES of them.
 _SPLIT_EVERY = 8
 _COMBINE_BYTES = 128 * 2**20
-# Frames are shifted a piece at a time: the Fourier shift holds about eight float64-sized
-# copies of what it shifts, so a whole 64 MiB chunk (or one 4D-STEM frame of a few
-# hundred MB) at once would need gigabytes.
-_BATCH_BYTES = 16 * 2**20
 
 
-def _aligned(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Frames ``(F, y, x, ...)`` shifted by ``-shifts`` along (y, x); NaN for NaN shifts."""
-    moved = np.moveaxis(np.asarray(block), (1, 2), (-2, -1))
-    per_frame = shifts.reshape(len(shifts), *(1,) * (moved.ndim - 3), 2)
-    return np.moveaxis(fourier_shift_frames(moved, -per_frame), (-2, -1), (1, 2))
-
-
-def _pieces(shape: tuple[int, ...]) -> Iterator[tuple[slice, slice]]:
-    """Frame and trailing-element slices of a ``(F, y, x, T)`` block, each piece at most
-    about ``_BATCH_BYTES`` as float64: several frames, or part of one 4D-STEM frame."""
-    n_frames, ny, nx, n_trailing = shape
-    if not n_frames:
-        return
-    t_step = max(1, min(n_trailing, _BATCH_BYTES // (8 * ny * nx)))
-    for f in frame_slices(n_frames, ny * nx * t_step, _BATCH_BYTES):
-        for t in range(0, n_trailing, t_step):
-            yield f, slice(t, t + t_step)
-
-
-def _columns(block: np.ndarray) -> np.ndarray:
-    """``block`` as ``(F, y, x, T)``, the trailing axes flattened."""
-    block = np.asarray(block)
-    return block.reshape(*block.shape[:3], -1)
-
-
-def _aligned_sum(block: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Sum of the aligned frames of a chunk with finite shifts, shape (1, y, x, ...)."""
-    frames = _columns(block)
-    total = np.zeros(frames.shape[1:])
-    for f, t in _pieces(frames.shape):
-        # (F, y, x, T) -> (F, T, y, x): the trailing elements ride along as images.
-        moved = np.moveaxis(frames[f, ..., t], 3, 1)
-        total[..., t] += np.moveaxis(registered_sum(moved, shifts[f]), 0, -1)
-    return total.reshape(1, *block.shape[1:])
-
-
-def _indices(ndim: int) -> str:
-    return "fyx" + "abcdefgh"[: ndim - 3]
-
-
-def registered_average(data: da.Array, shifts: da.Array, n_used: da.Array) -> da.Array:
-    """Average of the used frames after alignment, lazily.
+def aligned_average(
+    data: da.Array, shifts: np.ndarray, *, scan_axes: tuple[int, int] = (1, 2)
+) -> da.Array:
+    """Average of the frames with a finite shift, each aligned, lazily.
 
     Parameters
     ----------
-    data : dask.array.Array, shape (N, ny, nx, ...)
-        Frames, chunked along the frame axis (and optionally trailing axes), whole
-        along y and x.
-    shifts : dask.array.Array, shape (N, 2)
-        Displacement of each frame, chunked like ``data`` along frames; NaN rows are
-        left out.
-    n_used : dask.array.Array, shape ()
-        Number of used frames.
+    data : dask.array.Array, shape (N, ...)
+        Frames on axis 0, chunked along it (and optionally along axes other than the
+        scan axes); chunks along the scan axes are merged (the shift needs whole planes).
+    shifts : ndarray, shape (N, 2)
+        Displacement ``(dy, dx)`` of each frame, pixels; NaN rows are left out.
+    scan_axes : (int, int), default (1, 2)
+        Axes of ``data`` holding ``y`` and ``x``.
 
     Returns
     -------
-    dask.array.Array of float64, shape (ny, nx, ...)
+    dask.array.Array of float64, shape ``data.shape[1:]``
+        NaN where no frame has a finite shift.
     """
-    index = _indices(data.ndim)
-    partial = da.blockwise(
-        _aligned_sum,
+    n_used = int(np.isfinite(shifts).all(axis=1).sum())
+    data, along, index, axes = _aligned_inputs(data, shifts, scan_axes)
+    sums = da.blockwise(
+        _block_sum,
         index,
         data,
         index,
-        shifts,
+        along,
         "fz",
+        scan_axes=axes,
         dtype=np.float64,
         adjust_chunks={"f": 1},
         concatenate=True,
     )
     each = 8 * int(np.prod(data.shape[1:]))
-    split_every = int(np.clip(_COMBINE_BYTES // each, 2, _SPLIT_EVERY))
-    return partial.sum(axis=0, split_every=split_every) / n_used
+    split_every = int(np.clip(_COMBINE_BYTES // max(each, 1), 2, _SPLIT_EVERY))
+    return sums.sum(axis=0, split_every=split_every) / (n_used or np.nan)
 
 
-def registered_frames(data: da.Array, shifts: da.Array, dtype: np.dtype) -> da.Array:
-    """Every frame aligned (shifted by ``-shifts``), lazily; NaN frames where unused.
+def aligned_stack(
+    data: da.Array,
+    shifts: np.ndarray,
+    *,
+    scan_axes: tuple[int, int] = (1, 2),
+    dtype: np.dtype | type = np.float64,
+) -> da.Array:
+    """Every frame aligned (shifted by ``-shifts``), lazily; NaN frames where the shift is.
 
     Parameters
     ----------
-    data, shifts : dask.array.Array
-        As for :func:`registered_average`.
-    dtype : numpy dtype
+    data, shifts, scan_axes
+        As for :func:`aligned_average`.
+    dtype : numpy dtype, default float64
         Of the output (float32 keeps the stack's size for integer and float32 input).
+
+    Returns
+    -------
+    dask.array.Array of ``dtype``, shape and chunks of ``data`` (whole scan planes)
     """
-    index = _indices(data.ndim)
+    data, along, index, axes = _aligned_inputs(data, shifts, scan_axes)
     return da.blockwise(
-        _aligned_as, index, data, index, shifts, "fz", dtype=dtype, concatenate=True, out=dtype
+        # blockwise takes ``dtype`` for itself: the kernel gets it bound.
+        partial(aligned_frames, dtype=dtype),
+        index,
+        data,
+        index,
+        along,
+        "fz",
+        scan_axes=axes,
+        dtype=dtype,
+        concatenate=True,
+        meta=np.empty((0,) * data.ndim, dtype=dtype),
     )
 
 
-def _aligned_as(block: np.ndarray, shifts: np.ndarray, out: np.dtype) -> np.ndarray:
-    frames = _columns(block)
-    aligned = np.empty(frames.shape, dtype=out)
-    for f, t in _pieces(frames.shape):
-        aligned[f, ..., t] = _aligned(frames[f, ..., t], shifts[f])
-    return aligned.reshape(block.shape)
+def _aligned_inputs(
+    data: da.Array, shifts: np.ndarray, scan_axes: tuple[int, int]
+) -> tuple[da.Array, da.Array, str, tuple[int, int]]:
+    """Data with whole scan planes, the shifts chunked along its frames, the blockwise
+    index of the data (``f`` the frames), and the scan axes as positive numbers."""
+    axes = normalize_axis_tuple(scan_axes, data.ndim)
+    data = data.rechunk(dict.fromkeys(axes, -1))
+    along = da.from_array(np.asarray(shifts, dtype=np.float64), chunks=(data.chunks[0], 2))
+    return data, along, "f" + "abcdefghijklmnop"[: data.ndim - 1], axes
+
+
+def _block_sum(block: np.ndarray, shifts: np.ndarray, scan_axes: tuple[int, int]) -> np.ndarray:
+    """Aligned sum of one block, with the frame axis kept (length 1) for the reduction."""
+    return registered_sum(block, shifts, scan_axes=scan_axes)[None]
