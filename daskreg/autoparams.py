@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 import xarray as xr
 
 from daskreg.kernels import lattice as lattice_kernels
@@ -97,7 +98,10 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
     usable = sample[finite & (std > 0)]
     lattice = None
     if len(usable):
-        lattice = lattice_kernels.find_lattice(lattice_kernels.power_spectrum(usable), shape)
+        # Called once per series in the calling process: the transforms use every core.
+        with scipy.fft.set_workers(-1):
+            power = lattice_kernels.power_spectrum(usable)
+        lattice = lattice_kernels.find_lattice(power, shape)
     changes: dict[str, object] = {}
     notes: dict[str, str] = {}
     if isinstance(params.mask, str) and params.mask == "auto":
