@@ -17,7 +17,7 @@ import numpy as np
 
 from daskreg.errors import ParameterError
 from daskreg.parallel import engine as dask_engine
-from daskreg.parallel.engine import EXECUTION_PARAMETERS, split_options
+from daskreg.parallel.execution import EXECUTION_PARAMETERS, split_options
 from daskreg.params import RegistrationParams
 from daskreg.registration import Registration
 from daskreg.result import RegistrationResult

@@ -91,7 +91,7 @@ def takes_params(
     options : sequence of inspect.Parameter, optional
         Keyword-only parameters defined elsewhere that ``func`` also takes in
         ``**params`` (the execution options,
-        :data:`daskreg.parallel.engine.EXECUTION_PARAMETERS`), listed before the method
+        :data:`daskreg.parallel.execution.EXECUTION_PARAMETERS`), listed before the method
         parameters.
 
     Returns

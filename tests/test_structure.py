@@ -117,7 +117,6 @@ KNOWN_LONG = {
     "daskreg/kernels/lattice.py",
     "daskreg/kernels/peaks.py",
     "daskreg/kernels/shiftmatrix.py",
-    "daskreg/parallel/engine.py",
     "daskreg/result.py",
     "daskreg/synthetic.py",
 }

@@ -5,17 +5,25 @@ A checkpoint is a Zarr v3 folder::
     checkpoint.zarr/            attrs: fingerprint + the description it hashes
         pairs/<s>-<a>-<b>/      PairBlock of series s, block pair (a, b): i, j, shifts, ok, peak
         frames/<s>-<a>/         FrameInfo of series s, frame chunk a: finite, std, energy, split
+        survey/<s>/             quality of every frame of series s: finite, std
 
-Each entry is written under a hidden temporary name and renamed when complete, so an
-entry that exists is whole: a task killed mid-write leaves only a temporary folder,
-removed when the run resumes. Storing is a separate task after each measuring task,
-so the measuring stays pure and a retried task rewrites nothing.
+Each entry is one checksummed Zarr array of bytes, written durably and renamed when
+complete (:mod:`~daskreg.parallel.entries`): an entry that exists is whole, and a task
+killed mid-write leaves only a hidden temporary, removed when the run resumes. Storing
+is a separate task after each measuring task, so the measuring stays pure and a
+retried task rewrites nothing.
 
-The fingerprint covers everything that determines the entries: the input's identity
-(the Dask token of its array, which the readers derive from the file they read, and
-which hashes the data of arrays in memory), shape, dtype, frame chunks, the measuring
-parameters and the daskreg version. Outlier and averaging parameters are not part of it: a kept
-checkpoint can be analysed again, e.g. with another ``threshold``, without measuring.
+On resume every entry is read in full before it is reused and checked: checksum, a
+chunk present (a missing chunk would read as the fill value), the fields and their
+shapes, the frame indices of its pairs, finite values, and the frames' quality equal to
+the input's now. A damaged entry is recomputed, with a warning naming it.
+
+The fingerprint covers everything that determines the entries: the input's content
+(:func:`identity`: shape, dtype and hashes of chunks spread over the stack; the survey
+entry then checks the quality of every frame), the frame chunks, the measuring
+parameters and the daskreg version. Outlier and averaging parameters are not part of
+it: a kept checkpoint can be analysed again, e.g. with another ``threshold``, without
+measuring.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,20 +43,56 @@ import zarr
 from dask.delayed import Delayed
 
 from daskreg._version import __version__
-from daskreg.errors import CheckpointError
+from daskreg.errors import CheckpointError, RegistrationWarning
 from daskreg.io.atomic import atomic_path
-from daskreg.kernels.peaks import PeakResult
-from daskreg.parallel.pairs import PairBlock
-from daskreg.parallel.spectra import FrameInfo
+from daskreg.method.pairs import pair_indices
+from daskreg.method.screening import Survey
+from daskreg.parallel.entries import DECODE, ENCODE, check_entry, fsync, read_entry, write_entry
+from daskreg.parallel.pairs import block_pairs
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 
-__all__ = ["Checkpoint", "describe"]
+__all__ = ["Checkpoint", "describe", "identity"]
 
 # Bumped when the layout of the entries changes; older checkpoints are then refused.
-_FORMAT = 1
-_KINDS = ("pairs", "frames")
+_FORMAT = 2
+_KINDS = ("pairs", "frames", "survey")
+# Chunks of the input hashed for its identity, spread from first to last.
+_SAMPLED_CHUNKS = 8
 
-_Entry = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+def identity(stack: xr.DataArray) -> str:
+    """The input's identity: its shape, dtype and the hashes of chunks spread over it.
+
+    Its content, not its file's name or time: a file rewritten in place, or replaced by
+    a copy that kept the old time (``cp -p``, ``rsync -a``), is another input. Only
+    :data:`_SAMPLED_CHUNKS` chunks along the frames are read (the first, the last and
+    evenly between), so a change confined to other frames is found later, by the
+    survey entry, which holds every frame's quality.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        The input as read, dims ``(..., frame, y, x)``, before any rechunking.
+
+    Returns
+    -------
+    str
+        A SHA-256 hex digest.
+    """
+    data = stack.data
+    axis = stack.ndim - 3
+    chunks = data.chunks[axis] if hasattr(data, "chunks") and data.chunks else None
+    sizes = chunks if isinstance(chunks, tuple) else (1,) * stack.shape[axis]
+    bounds = np.cumsum([0, *sizes])
+    picked = np.unique(np.linspace(0, len(sizes) - 1, _SAMPLED_CHUNKS).round().astype(int))
+    pieces = [data[(slice(None),) * axis + (slice(bounds[k], bounds[k + 1]),)] for k in picked]
+    # Read in this process with dask's synchronous scheduler: no cluster is up yet.
+    values = dask.compute(*pieces, scheduler="synchronous")
+    digest = hashlib.sha256(json.dumps([list(stack.shape), str(stack.dtype)]).encode())
+    for k, value in zip(picked, values, strict=True):
+        digest.update(f"{k}:".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
 
 
 def describe(token: str, stack: xr.DataArray, params: RegistrationParams) -> dict[str, Any]:
@@ -56,7 +101,7 @@ def describe(token: str, stack: xr.DataArray, params: RegistrationParams) -> dic
     Parameters
     ----------
     token : str
-        Identity of the input data: ``dask.base.tokenize`` of the array before it is
+        Identity of the input data: :func:`identity` of the stack before it is
         rechunked for the engine.
     stack : xarray.DataArray
         The stack as chunked for the engine (:func:`~daskreg.parallel.engine.prepare_stack`).
@@ -65,7 +110,7 @@ def describe(token: str, stack: xr.DataArray, params: RegistrationParams) -> dic
     Returns
     -------
     dict
-        Format, daskreg version, input token, shape, dtype, frame chunks and the
+        Format, daskreg version, input identity, shape, dtype, frame chunks and the
         measuring parameters (a user mask array by its token).
     """
     measuring = {name: value for name, value in params.to_dict().items() if name in MEASURE_PARAMS}
@@ -98,76 +143,28 @@ def _differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     ]
 
 
-def _pair_entry(block: PairBlock) -> _Entry:
-    found = block.found
-    return {}, {
-        "i": block.i,
-        "j": block.j,
-        "shifts": found.shifts,
-        "ok": found.ok,
-        "peak": found.peak,
-    }
-
-
-def _pair_block(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> PairBlock:
-    return PairBlock(
-        arrays["i"], arrays["j"], PeakResult(arrays["shifts"], arrays["ok"], arrays["peak"])
-    )
-
-
-def _frames_entry(info: FrameInfo) -> _Entry:
-    return {"start": int(info.start)}, {
-        "finite": info.finite,
-        "std": info.std,
-        "energy": info.energy,
-        "split": info.split,
-    }
-
-
-def _frame_info(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> FrameInfo:
-    return FrameInfo(
-        int(attrs["start"]), arrays["finite"], arrays["std"], arrays["energy"], arrays["split"]
-    )
-
-
-_ENCODE = {"pairs": _pair_entry, "frames": _frames_entry}
-_DECODE = {"pairs": _pair_block, "frames": _frame_info}
-
-
-def _store(value: Any, folder: str, key: str, kind: str) -> Any:
-    """Save ``value`` as entry ``key`` and pass it on (a task after the measuring task)."""
-    target = Path(folder) / key
-    # A retried or recomputed task finds its own values there already.
-    if not target.is_dir():
-        attrs, arrays = _ENCODE[kind](value)
-        with atomic_path(target) as temp:
-            group = zarr.open_group(str(temp), mode="w", attributes=attrs)
-            for name, values in arrays.items():
-                group.create_array(name, data=np.asarray(values))
-    return value
-
-
-def _load(folder: str, key: str, kind: str) -> Any:
-    group = zarr.open_group(str(Path(folder) / key), mode="r")
-    return _DECODE[kind](dict(group.attrs), {name: a[...] for name, a in group.arrays()})
-
-
 class Checkpoint:
     """An open checkpoint: which entries exist, and the tasks that reuse or store them.
 
-    Open it with :meth:`open`; :meth:`reuse` then swaps, in a lazy graph, each task
-    whose entry exists for a task that loads it, and wraps the others with a task that
-    stores their value. Counts of reused and scheduled entries are kept per kind.
+    Open it with :meth:`open`; :meth:`reuse_series` then swaps, in a lazy graph, each
+    task whose entry exists and is whole for a task that loads it, and wraps the
+    others with a task that stores their value. Counts of reused and scheduled entries
+    are kept per kind.
 
     Attributes
     ----------
     path : Path
     reused, total : dict of str to int
         Per kind (``"pairs"``, ``"frames"``): entries loaded, entries in the graphs.
+    damaged : list of str
+        Entries found damaged and recomputed (``"pairs/0-1-2"``).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        for kind in _KINDS:
+            # A kind's folder deleted: its entries are recomputed.
+            (path / kind).mkdir(exist_ok=True)
         # Entries are folders; hidden ones are temporaries of unfinished writes.
         self._done = {
             kind: {
@@ -177,6 +174,7 @@ class Checkpoint:
         }
         self.reused = dict.fromkeys(_KINDS, 0)
         self.total = dict.fromkeys(_KINDS, 0)
+        self.damaged: list[str] = []
 
     @classmethod
     def open(
@@ -200,8 +198,9 @@ class Checkpoint:
         Raises
         ------
         CheckpointError
-            ``path`` is not a checkpoint; or it is one and ``resume`` is False; or it was
-            written for another input, chunking or measuring parameters.
+            ``path`` is not a checkpoint or its own metadata is damaged; or it is one
+            and ``resume`` is False; or it was written for another input, chunking or
+            measuring parameters.
         OutputPathError
             The parent folder does not exist or cannot be written.
         """
@@ -216,11 +215,19 @@ class Checkpoint:
                 )
                 for kind in _KINDS:
                     group.create_group(kind)
+                fsync(temp / "zarr.json")
             return cls(root)
         try:
             attrs = dict(zarr.open_group(str(root), mode="r").attrs)
             stored = attrs["fingerprint"], attrs["description"]
-        except (OSError, KeyError, ValueError, zarr.errors.BaseZarrError):
+            if stored[0] != _fingerprint(stored[1]):
+                raise ValueError("its fingerprint does not match its description")
+        except Exception:  # noqa: BLE001 - any failure to read it: not a checkpoint we can use
+            if any((root / kind).is_dir() for kind in _KINDS):
+                raise CheckpointError(
+                    f"the checkpoint {str(root)!r} has damaged metadata ({root / 'zarr.json'}), "
+                    "so what it was written for cannot be checked; delete it to start over"
+                ) from None
             raise CheckpointError(
                 f"{str(root)!r} exists and is not a daskreg checkpoint; choose another "
                 "checkpoint path"
@@ -245,8 +252,116 @@ class Checkpoint:
                 shutil.rmtree(stale, ignore_errors=True)
         return cls(root)
 
+    def _verified(self, kind: str, key: str, expect: Any) -> dict[str, np.ndarray] | None:
+        """Entry ``key``'s fields if it exists and is whole; a damaged one is removed, with
+        a warning naming it."""
+        if key not in self._done[kind]:
+            return None
+        path = self.path / kind / key
+        try:
+            attrs, arrays = read_entry(path)
+            check_entry(kind, attrs, arrays, expect)
+        except (CheckpointError, ValueError) as exc:
+            reason = str(exc).rsplit(" is damaged ", 1)[-1]
+            warnings.warn(
+                f"the checkpoint entry {kind}/{key} in {str(self.path)!r} is damaged "
+                f"({reason.strip('()')}); it is computed again",
+                RegistrationWarning,
+                stacklevel=4,
+            )
+            shutil.rmtree(path, ignore_errors=True)
+            self._done[kind].discard(key)
+            self.damaged.append(f"{kind}/{key}")
+            return None
+        return arrays
+
+    def check_survey(self, series: int, survey: Survey) -> None:
+        """Compare the quality of every frame of a series with the checkpoint's, or save it.
+
+        Raises
+        ------
+        CheckpointError
+            A frame's quality differs: the input changed since the checkpoint was written.
+        """
+        key = str(series)
+        stored = self._verified("survey", key, (0, None, None))
+        if stored is None:
+            write_entry(self.path / "survey" / key, *ENCODE["survey"](survey))
+            return
+        same = np.zeros(len(survey.std), dtype=bool)
+        if len(stored["std"]) == len(survey.std):
+            same = (stored["finite"] == survey.finite) & (
+                (stored["std"] == survey.std) | (np.isnan(stored["std"]) & np.isnan(survey.std))
+            )
+        if not same.all():
+            changed = np.flatnonzero(~same)
+            raise CheckpointError(
+                f"the checkpoint {str(self.path)!r} was written for another input: frames "
+                f"{changed[:8].tolist()}{' ...' if len(changed) > 8 else ''} of series "
+                f"{series} differ from the frames it measured. Delete it to start over"
+            )
+
+    def reuse_series(
+        self,
+        series: int,
+        bounds: list[int],
+        band: int | None,
+        measured: list[Delayed],
+        infos: list[Delayed],
+        survey: Survey | None = None,
+    ) -> tuple[list[Delayed], list[Delayed]]:
+        """:meth:`reuse` for the pair blocks and frame infos of one series.
+
+        Parameters
+        ----------
+        series : int
+            Index of the series among the leading dims, naming its entries.
+        bounds : list of int
+            Frame boundaries of its chunks.
+        band : int, optional
+            The band the pairs were measured in.
+        measured, infos : list of Delayed
+            :class:`~daskreg.parallel.pairs.PairBlock` per block pair of
+            :func:`~daskreg.parallel.pairs.block_pairs`, and
+            :class:`~daskreg.parallel.spectra.FrameInfo` per chunk.
+        survey : Survey, optional
+            The series' survey: stored frame qualities must equal it.
+
+        Returns
+        -------
+        measured, infos : list of Delayed
+        """
+        n_frames = bounds[-1]
+        pairs = block_pairs(bounds, band)
+        measured = self.reuse(
+            "pairs",
+            [f"{series}-{a}-{b}" for a, b in pairs],
+            measured,
+            [
+                pair_indices(
+                    n_frames, band, rows=slice(*bounds[a : a + 2]), cols=slice(*bounds[b : b + 2])
+                )
+                for a, b in pairs
+            ],
+        )
+        chunks = [slice(*bounds[a : a + 2]) for a in range(len(infos))]
+        infos = self.reuse(
+            "frames",
+            [f"{series}-{a}" for a in range(len(infos))],
+            infos,
+            [
+                (s.start, *((None, None) if survey is None else (survey.finite[s], survey.std[s])))
+                for s in chunks
+            ],
+        )
+        return measured, infos
+
     def reuse(
-        self, kind: Literal["pairs", "frames"], keys: list[str], tasks: list[Delayed]
+        self,
+        kind: Literal["pairs", "frames"],
+        keys: list[str],
+        tasks: list[Delayed],
+        expected: list[Any],
     ) -> list[Delayed]:
         """Tasks giving the same values as ``tasks``: loaded where stored, else stored.
 
@@ -258,6 +373,9 @@ class Checkpoint:
         tasks : list of Delayed
             :class:`~daskreg.parallel.pairs.PairBlock` (``"pairs"``) or
             :class:`~daskreg.parallel.spectra.FrameInfo` (``"frames"``) per key.
+        expected : list
+            Per key, what its entry must hold: ``(i, j)`` (pairs), or ``(start, finite,
+            std)`` with ``finite, std`` None when unknown (frames).
 
         Returns
         -------
@@ -267,16 +385,41 @@ class Checkpoint:
         """
         # Absolute: workers may run in another folder.
         folder = str((self.path / kind).absolute())
-        done = self._done[kind]
-        self.reused[kind] += sum(key in done for key in keys)
+        done = [
+            self._verified(kind, key, e) is not None for key, e in zip(keys, expected, strict=True)
+        ]
+        self.reused[kind] += sum(done)
         self.total[kind] += len(keys)
         return [
             dask.delayed(_load, pure=True)(folder, key, kind)
-            if key in done
+            if whole
             else dask.delayed(_store, pure=True)(task, folder, key, kind)
-            for key, task in zip(keys, tasks, strict=True)
+            for key, task, whole in zip(keys, tasks, done, strict=True)
         ]
+
+    def note(self, resume: bool) -> str:
+        """One line on what the run reuses from, or saves to, the checkpoint."""
+        reused, total = self.reused["pairs"], self.total["pairs"]
+        if resume:
+            damaged = f" ({len(self.damaged)} damaged entries recomputed)" if self.damaged else ""
+            return (
+                f"resumed: {reused} of {total} pair blocks reused from {self.path}, "
+                f"{total - reused} to compute{damaged}"
+            )
+        return f"saving the {total} pair blocks to {self.path} as they finish, to resume from"
 
     def remove(self) -> None:
         """Delete the checkpoint (after a successful run)."""
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _store(value: Any, folder: str, key: str, kind: str) -> Any:
+    """Save ``value`` as entry ``key`` and pass it on (a task after the measuring task)."""
+    write_entry(Path(folder) / key, *ENCODE[kind](value))
+    return value
+
+
+def _load(folder: str, key: str, kind: str) -> Any:
+    # Checked in full when the run started; read again here, the checksum still guards
+    # against damage since then (a CheckpointError naming the entry, never other values).
+    return DECODE[kind](*read_entry(Path(folder) / key))

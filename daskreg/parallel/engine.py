@@ -18,16 +18,14 @@ graph, on the cluster of :mod:`~daskreg.parallel.cluster`, and labels each outco
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
 import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import dask
 import dask.array as da
@@ -43,28 +41,18 @@ from daskreg.method.measurements import PairMeasurements
 from daskreg.method.pairs import pair_setup
 from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
 from daskreg.parallel import cluster, reduce
-from daskreg.parallel.checkpoint import Checkpoint, describe
-from daskreg.parallel.pairs import assemble, block_pairs, pair_blocks
+from daskreg.parallel.checkpoint import Checkpoint, describe, identity
+from daskreg.parallel.execution import Execution
+from daskreg.parallel.pairs import assemble, pair_blocks
 from daskreg.parallel.spectra import create_store, spectra_blocks
 from daskreg.parallel.survey import survey_graph
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult, build_result
-from daskreg.signatures import check_names
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack
 from daskreg.views import example_views
 
-__all__ = [
-    "Execution",
-    "EXECUTION_NAMES",
-    "EXECUTION_PARAMETERS",
-    "split_options",
-    "Analysed",
-    "prepare_stack",
-    "build_graph",
-    "average_graph",
-    "register_dask",
-]
+__all__ = ["Analysed", "prepare_stack", "build_graph", "average_graph", "register_dask"]
 
 # Default chunk: at most this many bytes of frames ...
 _CHUNK_BYTES = 64 * 2**20
@@ -72,109 +60,6 @@ _CHUNK_BYTES = 64 * 2**20
 _MIN_CHUNKS = 8
 # Spectra larger than this fraction of the workers' memory are spilled to Zarr.
 _SPECTRA_MEMORY_FRACTION = 0.25
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How and where to run: the execution options, defined once.
-
-    Every field but ``retries`` is a keyword-only argument of :func:`daskreg.register`,
-    :func:`daskreg.register_series` and :func:`daskreg.register_4dstem`, with this
-    type and default (:data:`EXECUTION_PARAMETERS`); :func:`daskreg.register` documents
-    each. :meth:`from_options` builds one from those arguments and checks them.
-    """
-
-    client: Any = None
-    scheduler: str | None = None
-    n_workers: int | None = None
-    memory_limit: str | int | None = None
-    chunks: int | None = None
-    progress: bool = True
-    save_stack: str | None = None
-    temp_dir: str | None = None
-    retries: int = field(default=2, metadata={"option": False})
-    checkpoint: str | os.PathLike | None = None
-    resume: bool = False
-    keep_checkpoint: bool = False
-
-    @classmethod
-    def from_options(cls, **options: Any) -> Execution:
-        """The execution of the given options (the others at their defaults), checked.
-
-        Parameters
-        ----------
-        **options
-            Any of :data:`EXECUTION_NAMES`.
-
-        Returns
-        -------
-        Execution
-            ``checkpoint`` as a ``str``.
-
-        Raises
-        ------
-        ParameterError
-            An unknown option (naming the closest valid one), or ``resume`` without a
-            ``checkpoint``.
-        """
-        check_names(options, EXECUTION_NAMES, "the execution options")
-        execution = cls(**options)
-        if execution.resume and execution.checkpoint is None:
-            raise ParameterError(
-                "resume=True continues from a checkpoint; pass its path as checkpoint=... too"
-            )
-        if execution.checkpoint is not None:
-            execution = replace(execution, checkpoint=os.fspath(execution.checkpoint))
-        return execution
-
-    def dask_only(self) -> list[str]:
-        """Names of the options given that only the Dask engine serves (they choose it
-        when ``engine="auto"``)."""
-        return [name for name in _DASK_ONLY if getattr(self, name) is not None]
-
-
-# The options that need a cluster or a Dask graph; progress, temp_dir and the resume
-# flags leave the in-memory engine usable.
-_DASK_ONLY = (
-    "client",
-    "scheduler",
-    "n_workers",
-    "memory_limit",
-    "chunks",
-    "save_stack",
-    "checkpoint",
-)
-_HINTS = get_type_hints(Execution)
-#: The execution options as keyword-only parameters: name, type and default from
-#: :class:`Execution`, for the signatures of the functions taking them.
-EXECUTION_PARAMETERS: tuple[inspect.Parameter, ...] = tuple(
-    inspect.Parameter(
-        f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=_HINTS[f.name]
-    )
-    for f in fields(Execution)
-    if f.metadata.get("option", True)
-)
-#: Names of the execution options, in the signatures' order.
-EXECUTION_NAMES: tuple[str, ...] = tuple(p.name for p in EXECUTION_PARAMETERS)
-
-
-def split_options(kwargs: dict[str, Any]) -> tuple[Execution, dict[str, Any]]:
-    """The execution options among keyword arguments (checked), and the others.
-
-    Parameters
-    ----------
-    kwargs : dict
-        Keyword arguments of a function taking :data:`EXECUTION_PARAMETERS` and the
-        method parameters.
-
-    Returns
-    -------
-    Execution, dict
-        The execution, and the remaining arguments (the method parameters).
-    """
-    options = {k: v for k, v in kwargs.items() if k in EXECUTION_NAMES}
-    rest = {k: v for k, v in kwargs.items() if k not in EXECUTION_NAMES}
-    return Execution.from_options(**options), rest
 
 
 @dataclass
@@ -326,9 +211,9 @@ def build_graph(
     )
     measured = pair_blocks(blocks, bounds, setup, params.band)
     if checkpoint is not None:
-        pairs = block_pairs(bounds, params.band)
-        measured = checkpoint.reuse("pairs", [f"{series}-{a}-{b}" for a, b in pairs], measured)
-        infos = checkpoint.reuse("frames", [f"{series}-{a}" for a in range(len(infos))], infos)
+        measured, infos = checkpoint.reuse_series(
+            series, bounds, params.band, measured, infos, survey
+        )
     return dask.delayed(_analyse, pure=True)(infos, measured, params, lattice_basis)
 
 
@@ -404,9 +289,8 @@ def register_dask(
     target = _check_target(execution.save_stack)
     saved = None
     if execution.checkpoint is not None:
-        identity = dask.base.tokenize(source.data)
         saved = Checkpoint.open(
-            execution.checkpoint, describe(identity, stack, params), resume=execution.resume
+            execution.checkpoint, describe(identity(source), stack, params), resume=execution.resume
         )
     leading = list(np.ndindex(stack.shape[:-3]))
     timings: dict[str, float] = {}
@@ -428,6 +312,9 @@ def register_dask(
             progress=execution.progress,
             retries=execution.retries,
         )
+        for k, survey in enumerate(surveys if saved is not None else []):
+            # Every frame's quality against the checkpoint's: the input changed in place?
+            saved.check_survey(k, survey)
         corrections = [survey.correction() for survey in surveys]
         # Each series' automatic parameters from a sample of its own frames, repaired.
         resolved = [
@@ -454,7 +341,7 @@ def register_dask(
                 for k, (one, chosen) in enumerate(zip(series, resolved, strict=True))
             ]
             if saved is not None and execution.progress:
-                print(f"daskreg: {_checkpoint_note(saved, execution.resume)}", flush=True)
+                print(f"daskreg: {saved.note(execution.resume)}", flush=True)
             analysed = cluster.compute(
                 graphs, client, progress=execution.progress, retries=execution.retries
             )
@@ -533,16 +420,6 @@ def _sent_once(stack: xr.DataArray, client: Any) -> xr.DataArray:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         return stack.copy(data=client.persist(stack.data))
-
-
-def _checkpoint_note(saved: Checkpoint, resume: bool) -> str:
-    reused, total = saved.reused["pairs"], saved.total["pairs"]
-    if resume:
-        return (
-            f"resumed: {reused} of {total} pair blocks reused from {saved.path}, "
-            f"{total - reused} to compute"
-        )
-    return f"saving the {total} pair blocks to {saved.path} as they finish, to resume from"
 
 
 def _spectra_store(series: xr.DataArray, params: RegistrationParams, path: Path) -> str:

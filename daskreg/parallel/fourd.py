@@ -17,7 +17,8 @@ import numpy as np
 import xarray as xr
 
 from daskreg.errors import ParameterError, StackShapeError
-from daskreg.parallel.engine import EXECUTION_PARAMETERS, register_dask, split_options
+from daskreg.parallel.engine import register_dask
+from daskreg.parallel.execution import EXECUTION_PARAMETERS, split_options
 from daskreg.params import RegistrationParams
 from daskreg.result import RegistrationResult
 from daskreg.signatures import takes_params
@@ -77,7 +78,7 @@ def register_4dstem(
         the whole detector.
     client, scheduler, ..., keep_checkpoint
         Where and how to run, as for :func:`daskreg.register` (the same options,
-        :class:`~daskreg.parallel.engine.Execution`); ``save_stack`` writes the aligned
+        :class:`~daskreg.parallel.execution.Execution`); ``save_stack`` writes the aligned
         virtual images, the checkpoint holds the virtual images' pair blocks.
     chunks : int, optional
         Frames per chunk of the 4D data (default: up to 64 MiB per chunk), and so of

@@ -108,7 +108,7 @@ def test_a_kept_checkpoint_is_analysed_again_without_measuring(
     # Nothing is read or transformed again: no frame, no spectrum, no pair.
     params = RegistrationParams()
     stack = engine.prepare_stack(series.stack, params, chunks=RUN["chunks"])
-    token = dask.base.tokenize(daskreg.stack.as_stack(series.stack).data)
+    token = checkpoint.identity(daskreg.stack.as_stack(series.stack))
     saved = checkpoint.Checkpoint.open(path, checkpoint.describe(token, stack, params), resume=True)
     # The graph measures with the parameters chosen from the frames, as register does.
     graph = engine.build_graph(stack, resolve_stack(stack, params).params, checkpoint=saved)
