@@ -47,7 +47,15 @@ from daskreg.errors import CheckpointError, RegistrationWarning
 from daskreg.io.atomic import atomic_path
 from daskreg.method.pairs import pair_indices
 from daskreg.method.screening import Survey
-from daskreg.parallel.entries import DECODE, ENCODE, check_entry, fsync, read_entry, write_entry
+from daskreg.parallel.entries import (
+    DECODE,
+    ENCODE,
+    DamagedEntry,
+    check_entry,
+    fsync,
+    read_entry,
+    write_entry,
+)
 from daskreg.parallel.pairs import block_pairs
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 
@@ -261,11 +269,15 @@ class Checkpoint:
         try:
             attrs, arrays = read_entry(path)
             check_entry(kind, attrs, arrays, expect)
-        except (CheckpointError, ValueError) as exc:
-            reason = str(exc).rsplit(" is damaged ", 1)[-1]
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"the checkpoint {str(self.path)!r} was written for another input: {exc} "
+                f"(entry {kind}/{key}). Delete it to start over"
+            ) from None
+        except DamagedEntry as reason:
             warnings.warn(
                 f"the checkpoint entry {kind}/{key} in {str(self.path)!r} is damaged "
-                f"({reason.strip('()')}); it is computed again",
+                f"({reason}); it is computed again",
                 RegistrationWarning,
                 stacklevel=4,
             )
@@ -421,5 +433,11 @@ def _store(value: Any, folder: str, key: str, kind: str) -> Any:
 
 def _load(folder: str, key: str, kind: str) -> Any:
     # Checked in full when the run started; read again here, the checksum still guards
-    # against damage since then (a CheckpointError naming the entry, never other values).
-    return DECODE[kind](*read_entry(Path(folder) / key))
+    # against damage since then: an error naming the entry, never other values.
+    try:
+        return DECODE[kind](*read_entry(Path(folder) / key))
+    except DamagedEntry as exc:
+        raise CheckpointError(
+            f"the checkpoint entry {key} in {folder!r} was damaged during the run ({exc}); "
+            "run again with resume=True (daskreg register --resume) to compute it again"
+        ) from None

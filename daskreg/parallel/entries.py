@@ -29,12 +29,25 @@ from daskreg.method.screening import Survey
 from daskreg.parallel.pairs import PairBlock
 from daskreg.parallel.spectra import FrameInfo
 
-__all__ = ["ENCODE", "DECODE", "fsync", "write_entry", "read_entry", "check_entry"]
+__all__ = [
+    "ENCODE",
+    "DECODE",
+    "DamagedEntry",
+    "fsync",
+    "write_entry",
+    "read_entry",
+    "check_entry",
+]
 
 # The one chunk of an entry's array: "0" in the entry's folder, not "c/0".
 _CHUNK = "0"
 
 _Entry = tuple[dict[str, Any], dict[str, np.ndarray]]
+
+
+class DamagedEntry(Exception):
+    """An entry cannot be read whole, or holds values its key rules out; the message
+    says what is wrong."""
 
 
 def _pair_entry(block: PairBlock) -> _Entry:
@@ -137,19 +150,19 @@ def read_entry(path: Path) -> _Entry:
 
     Raises
     ------
-    CheckpointError
+    DamagedEntry
         The entry cannot be read whole: its chunk is missing, its checksum or
         compression fails, or its fields do not fill its bytes.
     """
     try:
         if not (path / _CHUNK).is_file():
             # Zarr would read a missing chunk as the fill value: zeros, not an error.
-            raise ValueError("its data file is missing")
+            raise FileNotFoundError(f"no data file {_CHUNK!r}")
         array = zarr.open_array(str(path), mode="r")
         entry = dict(array.attrs)["daskreg_entry"]
         payload = array[...]
         if payload.dtype != np.uint8 or payload.ndim != 1:
-            raise ValueError(f"it holds {payload.dtype} of shape {payload.shape}, not bytes")
+            raise TypeError(f"it holds {payload.dtype} of shape {payload.shape}, not bytes")
         arrays, offset = {}, 0
         for name, dtype, shape in entry["layout"]:
             size = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -158,42 +171,51 @@ def read_entry(path: Path) -> _Entry:
         if offset != payload.size:
             raise ValueError(f"its fields take {offset} of its {payload.size} bytes")
         return dict(entry["attrs"]), arrays
-    except CheckpointError:
-        raise
     except Exception as exc:  # noqa: BLE001 - whatever fails to decode, the entry is damaged
-        raise CheckpointError(
-            f"the checkpoint entry {str(path)!r} is damaged ({type(exc).__name__}: {exc})"
-        ) from None
+        raise DamagedEntry(f"{type(exc).__name__}: {exc}") from None
 
 
 def check_entry(
     kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray], expect: Any
 ) -> None:
-    """Raise ValueError where an entry's values are not what its key implies."""
+    """Check an entry's fields against what its key implies (``expect``: see
+    :meth:`~daskreg.parallel.checkpoint.Checkpoint.reuse`).
+
+    Raises
+    ------
+    DamagedEntry
+        Fields, shapes or dtypes not those of its kind, pairs not those of its block,
+        measured values not finite.
+    CheckpointError
+        Its frames' quality differs from the input's now: the input changed.
+    """
     fields = _FIELDS[kind]
     if set(arrays) != set(fields):
-        raise ValueError(f"fields {sorted(arrays)}, expected {sorted(fields)}")
+        raise DamagedEntry(f"fields {sorted(arrays)}, expected {sorted(fields)}")
     lengths = {len(a) if np.ndim(a) else -1 for a in arrays.values()}
     if len(lengths) != 1:
-        raise ValueError(f"fields of different lengths {sorted(lengths)}")
+        raise DamagedEntry(f"fields of different lengths {sorted(lengths)}")
     for name, (trailing, kinds) in fields.items():
         value = arrays[name]
         if value.shape[1:] != trailing or value.dtype.kind not in kinds:
-            raise ValueError(f"{name} is {value.dtype} of shape {value.shape}")
+            raise DamagedEntry(f"{name} is {value.dtype} of shape {value.shape}")
     if kind == "pairs":
         i, j = expect
         if not (np.array_equal(arrays["i"], i) and np.array_equal(arrays["j"], j)):
-            raise ValueError("its pairs are not the pairs of its block")
+            raise DamagedEntry("its pairs are not the pairs of its block")
         ok = arrays["ok"]
         if not (np.isfinite(arrays["shifts"][ok]).all() and np.isfinite(arrays["peak"][ok]).all()):
-            raise ValueError("a measured shift or peak is not finite")
+            raise DamagedEntry("a measured shift or peak is not finite")
         return
     start, finite, std = expect
     if kind == "frames" and attrs.get("start") != start:
-        raise ValueError(f"it starts at frame {attrs.get('start')}, its chunk at {start}")
+        raise DamagedEntry(f"it starts at frame {attrs.get('start')}, its chunk at {start}")
     if kind == "frames" and not np.isfinite(arrays["energy"]).all():
-        raise ValueError("a spectrum energy is not finite")
+        raise DamagedEntry("a spectrum energy is not finite")
     if finite is not None and not (
         np.array_equal(arrays["finite"], finite) and np.array_equal(arrays["std"], std, True)
     ):
-        raise ValueError("the quality of its frames differs from the input's now")
+        # Not damage (its checksum held): the frames it was measured on are not these.
+        raise CheckpointError(
+            f"frames {start} to {start + len(finite) - 1} differ from the frames it measured"
+        )

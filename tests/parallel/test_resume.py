@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import dask
 import numpy as np
 import pytest
 from dask.utils import key_split
