@@ -12,10 +12,18 @@ Attribute encoding: strings, numbers and sequences of numbers (``pixel_size``) a
 stored as they are; any other attribute (booleans, ``None``, dicts) as a JSON string.
 The attribute ``daskreg_attr_kinds`` records which were tuples, lists or JSON, so that
 NetCDF, which stores neither booleans nor nested values, round-trips them too.
+
+Integrity: the attribute ``daskreg_digest`` holds a SHA-256 of every variable and of the
+attributes as saved, checked by :func:`load_dataset`, and Zarr chunks end in a CRC-32C
+checksum. A damaged file (a chunk missing, cut short, zeroed or with a bit flipped)
+gives a :class:`~daskreg.errors.FileFormatError` naming the store and what is wrong,
+never other values; a missing Zarr chunk would otherwise read as the fill value.
+Results saved before the digest existed are read as they are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -25,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from daskreg.errors import FileFormatError, OutputPathError, StackFileNotFoundError
 from daskreg.io._zarr import is_zarr_store
@@ -41,6 +50,10 @@ RESULT_EXTENSIONS: tuple[str, ...] = (".zarr", ".nc")
 _ATTR_KINDS = "daskreg_attr_kinds"
 # Tuples nested in JSON attributes must come back as tuples for an exact round trip.
 _TUPLE_TAG = "__tuple__"
+# Attribute holding the SHA-256 of each variable and of the attributes, as saved.
+_DIGEST = "daskreg_digest"
+# Every Zarr chunk compressed as xarray does by default, then checksummed.
+_ZARR_CODECS = {"compressors": (ZstdCodec(level=3), Crc32cCodec())}
 
 
 def save_dataset(
@@ -61,6 +74,7 @@ def save_dataset(
             "Choose another output path"
         )
     encoded = _encoded(dataset)
+    encoded.attrs[_DIGEST] = json.dumps(_digests(dataset))
     with atomic_path(path, overwrite=overwrite) as temp:
         writer(encoded, temp)
     return path
@@ -93,10 +107,11 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
                 opened = xr.open_dataset(path)
         with opened:
             dataset = opened.load()
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a decoder's own errors (zstd, crc32c) too
+        reason = " ".join(str(exc).split())
         raise FileFormatError(
-            f"cannot read {str(path)!r} as a result ({type(exc).__name__}: {exc}); the file "
-            "is damaged or not a daskreg result, write it again with daskreg register"
+            f"cannot read {str(path)!r} as a result ({type(exc).__name__}: {reason}); "
+            "the file is damaged or not a daskreg result, write it again with daskreg register"
         ) from exc
     missing = [name for name in RESULT_VARIABLES if name not in dataset] + (
         [] if "params" in dataset.attrs else ["attribute 'params'"]
@@ -106,7 +121,53 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
             f"{str(path)!r} is a dataset but not a daskreg result (missing {missing}); pass "
             "a result written by daskreg register or RegistrationResult.save"
         )
-    return _decoded(dataset.drop_encoding())
+    stored = dataset.attrs.pop(_DIGEST, None)
+    decoded = _decoded(dataset.drop_encoding())
+    if stored is not None:
+        _check_digests(path, stored, decoded)
+    return decoded
+
+
+def _digests(dataset: xr.Dataset) -> dict[str, str]:
+    """SHA-256 of each variable (dtype, shape and values) and of the attributes."""
+    out = {}
+    for name, variable in dataset.variables.items():
+        values = np.asarray(variable.values)
+        digest = hashlib.sha256(json.dumps([variable.dims, values.shape]).encode())
+        if values.dtype.kind in "OUST":
+            # Text: its characters, whatever width or string type the format returns.
+            digest.update(json.dumps(values.tolist()).encode())
+        else:
+            digest.update(values.dtype.str.encode() + np.ascontiguousarray(values).tobytes())
+        out[str(name)] = digest.hexdigest()
+    attrs = {k: v for k, v in dataset.attrs.items() if k != _DIGEST}
+    text = json.dumps(_tag_tuples(attrs), sort_keys=True, default=repr)
+    out[f"{_DIGEST}:attrs"] = hashlib.sha256(text.encode()).hexdigest()
+    return out
+
+
+def _check_digests(path: Path, stored: Any, dataset: xr.Dataset) -> None:
+    try:
+        expected = json.loads(stored)
+        if not isinstance(expected, dict):
+            raise ValueError("not a mapping")
+    except ValueError:
+        raise FileFormatError(
+            f"{str(path)!r}: its checksums (attribute {_DIGEST!r}) are damaged, so its values "
+            "cannot be trusted; write the result again with daskreg register"
+        ) from None
+    now = _digests(dataset)
+    wrong = sorted(
+        name.replace(f"{_DIGEST}:", "")
+        for name in set(expected) | set(now)
+        if expected.get(name) != now.get(name)
+    )
+    if wrong:
+        raise FileFormatError(
+            f"{str(path)!r} is damaged: {', '.join(wrong[:6])}{' ...' if len(wrong) > 6 else ''} "
+            "differ from what was saved (checksum); write the result again with daskreg "
+            "register"
+        )
 
 
 def _writer(path: Path) -> Callable[[xr.Dataset, Path], None]:
@@ -126,7 +187,8 @@ def _write_zarr(dataset: xr.Dataset, path: Path) -> None:
     # warning; the per-array metadata is written too, so other readers lose nothing.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        dataset.to_zarr(path, mode="w-", zarr_format=3, consolidated=True)
+        encoding = {name: dict(_ZARR_CODECS) for name in dataset.variables}
+        dataset.to_zarr(path, mode="w-", zarr_format=3, consolidated=True, encoding=encoding)
 
 
 def _write_netcdf(dataset: xr.Dataset, path: Path) -> None:
