@@ -19,7 +19,7 @@ shapes, the frame indices of its pairs, finite values, and the frames' quality e
 the input's now. A damaged entry is recomputed, with a warning naming it.
 
 The fingerprint covers everything that determines the entries: the input's content
-(:func:`identity`: shape, dtype and hashes of chunks spread over the stack; the survey
+(:func:`identity`: shape, dtype and the hash of frames spread over the stack; the survey
 entry then checks the quality of every frame), the frame chunks, the measuring
 parameters and the daskreg version. Outlier and averaging parameters are not part of
 it: a kept checkpoint can be analysed again, e.g. with another ``threshold``, without
@@ -64,42 +64,38 @@ __all__ = ["Checkpoint", "describe", "identity"]
 # Bumped when the layout of the entries changes; older checkpoints are then refused.
 _FORMAT = 2
 _KINDS = ("pairs", "frames", "survey")
-# Chunks of the input hashed for its identity, spread from first to last.
-_SAMPLED_CHUNKS = 8
+# Frames of the input hashed for its identity, spread from first to last.
+_SAMPLED_FRAMES = 8
 
 
 def identity(stack: xr.DataArray) -> str:
-    """The input's identity: its shape, dtype and the hashes of chunks spread over it.
+    """The input's identity: its shape, dtype and the hash of frames spread over it.
 
     Its content, not its file's name or time: a file rewritten in place, or replaced by
-    a copy that kept the old time (``cp -p``, ``rsync -a``), is another input. Only
-    :data:`_SAMPLED_CHUNKS` chunks along the frames are read (the first, the last and
-    evenly between), so a change confined to other frames is found later, by the
-    survey entry, which holds every frame's quality.
+    a copy that kept the old time (``cp -p``, ``rsync -a``), is another input; a copy
+    chunked otherwise is the same. Only :data:`_SAMPLED_FRAMES` frames are read (the
+    first, the last and evenly between; with the chunks that hold them), so a change
+    confined to other frames is found later, by the survey entry, which holds the
+    quality of every frame.
 
     Parameters
     ----------
     stack : xarray.DataArray
-        The input as read, dims ``(..., frame, y, x)``, before any rechunking.
+        The input as read, dims ``(..., frame, y, x)``.
 
     Returns
     -------
     str
         A SHA-256 hex digest.
     """
-    data = stack.data
-    axis = stack.ndim - 3
-    chunks = data.chunks[axis] if hasattr(data, "chunks") and data.chunks else None
-    sizes = chunks if isinstance(chunks, tuple) else (1,) * stack.shape[axis]
-    bounds = np.cumsum([0, *sizes])
-    picked = np.unique(np.linspace(0, len(sizes) - 1, _SAMPLED_CHUNKS).round().astype(int))
-    pieces = [data[(slice(None),) * axis + (slice(bounds[k], bounds[k + 1]),)] for k in picked]
+    n_frames = stack.shape[-3]
+    picked = np.unique(np.linspace(0, n_frames - 1, _SAMPLED_FRAMES).round().astype(int))
+    sample = stack.data[..., picked, :, :]
     # Read in this process with dask's synchronous scheduler: no cluster is up yet.
-    values = dask.compute(*pieces, scheduler="synchronous")
+    (values,) = dask.compute(sample, scheduler="synchronous")
     digest = hashlib.sha256(json.dumps([list(stack.shape), str(stack.dtype)]).encode())
-    for k, value in zip(picked, values, strict=True):
-        digest.update(f"{k}:".encode())
-        digest.update(np.ascontiguousarray(value).tobytes())
+    digest.update(picked.tobytes())
+    digest.update(np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes())
     return digest.hexdigest()
 
 

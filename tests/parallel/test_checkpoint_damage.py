@@ -17,6 +17,7 @@ import zarr
 import daskreg
 from daskreg import cli
 from daskreg.errors import CheckpointError
+from daskreg.parallel import checkpoint
 from daskreg.synthetic import lattice_series
 
 from .conftest import assert_same_result
@@ -146,7 +147,7 @@ def test_an_input_rewritten_in_place_is_refused(run, tmp_path, capsys):
     [(False, r"another input: frames \[1\] of series 0"), (True, "frames 0 to 2 differ")],
 )
 def test_one_frame_rewritten_where_not_sampled_is_refused(series, tmp_path, lose_survey, named):
-    # Chunks of one frame: the hashes read 8 of the 17 (0, 2, 5, 7, 9, 11, 14, 16), so
+    # The hashes read 8 of the 17 frames (0, 2, 5, 7, 9, 11, 14, 16), so
     # frame 1 is found by the survey entry, which holds every frame's quality; without
     # it (lost too), by the frames entry of its chunk (frames 0-2).
     daskreg.ingest(series.to_xarray(), tmp_path / "in.zarr", chunks=1)
@@ -184,3 +185,12 @@ def test_cli_resume_of_a_zero_byte_chunk_in_a_subprocess(run, tmp_path):
     got = daskreg.load_result(tmp_path / "out.result.zarr")
     np.testing.assert_array_equal(got.shifts.values, whole.shifts.values)
     assert not damaged.exists()  # removed once every output is written
+
+
+def test_identity_is_the_content_whatever_the_chunks(series):
+    stack = series.to_xarray()
+    same = {checkpoint.identity(stack.chunk(frame=size)) for size in (1, 4, 17)}
+    assert same == {checkpoint.identity(stack)}
+    changed = stack.copy(data=stack.values.copy())
+    changed.values[16, 5, 7] = np.nextafter(changed.values[16, 5, 7], np.inf)  # last frame
+    assert checkpoint.identity(changed) not in same
