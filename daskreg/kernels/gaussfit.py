@@ -44,6 +44,8 @@ NEWTON_SWITCH = 3e-2
 NEWTON_TOL = 1e-5
 # Fits of a block solved first; the others start from their median shape.
 WARM_SAMPLE = 32
+# Jacobi sweeps allowed for a 7 x 7 system; they converge quadratically, in about 6.
+_JACOBI_SWEEPS = 50
 
 # Monomials x^i y^j with i + j <= 4, by degree; the first six (degree <= 2) are the basis
 # in which every polynomial factor of a derivative is written: 1, x, y, x^2, xy, y^2.
@@ -184,9 +186,11 @@ def _warm_start_fits(data, start, shape, radius):  # pragma: no cover - compiled
     for m in range(n_fit):
         start_cost = _evaluate(data[m], start[m], radius, expo, resid)
         # exp(-q) alone: the model with A = 1, B = 0.
-        warm[:] = start[m]
+        # Element by element here and below: array assignments compile numba's
+        # broadcasting machinery, seconds of a new user's first run.
+        for k in range(N_PARAMS):
+            warm[k] = shape[k - 4] if 4 <= k < 7 else start[m, k]
         warm[0], warm[1] = 1.0, 0.0
-        warm[4:7] = shape
         _evaluate(data[m], warm, radius, expo, resid)
         sum_e = sum_ee = sum_d = sum_ed = 0.0
         for k in range(n_px):
@@ -207,7 +211,8 @@ def _warm_start_fits(data, start, shape, radius):  # pragma: no cover - compiled
             r = data[m, k] - offset - amp * expo[k]
             warm_cost += r * r
         if warm_cost < start_cost:
-            out[m] = warm
+            for k in range(N_PARAMS):
+                out[m, k] = warm[k]
             out[m, 0], out[m, 1] = amp, offset
     return out
 
@@ -380,7 +385,7 @@ def _solve(lhs, rhs):  # pragma: no cover - compiled
             if abs(m[row, col]) > abs(m[pivot, col]):
                 pivot = row
         if m[pivot, col] == 0.0 or not np.isfinite(m[pivot, col]):
-            return np.linalg.pinv(lhs) @ rhs
+            return _pseudo_solve(lhs, rhs)
         if pivot != col:
             for k in range(n):
                 m[col, k], m[pivot, k] = m[pivot, k], m[col, k]
@@ -399,6 +404,71 @@ def _solve(lhs, rhs):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
+def _pseudo_solve(lhs, rhs):  # pragma: no cover - compiled
+    """``pinv(lhs) @ rhs`` for a symmetric ``lhs`` (the minimum-norm least-squares step).
+
+    Cyclic Jacobi rotations diagonalise ``lhs = V diag(w) V^T``; eigenvalues below
+    ``1e-15 max |w|`` (numpy's ``pinv`` cut-off) count as zero. Written out rather than
+    ``np.linalg.pinv``, whose LAPACK bindings took 1.5 s of a new user's compile for a
+    7 x 7 system seen only on degenerate windows. A non-finite ``lhs`` gives a NaN step,
+    which Levenberg-Marquardt rejects.
+    """
+    n = len(rhs)
+    a = np.empty((n, n))
+    v = np.zeros((n, n))
+    for i in range(n):
+        v[i, i] = 1.0
+        for j in range(n):
+            a[i, j] = 0.5 * (lhs[i, j] + lhs[j, i])
+    for _ in range(_JACOBI_SWEEPS):
+        off = 0.0
+        diagonal = 0.0
+        for i in range(n):
+            diagonal += a[i, i] * a[i, i]
+            for j in range(i + 1, n):
+                off += a[i, j] * a[i, j]
+        if not off > 1e-32 * diagonal:
+            break
+        for p in range(n):
+            for q in range(p + 1, n):
+                if a[p, q] == 0.0:
+                    continue
+                # The rotation that zeroes a[p, q] (Numerical Recipes, section 11.1).
+                theta = (a[q, q] - a[p, p]) / (2.0 * a[p, q])
+                t = 1.0 / (abs(theta) + np.sqrt(theta * theta + 1.0))
+                if theta < 0.0:
+                    t = -t
+                c = 1.0 / np.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(n):
+                    akp, akq = a[k, p], a[k, q]
+                    a[k, p] = c * akp - s * akq
+                    a[k, q] = s * akp + c * akq
+                for k in range(n):
+                    apk, aqk = a[p, k], a[q, k]
+                    a[p, k] = c * apk - s * aqk
+                    a[q, k] = s * apk + c * aqk
+                for k in range(n):
+                    vkp, vkq = v[k, p], v[k, q]
+                    v[k, p] = c * vkp - s * vkq
+                    v[k, q] = s * vkp + c * vkq
+    largest = 0.0
+    for k in range(n):
+        largest = max(largest, abs(a[k, k]))
+    x = np.zeros(n)
+    for k in range(n):
+        if not abs(a[k, k]) > 1e-15 * largest:
+            continue
+        along = 0.0
+        for i in range(n):
+            along += v[i, k] * rhs[i]
+        along /= a[k, k]
+        for i in range(n):
+            x[i] += along * v[i, k]
+    return x
+
+
+@numba.njit(cache=True, nogil=True)
 def _levenberg_marquardt(data, start, scale, radius, max_iter):  # pragma: no cover
     """Levenberg-Marquardt from ``start`` for every window (rows of ``data``): the
     parameters, and whether each fit stopped by a convergence test within ``max_iter``
@@ -409,7 +479,9 @@ def _levenberg_marquardt(data, start, scale, radius, max_iter):  # pragma: no co
     expo, resid = np.empty(n_px), np.empty(n_px)
     trial_expo, trial_resid = np.empty(n_px), np.empty(n_px)
     hess = np.empty((N_PARAMS, N_PARAMS))
+    lhs = np.empty((N_PARAMS, N_PARAMS))
     grad = np.empty(N_PARAMS)
+    trial = np.empty(N_PARAMS)
     for m in range(n_fit):
         work = params[m]
         norm = scale[m] ** 2
@@ -422,16 +494,21 @@ def _levenberg_marquardt(data, start, scale, radius, max_iter):  # pragma: no co
             # Newton steps are taken undamped: damping would shrink them most along the
             # weakly determined directions, and a short step would pass the test below
             # with the centre still 1e-6 px or more from the minimum.
-            lhs = hess.copy()
+            # Element by element (not hess.copy(), work + step, work[:] = trial): array
+            # expressions cost seconds of a new user's first compile.
             for k in range(N_PARAMS):
+                for j in range(N_PARAMS):
+                    lhs[k, j] = hess[k, j]
                 lhs[k, k] += (0.0 if newton else damping) * (abs(hess[k, k]) + 1e-12 * norm)
             step = _solve(lhs, grad)
-            trial = work + step
+            for k in range(N_PARAMS):
+                trial[k] = work[k] + step[k]
             trial_cost = _evaluate(data[m], trial, radius, trial_expo, trial_resid) / norm
             better = np.isfinite(trial_cost) and trial_cost <= cost
             centre_step = max(abs(step[2]), abs(step[3]))
             if better:
-                work[:] = trial
+                for k in range(N_PARAMS):
+                    work[k] = trial[k]
                 expo, trial_expo = trial_expo, expo
                 resid, trial_resid = trial_resid, resid
                 cost = trial_cost
