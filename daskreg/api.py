@@ -19,8 +19,10 @@ import xarray as xr
 from dask.system import CPU_COUNT
 
 from daskreg import autoparams, pipeline
+from daskreg import progress as display
 from daskreg.errors import ParameterError
 from daskreg.kernels import detector, shift
+from daskreg.parallel.cluster import choose_engine
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.signatures import PARAM_NAMES, check_names, same_parameters, takes_params
@@ -45,6 +47,12 @@ class Registration:
         The method parameters, keyword-only, as for :func:`register` (the signature
         lists them with their defaults).
 
+    Attributes
+    ----------
+    progress : bool
+        Show a text bar on stderr counting the pairs measured and the frames averaged
+        (default False; :func:`register` sets it from its ``progress``).
+
     Examples
     --------
     >>> from daskreg.synthetic import lattice_series
@@ -57,6 +65,8 @@ class Registration:
     >>> result.shifts.shape
     (6, 2)
     """
+
+    progress: bool = False
 
     @takes_params
     def __init__(self, stack: Any, **params: Any) -> None:
@@ -214,7 +224,10 @@ class Registration:
         with scipy.fft.set_workers(-1):
             spectra = setup.spectra(self._frames, scale=self._correction.scale)
         i, j = pipeline.pair_indices(self.n_frames, p.band)
-        found = pipeline.measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
+        with display.Counter("pairs", len(i), show=self.progress) as counter:
+            found = pipeline.measure_pairs(
+                spectra, spectra, i, j, setup, threads=CPU_COUNT, on_batch=counter.advance
+            )
         with scipy.fft.set_workers(-1):
             split = pipeline.half_shifts(
                 self._frames,
@@ -270,10 +283,14 @@ class Registration:
         start = time.perf_counter()
         shifts = analysis.shifts
         total = np.zeros(self.frame_shape)
-        with scipy.fft.set_workers(-1):
+        with (
+            display.Counter("frames", self.n_frames, show=self.progress) as counter,
+            scipy.fft.set_workers(-1),
+        ):
             for lo in range(0, self.n_frames, _AVERAGE_BLOCK):
                 block = slice(lo, lo + _AVERAGE_BLOCK)
                 total += shift.registered_sum(self._frames[block], shifts[block])
+                counter.advance(len(shifts[block]))
         average = total / analysis.used.sum()
         self.timings["average"] = time.perf_counter() - start
         first_two = np.flatnonzero(analysis.used)[:2]
@@ -315,7 +332,7 @@ def register_series(
     n_workers: int | None = None,
     memory_limit: str | int | None = None,
     chunks: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     save_stack: str | None = None,
     temp_dir: str | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -377,7 +394,6 @@ def register_series(
             "resume=True continues from a checkpoint; pass its path as checkpoint=... too"
         )
     stack = as_stack(stack)
-    in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
     if engine not in ("auto", "numpy", "dask"):
         raise ParameterError(f"engine={engine!r} is not one of ['auto', 'numpy', 'dask']")
     chosen = {k: v for k, v in options.items() if v is not None}
@@ -386,8 +402,12 @@ def register_series(
             f"engine='numpy' registers one (frame, y, x) stack in memory; got options "
             f"{sorted(chosen)} and dims {stack.dims}. Use engine='dask' (or 'auto')"
         )
-    if engine == "numpy" or (engine == "auto" and in_memory and not chosen):
-        return [Registration(stack, **params).run()]
+    progress = display.enabled(progress)
+    display.announce_compile()
+    if choose_engine(stack, engine, chosen) == "numpy":
+        registration = Registration(stack, **params)
+        registration.progress = progress
+        return [registration.run()]
     from daskreg.parallel.engine import Execution, register_dask
 
     execution = Execution(
@@ -491,10 +511,15 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
     engine : {"auto", "numpy", "dask"}, default "auto"
         Where to compute. ``"numpy"``: in this process, in memory. ``"dask"``: a Dask
         task graph (frame chunks, block pairs, reductions) on a cluster, out of core.
-        ``"auto"``: numpy for an in-memory ``(frame, y, x)`` array when no option below
-        is given; Dask for dask-backed or Zarr-backed stacks, paths, leading dims, or
-        any of ``client``, ``scheduler``, ``n_workers``, ``memory_limit``, ``chunks``,
-        ``save_stack``, ``checkpoint``. The two engines give the same result.
+        ``"auto"``: numpy for a ``(frame, y, x)`` stack, in memory or from a file, whose
+        registration fits in a quarter of the memory available
+        (:func:`daskreg.parallel.cluster.choose_engine`) when no option below is given;
+        Dask for larger stacks, leading dims, or any of ``client``, ``scheduler``,
+        ``n_workers``, ``memory_limit``, ``chunks``, ``save_stack``, ``checkpoint``
+        (the numpy engine keeps no checkpoint). A ``LocalCluster`` is started only
+        then; from a script, its worker processes import the script again, so the
+        script's code must be under ``if __name__ == "__main__":``. The two engines give
+        the same result.
     client : distributed.Client, optional
         Run on this client's cluster (it is left open).
     scheduler : str, optional
@@ -512,9 +537,12 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
         Frames per Dask chunk: the unit of the spectra tasks and the block size of the
         pair tasks. Default: the stack's own chunks, else up to 64 MiB and at least 8
         chunks.
-    progress : bool, default True
-        Print the dashboard link and show progress (a widget in notebooks, a text bar
-        in the terminal).
+    progress : bool, optional
+        Show progress: pairs measured and frames averaged (numpy engine), or the Dask
+        dashboard link and tasks done (a widget in notebooks with ipywidgets, else a
+        text bar). Default: when stderr is a terminal or in Jupyter, never in a log
+        file. Either way, ``daskreg: compiling kernels (first run only)`` is printed to
+        stderr while a new install compiles its kernels.
     save_stack : str, optional
         Also write every frame, aligned (NaN for unused frames), to this new Zarr store
         (dims as the input; read it back with :func:`daskreg.io.open_stack`).

@@ -55,6 +55,7 @@ from daskreg.io.average_tif import write_average_tif
 from daskreg.kernels.correlate import CORRELATION_KINDS, WINDOWS
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA
+from daskreg.parallel.cluster import choose_engine
 from daskreg.params import RegistrationParams
 from daskreg.planning import plan
 from daskreg.result import RegistrationResult, load_result, save_result
@@ -198,7 +199,11 @@ def _add_execution(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-limit", help="memory per worker of the local cluster, e.g. 4GiB")
     group.add_argument("--chunks", type=int, help="frames per Dask chunk")
     group.add_argument("--temp-dir", help="folder for spectra spilled to disk")
-    _add_progress(group, "print the dashboard link and a progress bar (default: yes)")
+    _add_progress(
+        group,
+        "show progress, and the dashboard link on Dask (default: when the terminal is "
+        "interactive)",
+    )
 
 
 def _add_progress(
@@ -340,7 +345,7 @@ def _register(args: argparse.Namespace) -> int:
     params = _params(args, stack.sizes["frame"])
     _print(_describe(args.input, stack))
     # The resolved path, for main's message if the run is interrupted or fails.
-    args.checkpoint = checkpoint = _checkpoint(args, output)
+    args.checkpoint = checkpoint = _checkpoint(args, output, stack)
     options = _execution(args)
     if checkpoint is not None:
         # Kept by the registration: it is removed only once every output is written.
@@ -522,10 +527,20 @@ def _execution(args: argparse.Namespace) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _checkpoint(args: argparse.Namespace, output: Path) -> Path | None:
-    """Where pair blocks are saved to resume from; none for the in-process numpy engine."""
+def _checkpoint(args: argparse.Namespace, output: Path, stack: Any) -> Path | None:
+    """Where pair blocks are saved to resume from; none for the in-process numpy engine,
+    which ``--engine auto`` picks, as register() does, for a stack that fits in memory
+    when no cluster option asks for Dask (a checkpoint would: --resume, --checkpoint)."""
     if args.engine == "numpy" and not args.resume:
         return None
+    if args.engine in (None, "auto") and not args.resume and args.checkpoint is None:
+        cluster = {
+            key: value
+            for key, value in _execution(args).items()
+            if key not in ("engine", "progress", "temp_dir")
+        }
+        if choose_engine(stack, "auto", cluster) == "numpy":
+            return None
     return args.checkpoint or output.with_name(output.stem + CHECKPOINT_SUFFIX)
 
 
