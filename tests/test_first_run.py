@@ -213,9 +213,22 @@ def test_cli_writes_no_bar_into_a_log(series, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "daskreg: pairs" not in proc.stderr and "\r" not in proc.stderr
-    # In memory (it fits): no checkpoint beside the output, no cluster's dashboard.
-    assert "dashboard" not in proc.stdout
-    assert not list(tmp_path.glob("*.checkpoint.zarr"))
+
+
+def test_cli_follows_the_engine_rule(series, tmp_path, monkeypatch):
+    """`daskreg register` on a small tif runs in this process, without a checkpoint
+    (which would send it to Dask); --resume still takes the Dask engine."""
+    from daskreg import cli
+
+    tifffile.imwrite(tmp_path / "s.tif", series.stack.astype(np.float32))
+    real = engine.register_dask
+    monkeypatch.setattr(engine, "register_dask", lambda *a, **k: pytest.fail("used Dask"))
+    assert cli.main(["register", str(tmp_path / "s.tif"), "-o", str(tmp_path / "a.tif")]) == 0
+    calls = []
+    monkeypatch.setattr(engine, "register_dask", lambda *a, **k: calls.append(1) or real(*a, **k))
+    argv = ["register", str(tmp_path / "s.tif"), "-o", str(tmp_path / "b.tif"), "--resume"]
+    assert cli.main([*argv, "--scheduler", "threads", "--no-progress"]) == 0
+    assert calls == [1]
 
 
 def test_text_progress_in_a_notebook_without_ipywidgets(monkeypatch, capsys):
