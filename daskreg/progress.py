@@ -43,7 +43,14 @@ def enabled(progress: bool | None, stream: TextIO | None = None) -> bool:
         terminal = stream.isatty()
     except (AttributeError, ValueError):
         terminal = False
-    return terminal or "ipykernel" in sys.modules
+    return terminal or _in_jupyter()
+
+
+def _in_jupyter() -> bool:
+    """Whether this is a Jupyter kernel (IPython's shell of a kernel, not a terminal's)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 class Counter:

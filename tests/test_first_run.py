@@ -179,8 +179,7 @@ class _Stream(io.StringIO):
         return self.tty
 
 
-def test_progress_only_where_watched(monkeypatch):
-    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+def test_progress_only_where_watched():
     assert progress.enabled(None, _Stream(tty=True))
     assert not progress.enabled(None, _Stream(tty=False))
     assert progress.enabled(True, _Stream(tty=False))
