@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import xarray as xr
 from dask.delayed import Delayed
 
 from daskreg import autoparams
+from daskreg import progress as display
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
@@ -284,6 +285,7 @@ def register_dask(
         input, chunking or measuring parameters.
     """
     start = time.perf_counter()
+    execution = replace(execution, progress=display.enabled(execution.progress))
     source = as_stack(stack)
     stack = prepare_stack(source, params, execution.chunks)
     target = _check_target(execution.save_stack)

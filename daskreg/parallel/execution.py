@@ -35,7 +35,7 @@ class Execution:
     n_workers: int | None = None
     memory_limit: str | int | None = None
     chunks: int | None = None
-    progress: bool = True
+    progress: bool | None = None
     save_stack: str | None = None
     temp_dir: str | None = None
     retries: int = field(default=2, metadata={"option": False})
