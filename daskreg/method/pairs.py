@@ -20,6 +20,7 @@ from daskreg.errors import ParameterError
 from daskreg.kernels import correlate, peaks
 from daskreg.kernels._scratch import scratch
 from daskreg.kernels.band import BandGeometry, band_geometry
+from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.masks import build_mask
 from daskreg.params import RegistrationParams
 
@@ -174,7 +175,7 @@ def measure_pairs(
     setup: PairSetup,
     *,
     threads: int = 1,
-) -> peaks.PeakResult:
+) -> PeakResult:
     """Correlate pairs of frames from two blocks of spectra and locate each maximum.
 
     Pair ``k`` correlates frame ``i[k]`` of block a with frame ``j[k]`` of block b (the
@@ -208,7 +209,7 @@ def measure_pairs(
         # Enough batches to keep every thread busy to the end.
         batch = max(min(batch, -(-len(i) // (4 * threads))), _MIN_THREAD_BATCH)
 
-    def measure(start: int) -> peaks.PeakResult:
+    def measure(start: int) -> PeakResult:
         pairs = slice(start, start + batch)
         if setup.band is not None:
             return peaks.find_shifts_band(
@@ -241,8 +242,8 @@ def measure_pairs(
     with threadpool_limits(limits=1, user_api="blas"):
         if threads > 1 and len(starts) > 1:
             with ThreadPoolExecutor(threads) as pool:
-                return peaks.PeakResult.concatenate(list(pool.map(measure, starts)))
-        return peaks.PeakResult.concatenate([measure(start) for start in starts])
+                return PeakResult.concatenate(list(pool.map(measure, starts)))
+        return PeakResult.concatenate([measure(start) for start in starts])
 
 
 def half_shifts(

@@ -14,7 +14,7 @@ import pytest
 
 from daskreg.kernels import shiftmatrix as sm
 from daskreg.kernels.layout import BandLayout, DenseLayout, pair_layout
-from daskreg.kernels.peaks import PeakResult
+from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.analyse import analyse_shift_matrix
 from daskreg.method.measurements import assemble_pairs
 from daskreg.method.pairs import pair_indices
