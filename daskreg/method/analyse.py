@@ -19,6 +19,7 @@ from daskreg.errors import (
 )
 from daskreg.kernels import robust as robust_kernels
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.frame_shifts import shifts_from_rows, solve_shifts
 from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.method.bad_frames import (
     contrast_outliers,
@@ -247,9 +248,9 @@ def analyse_shift_matrix(
             stacklevel=3,
         )
     weights = None if robust is None or params.solver != "robust" else robust.weights
-    lstsq_shifts, uncertainty = sm.solve_shifts(matrix, valid, used, layout, weights=weights)
+    lstsq_shifts, uncertainty = solve_shifts(matrix, valid, used, layout, weights=weights)
     shifts = (
-        sm.shifts_from_rows(corrected, used, layout) if params.solver == "mean" else lstsq_shifts
+        shifts_from_rows(corrected, used, layout) if params.solver == "mean" else lstsq_shifts
     )
     reliable = _reliable(robust)
     basis = pairs.lattice_basis
