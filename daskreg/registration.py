@@ -21,12 +21,13 @@ import numpy as np
 import xarray as xr
 
 from daskreg import autoparams
+from daskreg.labelling import build_result, pair_coords
 from daskreg.method import local
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.masks import build_mask
 from daskreg.method.measurements import PairMeasurements
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
-from daskreg.result import RegistrationResult, build_result, pair_coords
+from daskreg.result import RegistrationResult
 from daskreg.signatures import PARAM_NAMES, check_names, takes_params
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack
@@ -214,7 +215,7 @@ class Registration:
         -------
         xarray.DataArray
             The raw shift matrix, dims (frame_i, frame_j, axis); with a band narrower
-            than the series, (frame_i, offset, axis) (see :func:`daskreg.result.pair_coords`).
+            than the series, (frame_i, offset, axis) (see :func:`daskreg.labelling.pair_coords`).
         """
         if params:
             self.set_params(**params)

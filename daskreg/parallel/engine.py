@@ -13,7 +13,7 @@ phase and never held in memory while the pairs are measured. With a checkpoint
 saved and saves the others as they finish. :func:`register_dask`
 computes phase 1 for every entry of the leading dims in one graph, then phase 2 in one
 graph, on the cluster of :mod:`~daskreg.parallel.cluster`, and labels each outcome with
-:func:`daskreg.result.build_result`, exactly as the in-memory engine does.
+:func:`daskreg.labelling.build_result`, exactly as the in-memory engine does.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from dask.delayed import Delayed
 from daskreg import autoparams
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
 from daskreg.kernels.detector import FrameCorrection
+from daskreg.labelling import build_result
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.measurements import PairMeasurements
 from daskreg.method.pairs import pair_setup
@@ -48,7 +49,7 @@ from daskreg.parallel.pairs import assemble, block_pairs, pair_blocks
 from daskreg.parallel.spectra import create_store, spectra_blocks
 from daskreg.parallel.survey import survey_graph
 from daskreg.params import RegistrationParams
-from daskreg.result import RegistrationResult, build_result
+from daskreg.result import RegistrationResult
 from daskreg.signatures import check_names
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack
