@@ -254,6 +254,12 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
     shifting it by ``-shifts[i]`` aligns it. Shifts are relative to the mean position
     of the used frames, ``(dy, dx)`` in pixels.
 
+    References
+    ----------
+    .. [1] B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of
+       low signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018),
+       DOI 10.1016/j.ultramic.2018.04.008.
+
     Examples
     --------
     >>> from daskreg.synthetic import lattice_series

@@ -48,6 +48,12 @@ class Registration:
         The method parameters, keyword-only, as for :func:`register` (the signature
         lists them with their defaults).
 
+    References
+    ----------
+    .. [1] B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of
+       low signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018),
+       DOI 10.1016/j.ultramic.2018.04.008.
+
     Examples
     --------
     >>> from daskreg.synthetic import lattice_series
@@ -234,8 +240,11 @@ class Registration:
         return self._raw
 
     def find_outliers(self, method: str = "transitivity", **params: Any) -> xr.DataArray:
-        """Find outlier pairs: ``"transitivity"`` (``threshold``, ``maxpaths``) or ``"nn"``
-        (``max_shift``). Returns the transitivity scores (NaN for ``"nn"``)."""
+        """Find outlier pairs and return the transitivity scores (NaN for ``"nn"``).
+
+        ``method`` is ``"transitivity"`` (``threshold``, ``maxpaths``) or ``"nn"``
+        (``max_shift``).
+        """
         self.set_params(outliers=method, **params)
         return self._matrix_da(self.analysis.scores, "transitivity_score")
 

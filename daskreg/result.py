@@ -205,9 +205,10 @@ class RegistrationResult:
         )
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Save by extension: ``.tif``/``.tiff`` the average (:meth:`save_tif`), ``.zarr``
-        or ``.nc`` the whole result (:func:`save_result`), ``.hspy``
-        the average as a HyperSpy signal. Every file is written atomically.
+        """Save by extension; every file is written atomically.
+
+        ``.tif``/``.tiff`` the average (:meth:`save_tif`), ``.zarr`` or ``.nc`` the whole
+        result (:func:`save_result`), ``.hspy`` the average as a HyperSpy signal.
 
         Raises
         ------

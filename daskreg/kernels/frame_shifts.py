@@ -91,6 +91,19 @@ def solve_shifts(
     uncertainty : ndarray, shape (N, 2)
         One-sigma standard error of each shift from the pair residuals (NaN when the
         pairs leave no redundancy).
+
+    Notes
+    -----
+    The variances need the diagonal of the inverse of the pairs' graph Laplacian. Dense,
+    it is inverted whole; in a band only the band of the inverse is computed, by
+    Takahashi's recurrence on the band Cholesky factor [1]_ (a selected inverse), in
+    ``O(N w^2)``.
+
+    References
+    ----------
+    .. [1] K. Takahashi, J. Fagan and M.-S. Chin, "Formation of a sparse bus impedance
+       matrix and its application to short circuit study", Proc. 8th PICA Conference,
+       Minneapolis, 63-69 (1973).
     """
     layout = layout_for(matrix, layout)
     index = np.flatnonzero(used)

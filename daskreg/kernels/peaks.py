@@ -277,6 +277,12 @@ def find_shifts(
     -------
     PeakResult
         Shifts ``(P, 2)`` as ``(dy, dx)``, success flags and peak heights.
+
+    References
+    ----------
+    .. [1] M. Guizar-Sicairos, S. T. Thurman and J. R. Fienup, "Efficient subpixel image
+       registration algorithms", Opt. Lett. 33, 156-158 (2008),
+       DOI 10.1364/OL.33.000156 (``upsampled``).
     """
     corr = np.asarray(corr)
     if method == "pixel":
@@ -326,6 +332,12 @@ def find_shifts_band(
     Returns
     -------
     PeakResult
+
+    References
+    ----------
+    .. [1] M. Guizar-Sicairos, S. T. Thurman and J. R. Fienup, "Efficient subpixel image
+       registration algorithms", Opt. Lett. 33, 156-158 (2008),
+       DOI 10.1364/OL.33.000156 (``upsampled``).
     """
     if method not in ("pixel", "gf", "upsampled"):
         raise ValueError(

@@ -67,7 +67,19 @@ def refine_upsampled(
         Candidate pixels (local maxima of the maps).
     valid : ndarray of bool, shape (P, K)
     bias : ndarray, shape (ny, nx), optional
-        See :func:`find_shifts`.
+        See :func:`daskreg.kernels.peaks.find_shifts`.
+
+    Returns
+    -------
+    PeakResult
+        The refined shift of each pair's highest peak, ``ok`` False (shift 0) where a
+        pair has no valid candidate, and that peak's height on the maps' scale.
+
+    References
+    ----------
+    .. [1] M. Guizar-Sicairos, S. T. Thurman and J. R. Fienup, "Efficient subpixel image
+       registration algorithms", Opt. Lett. 33, 156-158 (2008),
+       DOI 10.1364/OL.33.000156.
     """
     n_pairs, n_cand = valid.shape
     real = _real(spectra)
@@ -170,9 +182,11 @@ def _upsample_candidates(
 
 @numba.njit(cache=True, nogil=True)
 def _place(stage, at, grid, best, bias_y, bias_x, position, height):  # pragma: no cover
-    """Set a candidate's ``position`` (2,) and ``height`` (1,) to the maximum of the
-    quadratic through the top 3 x 3 points of its last grid (to its top point where that
-    is on the grid's border)."""
+    """Set a candidate's ``position`` (2,) and ``height`` (1,) from its last grid.
+
+    They are the maximum of the quadratic through the grid's top 3 x 3 points (its top
+    point where that is on the grid's border).
+    """
     size = 2 * _STAGES[stage, 1] + 1
     best_i, best_j = best[0], best[1]
     top = grid[best_i, best_j]
@@ -229,9 +243,11 @@ def _grid_stage(spectrum, ky, weight, shape, bias_y, bias_x, stage, at, active, 
 
 @numba.njit(cache=True, nogil=True)
 def _quadratic_peak(f):  # pragma: no cover - compiled
-    """Offset ``(dy, dx)`` (grid steps, within one step) and height of the maximum of
-    the quadratic through a 3 x 3 grid ``f`` whose centre is its largest value; no
-    offset where the quadratic has no maximum there."""
+    """Offset ``(dy, dx)`` and height of the maximum of the quadratic through a 3 x 3 grid.
+
+    The offset is in grid steps, within one step, from the centre of ``f``, which is
+    its largest value; no offset where the quadratic has no maximum there.
+    """
     gy = (f[2, 1] - f[0, 1]) / 2
     gx = (f[1, 2] - f[1, 0]) / 2
     hyy = f[2, 1] - 2 * f[1, 1] + f[0, 1]

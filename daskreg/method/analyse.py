@@ -146,6 +146,12 @@ def analyse_shift_matrix(
     ------
     TooFewFramesError
         Fewer than two frames remain usable.
+
+    References
+    ----------
+    .. [1] B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of
+       low signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018),
+       DOI 10.1016/j.ultramic.2018.04.008.
     """
     matrix, measured, fit_ok, quality = pairs.matrix, pairs.measured, pairs.fit_ok, pairs.quality
     layout = pairs.layout

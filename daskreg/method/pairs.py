@@ -92,8 +92,9 @@ class PairSetup:
     band: BandGeometry | None
 
     def spectra(self, frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
-        """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``, cropped to the
-        band if any.
+        """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``.
+
+        Cropped to the band if any.
 
         ``scale`` is the series' :func:`~daskreg.kernels.detector.series_scale` (one for
         all blocks, so that energies and peaks stay comparable between frames).
