@@ -50,9 +50,8 @@ class Registration:
 
     References
     ----------
-    .. [1] B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of
-       low signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018),
-       DOI 10.1016/j.ultramic.2018.04.008.
+    .. [1] B. H. Savitzky et al., Ultramicroscopy 191, 56-65 (2018),
+       DOI 10.1016/j.ultramic.2018.04.008 (the method and its tutorial's steps).
 
     Examples
     --------

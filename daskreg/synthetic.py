@@ -388,13 +388,17 @@ def _lattice_columns(
     return positions[inside], amplitudes[inside].copy()
 
 
-def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+def _check_pair(name: str, value: Any, cast: type, what: str, fix: str) -> tuple[Any, Any]:
+    """``value`` as two ``cast`` values; a :class:`ParameterError` if it is no such pair."""
     try:
-        ny, nx = (int(n) for n in shape)
+        first, second = (cast(v) for v in value)
     except (TypeError, ValueError):
-        raise ParameterError(
-            f"shape={shape!r} is not a pair of integers; pass (ny, nx), e.g. (512, 512)."
-        ) from None
+        raise ParameterError(f"{name}={value!r} is not a pair of {what}; pass {fix}.") from None
+    return first, second
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    ny, nx = _check_pair("shape", shape, int, "integers", "(ny, nx), e.g. (512, 512)")
     if ny < 1 or nx < 1 or (ny, nx) != tuple(shape):
         raise ParameterError(
             f"shape={shape!r} must hold two positive integers; pass (ny, nx), e.g. (512, 512)."
@@ -424,12 +428,7 @@ def _check_non_negative_finite(name: str, value: float) -> None:
 
 
 def _check_drift_step(drift_step: Sequence[float]) -> tuple[float, float]:
-    try:
-        dy, dx = (float(v) for v in drift_step)
-    except (TypeError, ValueError):
-        raise ParameterError(
-            f"drift_step={drift_step!r} is not a pair of numbers; pass (dy, dx) in pixels."
-        ) from None
+    dy, dx = _check_pair("drift_step", drift_step, float, "numbers", "(dy, dx) in pixels")
     if not (math.isfinite(dy) and math.isfinite(dx)):
         raise ParameterError(f"drift_step={drift_step!r} is not finite; pass finite (dy, dx).")
     return dy, dx
