@@ -21,11 +21,13 @@ import numpy as np
 import xarray as xr
 
 from daskreg import autoparams
+from daskreg import progress as display
 from daskreg.labelling import build_result, pair_coords
 from daskreg.method import local
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.masks import build_mask
 from daskreg.method.measurements import PairMeasurements
+from daskreg.method.pairs import pair_indices
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult
 from daskreg.signatures import PARAM_NAMES, check_names, takes_params
@@ -48,6 +50,12 @@ class Registration:
         The method parameters, keyword-only, as for :func:`register` (the signature
         lists them with their defaults).
 
+    Attributes
+    ----------
+    progress : bool
+        Show a text bar on stderr counting the pairs measured and the frames averaged
+        (default False; :func:`daskreg.register` sets it from its ``progress``).
+
     References
     ----------
     .. [1] B. H. Savitzky et al., Ultramicroscopy 191, 56-65 (2018),
@@ -65,6 +73,8 @@ class Registration:
     >>> result.shifts.shape
     (6, 2)
     """
+
+    progress: bool = False
 
     @takes_params
     def __init__(self, stack: Any, **params: Any) -> None:
@@ -231,9 +241,15 @@ class Registration:
             params = self.params
             loaded = self._load()
             start = time.perf_counter()
-            self._raw = local.measure(
-                loaded.frames, params, loaded.correction.scale, self._resolve().lattice_basis
-            )
+            n_pairs = len(pair_indices(self.n_frames, params.band)[0])
+            with display.Counter("pairs", n_pairs, show=self.progress) as counter:
+                self._raw = local.measure(
+                    loaded.frames,
+                    params,
+                    loaded.correction.scale,
+                    self._resolve().lattice_basis,
+                    on_batch=counter.advance,
+                )
             self._analysis = None
             self.timings["pairs"] = time.perf_counter() - start
         return self._raw
@@ -282,7 +298,9 @@ class Registration:
         analysis = self.analysis
         frames = self.frames
         start = time.perf_counter()
-        average = local.registered_average(frames, analysis.shifts, analysis.used)
+        with display.Counter("frames", len(frames), show=self.progress) as counter:
+            average = local.registered_average(frames, analysis.shifts, analysis.used)
+            counter.advance(len(frames))
         self.timings["average"] = time.perf_counter() - start
         first_two = np.flatnonzero(analysis.used)[:2]
         examples = example_views(*frames[first_two], self.params)

@@ -41,6 +41,7 @@ from daskreg.io import ingest as ingest_stack
 from daskreg.io import open_stack
 from daskreg.io.average_tif import write_average_tif
 from daskreg.method.screening import initial_bad_frames, unusable_frames
+from daskreg.parallel.cluster import choose_engine
 from daskreg.planning import RegistrationPlan, plan
 from daskreg.result import load_result
 from daskreg.validate import frame_quality
@@ -76,7 +77,9 @@ def register(args: argparse.Namespace) -> int:
     method = params(args, stack.sizes["frame"])
     print_lines(describe(args.input, stack))
     # The resolved path, for main's message if the run is interrupted or fails.
-    args.checkpoint = checkpoint = checkpoint_path(args, output)
+    args.checkpoint = checkpoint = (
+        None if _in_process(args, stack) else checkpoint_path(args, output)
+    )
     options = execution(args)
     if checkpoint is not None:
         # Kept by the registration: it is removed only once every output is written.
@@ -267,3 +270,19 @@ def usable_frames(stack: Any, p: RegistrationPlan, path: Path) -> str:
     if not left_out:
         return f"all {stop - start} read and usable"
     return f"{len(left_out)} of {stop - start} unusable, left out by register: {'; '.join(listed)}"
+
+
+def _in_process(args: argparse.Namespace, stack: Any) -> bool:
+    """Whether ``--engine auto`` runs in this process, as :func:`daskreg.register` does.
+
+    A stack that fits in memory, with no cluster option, no ``--resume`` and no
+    ``--checkpoint``, runs in memory: it keeps no checkpoint (nothing to resume from).
+    """
+    if args.engine not in (None, "auto") or args.resume or args.checkpoint is not None:
+        return False
+    cluster = {
+        key: value
+        for key, value in execution(args).items()
+        if key not in ("engine", "progress", "temp_dir")
+    }
+    return choose_engine(stack, "auto", cluster) == "numpy"
