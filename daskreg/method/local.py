@@ -108,7 +108,9 @@ def measure(
             noise_frames=np.isin(np.arange(n_frames), autoparams.sample_indices(n_frames)),
             spectra=spectra,
         )
-    pairs = assemble_pairs(n_frames, i, j, found, setup.energy(spectra), params.band, split)
+    pairs = assemble_pairs(
+        n_frames, i, j, found, setup.energy(spectra), params.band, split, setup.shape
+    )
     pairs.lattice_basis = lattice_basis
     return pairs
 
