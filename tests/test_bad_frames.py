@@ -10,9 +10,7 @@ import pytest
 
 import daskreg
 from daskreg.errors import RegistrationWarning
-from daskreg.kernels import correlate
-from daskreg.method import bad_frames
-from daskreg.method.bad_frames import contrast_outliers, weak_frames, window_overlap
+from daskreg.method.bad_frames import contrast_outliers
 from daskreg.synthetic import lattice_series
 
 from .conftest import rms_error
@@ -84,65 +82,3 @@ def test_contrast_outliers_by_factor(factor: float, flagged: list[int]):
 def test_slow_drift_of_the_beam_current_is_not_an_outlier():
     energy = np.geomspace(1.0, 3.0, 20)
     assert contrast_outliers(energy, np.ones(20, dtype=bool)).size == 0
-
-
-@pytest.mark.parametrize("window", ["hann", "tukey", None])
-def test_window_overlap_is_the_windows_normalised_overlap(window):
-    # Independent: the 2-D window's overlap with itself rolled by the shift, by sums.
-    shape = (40, 56)
-    w = correlate.real_window(shape, window)
-    shifts = np.array([[0, 0], [3, -5], [-17, 22], [20, 28], [39, -55], [-41, 60]], float)
-    expected = [np.sum(w * np.roll(w, s.astype(int), (0, 1))) / np.sum(w * w) for s in shifts]
-    np.testing.assert_allclose(window_overlap(shifts, shape, window), expected, atol=1e-12)
-    # Between pixels: linear along each axis; NaN (unmeasured) pairs read as full overlap.
-    half = window_overlap(np.array([[2.5, 0.0], [2.0, 0.0], [3.0, 0.0]]), shape, window)
-    assert half[0] == pytest.approx(half[1:].mean())
-    assert window_overlap(np.array([[np.nan, np.nan]]), shape, window)[0] == 1.0
-
-
-def _drift_quality(window: str, step: tuple[float, float], hop_from: int | None):
-    """Correlation coefficients of 20 frames of 256^2 drifting by ``step`` px per frame,
-    modelled exactly: each pair's coefficient is the frames' own (0.6, with 0.2 %
-    scatter) times the windows' overlap at its measured shift. Pairs ``hop_from`` frames
-    apart or more hop by a lattice translation (14 px) towards zero shift, where the
-    specimen's non-periodic content matches less (x 0.88, as measured on synthetic
-    perovskite series). Frame 9 is torn (x 0.75 on every pair). Returns the
-    coefficients and the overlaps at the measured shifts."""
-    n, shape = 20, (256, 256)
-    rng = np.random.default_rng(1)
-    position = np.arange(n)[:, None] * np.array(step)
-    shift = position[None, :, :] - position[:, None, :]
-    apart = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
-    far = np.zeros((n, n), bool) if hop_from is None else apart >= hop_from
-    measured_shift = shift - far[..., None] * 14.0 * np.round(shift / 14.0)
-    base = 0.6 * (1 + 0.002 * rng.standard_normal((n, n)))
-    overlap = window_overlap(measured_shift, shape, window)
-    quality = (base + base.T) / 2 * overlap * np.where(far, 0.88, 1.0)
-    quality[9] *= 0.75
-    quality[:, 9] *= 0.75
-    return quality, overlap
-
-
-@pytest.mark.parametrize("window", ["hann", "tukey"])
-@pytest.mark.parametrize("quantile", [0.5, 0.75])
-def test_weak_frames_see_tears_not_drift(window, quantile, monkeypatch):
-    # 150 px of drift, no hops: the end frames' pairs are the most displaced. Divided by
-    # the overlap, any quantile of a frame's pairs sees the tear and only the tear.
-    monkeypatch.setattr(bad_frames, "WEAK_FRAME_QUANTILE", quantile)
-    quality, overlap = _drift_quality(window, (8.0, -6.0), hop_from=None)
-    measured, used = ~np.eye(20, dtype=bool), np.ones(20, dtype=bool)
-    assert weak_frames(quality, measured, used, overlap=overlap).tolist() == [9]
-    # Undivided, the frames spread from 0.5 to 1.2 times the median along the drift
-    # and that spread hides the tear.
-    assert 9 not in weak_frames(quality, measured, used)
-
-
-@pytest.mark.parametrize("window", ["hann", "tukey"])
-def test_weak_frames_see_tears_not_hopped_far_pairs(window, monkeypatch):
-    # The far pairs of a long drift hop towards zero: most of an end frame's pairs.
-    quality, overlap = _drift_quality(window, (3.0, -2.5), hop_from=8)
-    measured, used = ~np.eye(20, dtype=bool), np.ones(20, dtype=bool)
-    assert weak_frames(quality, measured, used, overlap=overlap).tolist() == [9]
-    # A median of the pairs (12 of frame 0's 19 hopped) would call the ends weak.
-    monkeypatch.setattr(bad_frames, "WEAK_FRAME_QUANTILE", 0.5)
-    assert {0, 19} < set(weak_frames(quality, measured, used, overlap=overlap).tolist())

@@ -25,7 +25,6 @@ from daskreg.method.bad_frames import (
     frames_mostly_outliers,
     torn_frames,
     weak_frames,
-    window_overlap,
 )
 from daskreg.method.measurements import PairMeasurements
 from daskreg.method.screening import CONSTANT_REASON, NONFINITE_REASON
@@ -132,8 +131,7 @@ def analyse_shift_matrix(
     pairs : PairMeasurements
         The pair stage's matrices; frames of outlying contrast
         (:func:`~.bad_frames.contrast_outliers` on ``pairs.energy``) and weak frames
-        (:func:`~.bad_frames.weak_frames` on ``pairs.quality``, divided by the windows'
-        overlap when ``pairs.frame_shape`` is known) are left out when
+        (:func:`~.bad_frames.weak_frames` on ``pairs.quality``) are left out when
         ``params.detect_bad_frames``.
     params : RegistrationParams
     initial_bad : dict, optional
@@ -164,10 +162,7 @@ def analyse_shift_matrix(
             )
             used[k] = False
         _require_frames(used, bad_reason)
-        overlap = None
-        if pairs.frame_shape is not None:
-            overlap = window_overlap(matrix, pairs.frame_shape, params.window)
-        for k in weak_frames(quality, measured, used, layout, overlap):
+        for k in weak_frames(quality, measured, used, layout):
             bad_reason[int(k)] = (
                 "correlates much worse than the other frames (torn, blank or defocused?)"
             )

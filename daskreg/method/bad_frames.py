@@ -9,28 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from daskreg.kernels.correlate import WindowKind, window_autocorrelation
 from daskreg.kernels.lattice import nearest_translation
 from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.kernels.robust import RAYLEIGH_MEDIAN
 
-__all__ = [
-    "contrast_outliers",
-    "window_overlap",
-    "weak_frames",
-    "torn_frames",
-    "frames_mostly_outliers",
-]
+__all__ = ["contrast_outliers", "weak_frames", "torn_frames", "frames_mostly_outliers"]
 
 # A frame whose pairs are mostly outliers is itself bad (blank, torn, out of focus).
 BAD_FRAME_OUTLIER_FRACTION = 0.5
 # A frame correlating this much worse than the series (relative to its median) is bad.
 WEAK_FRAME_DROP = 0.1
-# A frame's correlation is the upper quartile of its pairs' coefficients: a tear or a
-# blank lowers them all, while a pair that hopped by a lattice translation (the far
-# pairs of a long drift, where a nearer translation of the lattice wins) is lowered by
-# the specimen's non-periodic content alone; up to three quarters of them may hop.
-WEAK_FRAME_QUANTILE = 0.75
 # A frame whose contrast in the mask's band (masked energy) differs from the series median
 # by more than this factor is bad: 4 in energy is 2 in amplitude, far beyond the few per
 # cent that shot noise and slow beam-current drift change it by.
@@ -42,70 +30,20 @@ TEAR_SIGMAS = 8.0
 TEAR_FRACTION = 0.25
 
 
-def window_overlap(
-    matrix: np.ndarray, shape: tuple[int, int], window: WindowKind | None
-) -> np.ndarray:
-    """Expected correlation of two frames displaced by each pair's shift, relative to none.
-
-    Two windowed frames displaced by ``d`` share only the product of their windows, so
-    a pair's correlation peak (and its coefficient) is the undisplaced one times the
-    window's normalised autocorrelation ``a(d) = sum w(t) w(t + d) / sum w(t)^2``,
-    separable: ``a_y(dy) a_x(dx)`` (:func:`daskreg.kernels.correlate.window_autocorrelation`,
-    linearly interpolated between pixels).
-
-    Parameters
-    ----------
-    matrix : ndarray, shape (..., 2)
-        Shifts ``(dy, dx)`` of the pairs, pixels (any layout; NaN for unmeasured pairs).
-    shape : (ny, nx)
-        Frame shape.
-    window : {"hann", "tukey", None}
-        The real-space window of the correlation (``params.window``).
-
-    Returns
-    -------
-    ndarray, shape ``matrix.shape[:-1]``
-        ``a(d)`` in (0, 1]; 1 where the shift is not finite.
-    """
-    autocorrelation = window_autocorrelation(tuple(shape), window)
-    out = np.ones(matrix.shape[:-1])
-    finite = np.isfinite(matrix).all(axis=-1)
-    for axis, along in enumerate((autocorrelation[:, 0], autocorrelation[0, :])):
-        n = len(along)
-        # Periodic in the shift: the transforms wrap, and so does the autocorrelation.
-        grid = np.arange(n + 1)
-        values = np.append(along, along[0])
-        out[finite] *= np.interp(np.mod(matrix[finite, axis], n), grid, values)
-    return out
-
-
 def weak_frames(
     quality: np.ndarray,
     measured: np.ndarray,
     used: np.ndarray,
     layout: PairLayout | None = None,
-    overlap: np.ndarray | None = None,
 ) -> np.ndarray:
     """Frames whose correlation with the others is far weaker than the series'.
 
     A torn frame (a jump mid-scan) correlates consistently with every other frame, so
     transitivity cannot catch it, but only part of it matches: its correlation
     coefficients drop (to about the fraction of rows on the larger side of the tear).
-    Blank and defocused frames drop too. A frame is weak when the upper quartile
-    (``WEAK_FRAME_QUANTILE``) of its pairs' coefficients is below the series median by
-    more than six robust standard deviations and by more than ``WEAK_FRAME_DROP`` of
-    the median.
-
-    Drift lowers the coefficients too, for reasons that say nothing about the frame.
-    The windows of two displaced frames overlap less, so each coefficient is divided by
-    its pair's expected ``overlap`` (:func:`window_overlap`) first: undivided, the
-    frames at the ends of a 20-frame drift of 2/-1.5 px per frame over 256^2 sat 3-5 %
-    below the series' median (Hann and Tukey alike), divided within 0.3 %, and a longer
-    drift spreads the frames so far apart that the spread hides a tear. And the far
-    pairs of a long drift hop to a nearer lattice translation, where only the periodic
-    part of the specimen matches (12 % lower on synthetic perovskite), which the upper
-    quartile leaves out. A torn or blank frame loses correlation at any displacement
-    and stays weak.
+    Blank and defocused frames drop too. A frame is weak when the median coefficient
+    of its pairs is below the series median by more than six robust standard
+    deviations and by more than ``WEAK_FRAME_DROP`` of the median.
 
     Parameters
     ----------
@@ -115,9 +53,6 @@ def weak_frames(
     used : ndarray of bool, shape (N,)
     layout : PairLayout, optional
         Storage of ``quality`` and ``measured`` (default dense).
-    overlap : ndarray, shape (N, N), optional
-        :func:`window_overlap` of each pair, in the same storage (default: ones, the
-        coefficients as measured).
 
     Returns
     -------
@@ -125,12 +60,10 @@ def weak_frames(
         Indices of weak frames.
     """
     layout = pair_layout(len(used)) if layout is None else layout
-    if overlap is not None:
-        quality = quality / overlap
     pairs = measured & layout.outer(used, used) & ~layout.diagonal()
     per_frame = np.full(len(used), np.nan)
     for k in np.flatnonzero(used & pairs.any(axis=1)):
-        per_frame[k] = np.quantile(quality[k, pairs[k]], WEAK_FRAME_QUANTILE)
+        per_frame[k] = np.median(quality[k, pairs[k]])
     values = per_frame[np.isfinite(per_frame)]
     if len(values) < 3:
         return np.zeros(0, dtype=int)

@@ -108,9 +108,7 @@ def measure(
             noise_frames=np.isin(np.arange(n_frames), autoparams.sample_indices(n_frames)),
             spectra=spectra,
         )
-    pairs = assemble_pairs(
-        n_frames, i, j, found, setup.energy(spectra), params.band, split, setup.shape
-    )
+    pairs = assemble_pairs(n_frames, i, j, found, setup.energy(spectra), params.band, split)
     pairs.lattice_basis = lattice_basis
     return pairs
 

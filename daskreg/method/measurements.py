@@ -38,9 +38,6 @@ class PairMeasurements:
     split : (N, 2, 2) float, optional
         :func:`~.pairs.half_shifts` of every frame (NaN for unusable frames): the per-frame
         noise of a shift, which the pair residuals cannot see, and tears.
-    frame_shape : (ny, nx), optional
-        Shape of the frames: with it the weak-frame test divides each ``quality`` by the
-        windows' overlap at the pair's shift (:func:`~.bad_frames.window_overlap`).
     """
 
     matrix: np.ndarray
@@ -51,7 +48,6 @@ class PairMeasurements:
     energy: np.ndarray
     lattice_basis: np.ndarray | None = None
     split: np.ndarray | None = None
-    frame_shape: tuple[int, int] | None = None
 
 
 def assemble_pairs(
@@ -62,7 +58,6 @@ def assemble_pairs(
     energy: np.ndarray,
     band: int | None = None,
     split: np.ndarray | None = None,
-    frame_shape: tuple[int, int] | None = None,
 ) -> PairMeasurements:
     """N x N matrices (or their band) from the pair results of any engine.
 
@@ -79,8 +74,6 @@ def assemble_pairs(
         The band the pairs were chosen with (``params.band``): picks the storage.
     split : ndarray, shape (N, 2, 2), optional
         :func:`~.pairs.half_shifts` of every frame.
-    frame_shape : (ny, nx), optional
-        Shape of the frames (see :class:`PairMeasurements`).
     """
     layout = pair_layout(n_frames, band)
     matrix = sm.assemble_shift_matrix(n_frames, i, j, found.shifts, layout)
@@ -94,12 +87,5 @@ def assemble_pairs(
         layout.put(fit_ok, a, b, found.ok)
         layout.put(quality, a, b, coefficient)
     return PairMeasurements(
-        matrix,
-        measured,
-        fit_ok,
-        quality,
-        layout,
-        np.asarray(energy),
-        split=split,
-        frame_shape=None if frame_shape is None else tuple(frame_shape),
+        matrix, measured, fit_ok, quality, layout, np.asarray(energy), split=split
     )

@@ -198,15 +198,10 @@ class Analysed:
 
 
 def _analyse(
-    infos: list,
-    measured: list,
-    params: RegistrationParams,
-    lattice_basis: np.ndarray | None,
-    frame_shape: tuple[int, int],
+    infos: list, measured: list, params: RegistrationParams, lattice_basis: np.ndarray | None
 ) -> Analysed:
     pairs, finite, std = assemble(infos, measured, params.band)
     pairs.lattice_basis = lattice_basis
-    pairs.frame_shape = frame_shape
     # Warnings raised on a worker travel back with the result and are re-issued.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -334,9 +329,7 @@ def build_graph(
         pairs = block_pairs(bounds, params.band)
         measured = checkpoint.reuse("pairs", [f"{series}-{a}-{b}" for a, b in pairs], measured)
         infos = checkpoint.reuse("frames", [f"{series}-{a}" for a in range(len(infos))], infos)
-    return dask.delayed(_analyse, pure=True)(
-        infos, measured, params, lattice_basis, setup_value.shape
-    )
+    return dask.delayed(_analyse, pure=True)(infos, measured, params, lattice_basis)
 
 
 def average_graph(data: da.Array, shifts: np.ndarray) -> da.Array:
