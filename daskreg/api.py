@@ -14,17 +14,18 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+import xarray as xr
 
 from daskreg.errors import ParameterError
 from daskreg.parallel import engine as dask_engine
-from daskreg.parallel.engine import EXECUTION_PARAMETERS, split_options
+from daskreg.parallel.engine import EXECUTION_PARAMETERS, Execution, split_options
 from daskreg.params import RegistrationParams
 from daskreg.registration import Registration
 from daskreg.result import RegistrationResult
 from daskreg.signatures import same_parameters, takes_params
 from daskreg.stack import as_stack
 
-__all__ = ["register", "register_series"]
+__all__ = ["engine_for", "register", "register_series"]
 
 
 @takes_params(options=EXECUTION_PARAMETERS)
@@ -76,6 +77,28 @@ def register_series(
     """
     execution, params = split_options(params)
     stack = as_stack(stack)
+    if engine_for(stack, engine, execution) == "numpy":
+        return [Registration(stack, **params).run()]
+    results = dask_engine.register_dask(stack, RegistrationParams(**params), execution)
+    return results if isinstance(results, list) else [results]
+
+
+def engine_for(stack: xr.DataArray, engine: str, execution: Execution) -> str:
+    """The engine :func:`register_series` runs ``stack`` on: ``"numpy"`` or ``"dask"``.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        As :func:`daskreg.stack.as_stack` returns it.
+    engine : {"auto", "numpy", "dask"}
+    execution : Execution
+        The execution options given.
+
+    Raises
+    ------
+    ParameterError
+        An unknown engine, or ``"numpy"`` with a Dask-only option or leading dims.
+    """
     in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
     if engine not in ("auto", "numpy", "dask"):
         raise ParameterError(f"engine={engine!r} is not one of ['auto', 'numpy', 'dask']")
@@ -86,9 +109,8 @@ def register_series(
             f"{sorted(chosen)} and dims {stack.dims}. Use engine='dask' (or 'auto')"
         )
     if engine == "numpy" or (engine == "auto" and in_memory and not chosen):
-        return [Registration(stack, **params).run()]
-    results = dask_engine.register_dask(stack, RegistrationParams(**params), execution)
-    return results if isinstance(results, list) else [results]
+        return "numpy"
+    return "dask"
 
 
 @same_parameters(register_series)
