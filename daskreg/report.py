@@ -45,6 +45,9 @@ PNG_DPI = 100
 _CAPTION_HEIGHT = 0.09
 # Blank border of a page, inches.
 _MARGIN = 0.35
+# The mask page's figure: one column of two square spectra, a square correlation twice
+# their size, with room for titles, labels and a colour bar.
+_MASK_PAGE_SIZE = (10.5, 6.8)
 # Longer lists (bad frames on the summary page) are cut, pointing to the full record.
 _MAX_LISTED = 8
 # Summary page: width of the key column (figure fraction) and the mean glyph width of
@@ -101,12 +104,12 @@ def save_report(
 
     Notes
     -----
-    Pages: summary; average and a frame with their spectra; shifts vs frame; a frame
-    and its spectrum; the Fourier mask and the example correlation; the parameter
-    sweep (with ``stack``); raw shift matrices with outliers; transitivity scores;
-    corrected shift matrices. A normal run gives 8 pages (9 with ``stack``). A result
-    whose engine kept no example views (``example_frame``, ``fourier_mask``,
-    ``example_correlation``) lacks the frame and mask pages, as the summary says.
+    Pages: summary; average and a frame with their spectra; shifts vs frame; the
+    Fourier mask and the example correlation; the parameter sweep (with ``stack``);
+    raw shift matrices with outliers; transitivity scores; corrected shift matrices. A
+    normal run gives 7 pages (8 with ``stack``). A result whose engine kept no example
+    views (``example_frame``, ``fourier_mask``, ``example_correlation``) lacks the frame
+    (on the average's page) and the mask page, as the summary says.
 
     Examples
     --------
@@ -134,10 +137,8 @@ def save_report(
     }
     with atomic_path(path) as temp, PdfPages(temp, metadata=metadata) as pdf:
         for number, page in enumerate(pages, start=1):
-            fig = page.draw()
+            fig = _draw(page)
             try:
-                if page.title and not fig.get_suptitle():
-                    fig.suptitle(page.title)
                 box = _lay_out_page(fig, page.caption, f"{footer}    page {number} of {len(pages)}")
                 pdf.savefig(fig, bbox_inches=box)
                 if png_folder is not None:
@@ -146,6 +147,14 @@ def save_report(
             finally:
                 plt.close(fig)
     return path
+
+
+def _draw(page: _Page) -> Figure:
+    """The page's figure, titled with the page's title unless it has its own."""
+    fig = page.draw()
+    if page.title and not fig.get_suptitle():
+        fig.suptitle(page.title)
+    return fig
 
 
 def _check_result(result: ResultLike) -> None:
@@ -172,7 +181,8 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
             "The average and a single frame",
             "The average should show sharp, round columns; its spectrum should hold lattice "
             "reflections to higher frequencies than one frame's. Doubled or smeared columns "
-            "mean misregistered frames.",
+            "mean misregistered frames. The frame's spectrum shows the lattice reflections "
+            "and the noise floor that the Fourier mask must separate.",
         ),
         _Page(
             lambda: plot.plot_shifts(result),
@@ -182,24 +192,18 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
             "redundant pair measurements. Grey: frames left out.",
         ),
     ]
+    # The frame and its spectrum are on the average's page: no page of their own.
     if _sources.has_examples(result):
-        pages += [
+        pages.append(
             _Page(
-                lambda: plot.plot_frame(result),
-                "A raw frame",
-                "One raw frame and its power spectrum (mean-subtracted, Hann-windowed, as "
-                "correlated): the lattice reflections and the noise floor the mask must "
-                "separate.",
-            ),
-            _Page(
-                lambda: plot.plot_fourier_mask(result),
-                "Fourier mask",
-                "Left: the Fourier mask (orange, opacity = weight) over the frame's spectrum. "
-                "Right: the correlation of the first two used frames; the marked maximum is "
-                "their relative shift. Neighbouring peaks nearly as high warn of unit-cell "
-                "hops.",
-            ),
-        ]
+                lambda: _mask_figure(result),
+                f"Fourier mask: {plot.images.mask_label(params)}",
+                "Left: the Fourier mask (orange, opacity = weight) over the frame's spectrum, "
+                "and the spectrum it keeps. Right: the correlation of the first two used "
+                "frames; the marked maximum is their relative shift. Neighbouring peaks "
+                "nearly as high warn of unit-cell hops.",
+            )
+        )
     settings = _sweep_settings(params, (ds.sizes["y"], ds.sizes["x"]))
     if stack is not None and settings:
         pair = _sources.example_pair(result) if _sources.has_examples(result) else (0, 1)
@@ -225,7 +229,8 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
         ),
         _Page(
             lambda: plot.plot_transitivity(result),
-            "Transitivity",
+            # One panel, titled by the figure itself.
+            "",
             "How far each pair's shift disagrees with the sums along two-step paths through "
             f"other frames. Pairs at or above the threshold ({threshold}"
             ") are outliers.",
@@ -239,6 +244,18 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
         ),
     ]
     return pages
+
+
+def _mask_figure(result: ResultLike) -> Figure:
+    """The mask page: the two spectra stacked beside a large correlation, filling the
+    page (three panels in a row would fill its top half only)."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=_MASK_PAGE_SIZE, layout="constrained")
+    grid = fig.add_gridspec(2, 3)
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1:])]
+    plot.plot_fourier_mask(result, axes=axes)
+    return fig
 
 
 def _sweep_settings(params: dict[str, Any], shape: tuple[int, int]) -> list[tuple[str, float]]:
