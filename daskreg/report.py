@@ -45,9 +45,6 @@ PNG_DPI = 100
 _CAPTION_HEIGHT = 0.09
 # Blank border of a page, inches.
 _MARGIN = 0.35
-# The mask page's figure: one column of two square spectra, a square correlation twice
-# their size, with room for titles, labels and a colour bar.
-_MASK_PAGE_SIZE = (10.5, 6.8)
 # Longer lists (bad frames on the summary page) are cut, pointing to the full record.
 _MAX_LISTED = 8
 # Summary page: width of the key column (figure fraction) and the mean glyph width of
@@ -137,9 +134,9 @@ def save_report(
     }
     with atomic_path(path) as temp, PdfPages(temp, metadata=metadata) as pdf:
         for number, page in enumerate(pages, start=1):
-            fig = _draw(page)
+            fig = page.draw()
             try:
-                box = _lay_out_page(fig, page.caption, f"{footer}    page {number} of {len(pages)}")
+                box = _lay_out_page(fig, page, f"{footer}    page {number} of {len(pages)}")
                 pdf.savefig(fig, bbox_inches=box)
                 if png_folder is not None:
                     with atomic_path(png_folder / f"{path.stem}_page{number:02d}.png") as png:
@@ -147,14 +144,6 @@ def save_report(
             finally:
                 plt.close(fig)
     return path
-
-
-def _draw(page: _Page) -> Figure:
-    """The page's figure, titled with the page's title unless it has its own."""
-    fig = page.draw()
-    if page.title and not fig.get_suptitle():
-        fig.suptitle(page.title)
-    return fig
 
 
 def _check_result(result: ResultLike) -> None:
@@ -192,7 +181,6 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
             "redundant pair measurements. Grey: frames left out.",
         ),
     ]
-    # The frame and its spectrum are on the average's page: no page of their own.
     if _sources.has_examples(result):
         pages.append(
             _Page(
@@ -229,8 +217,7 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
         ),
         _Page(
             lambda: plot.plot_transitivity(result),
-            # One panel, titled by the figure itself.
-            "",
+            "",  # one panel, titled by the figure itself
             "How far each pair's shift disagrees with the sums along two-step paths through "
             f"other frames. Pairs at or above the threshold ({threshold}"
             ") are outliers.",
@@ -247,11 +234,10 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
 
 
 def _mask_figure(result: ResultLike) -> Figure:
-    """The mask page: the two spectra stacked beside a large correlation, filling the
-    page (three panels in a row would fill its top half only)."""
+    """Two spectra stacked beside a large correlation: three in a row fill 40 % of a page."""
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=_MASK_PAGE_SIZE, layout="constrained")
+    fig = plt.figure(figsize=(10.5, 6.8), layout="constrained")
     grid = fig.add_gridspec(2, 3)
     axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1:])]
     plot.plot_fourier_mask(result, axes=axes)
@@ -287,8 +273,9 @@ def _footer(result: ResultLike) -> str:
     return f"daskreg {version}    {_source_name(result)}"
 
 
-def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
-    """Scale a figure to the top of the page at its own aspect ratio, its caption beneath.
+def _lay_out_page(fig: Figure, page: _Page, footer: str) -> Bbox:
+    """Title a figure (unless it has a title), scale it to the top of the page at its own
+    aspect ratio, its caption beneath.
 
     Returns the page as a box in the figure's inches, to save with
     ``savefig(bbox_inches=box)``.
@@ -303,6 +290,8 @@ def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
     """
     from matplotlib.transforms import Bbox
 
+    if page.title and not fig.get_suptitle():
+        fig.suptitle(page.title)
     natural_w, natural_h = fig.get_size_inches()
     page_w, page_h = PAGE_SIZE
     if np.allclose((natural_w, natural_h), PAGE_SIZE):
@@ -317,8 +306,8 @@ def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
     left = -(page_w - width) / 2
     bottom = -(page_h - top - height)
     # Figure fractions (not inches): saving with a bbox remaps only those coordinates.
-    if caption:
-        fig.text(0.5, -0.01 * page_h / height, textwrap.fill(caption, 140), ha="center",
+    if page.caption:
+        fig.text(0.5, -0.01 * page_h / height, textwrap.fill(page.caption, 140), ha="center",
                  va="top", fontsize=_FONT)
     fig.text((left + 0.99 * page_w) / width, (bottom + 0.01 * page_h) / height, footer,
              ha="right", va="bottom", fontsize=7, color=_GREY)

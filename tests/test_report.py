@@ -133,15 +133,16 @@ def test_summary_without_calibration(series):
 
 @pytest.fixture(scope="module")
 def pages(result, series):
-    """Each page's figure as the report draws it (titled), with its caption."""
+    """Each page's figure as the report draws and lays it out (titled, scaled)."""
     import matplotlib.pyplot as plt
 
-    drawn = [
-        (report_module._draw(page), page.caption)
-        for page in report_module._pages(result, series.stack)
-    ]
+    drawn = []
+    for page in report_module._pages(result, series.stack):
+        fig = page.draw()
+        report_module._lay_out_page(fig, page, "footer")
+        drawn.append(fig)
     yield drawn
-    for fig, _ in drawn:
+    for fig in drawn:
         plt.close(fig)
 
 
@@ -153,7 +154,7 @@ def test_the_example_frame_is_shown_on_one_page(pages, result):
     frame = result.dataset["example_frame"].values
     shown = [
         number
-        for number, (fig, _) in enumerate(pages, start=1)
+        for number, fig in enumerate(pages, start=1)
         for ax in fig.axes
         for image in ax.get_images()
         if np.array_equal(np.asarray(image.get_array()), frame)
@@ -162,7 +163,7 @@ def test_the_example_frame_is_shown_on_one_page(pages, result):
 
 
 def test_no_page_is_titled_twice(pages):
-    for fig, _ in pages:
+    for fig in pages:
         panels = _panels(fig)
         if fig.get_suptitle() and len(panels) == 1:
             assert not panels[0].get_title(), (fig.get_suptitle(), panels[0].get_title())
@@ -172,8 +173,7 @@ def test_every_figure_fills_at_least_half_the_page(pages):
     # Each figure keeps its aspect; the page is 11.69 x 8.27 in, of which the margins
     # and the caption take about a fifth. Three panels in a row filled 40 %.
     page_area = np.prod(report_module.PAGE_SIZE)
-    for number, (fig, caption) in enumerate(pages, start=1):
-        report_module._lay_out_page(fig, caption, "footer")
+    for number, fig in enumerate(pages, start=1):
         share = np.prod(fig.get_size_inches()) / page_area
         assert share >= 0.5, f"page {number} fills {share:.0%} of the page"
 
