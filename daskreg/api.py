@@ -11,21 +11,21 @@ DOI 10.1016/j.ultramic.2018.04.008
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
-import numpy as np
-import xarray as xr
-
+from daskreg import progress as display
 from daskreg.errors import ParameterError
 from daskreg.parallel import engine as dask_engine
-from daskreg.parallel.engine import EXECUTION_PARAMETERS, Execution, split_options
+from daskreg.parallel.cluster import choose_engine
+from daskreg.parallel.engine import EXECUTION_PARAMETERS, split_options
 from daskreg.params import RegistrationParams
 from daskreg.registration import Registration
 from daskreg.result import RegistrationResult
 from daskreg.signatures import same_parameters, takes_params
 from daskreg.stack import as_stack
 
-__all__ = ["engine_for", "register", "register_series"]
+__all__ = ["register", "register_series"]
 
 
 @takes_params(options=EXECUTION_PARAMETERS)
@@ -67,6 +67,7 @@ def register_series(
 
     Examples
     --------
+    >>> import numpy as np
     >>> import xarray as xr
     >>> from daskreg.synthetic import lattice_series
     >>> stacks = [lattice_series(6, (64, 64), seed=s).stack for s in (1, 2)]
@@ -77,29 +78,6 @@ def register_series(
     """
     execution, params = split_options(params)
     stack = as_stack(stack)
-    if engine_for(stack, engine, execution) == "numpy":
-        return [Registration(stack, **params).run()]
-    results = dask_engine.register_dask(stack, RegistrationParams(**params), execution)
-    return results if isinstance(results, list) else [results]
-
-
-def engine_for(stack: xr.DataArray, engine: str, execution: Execution) -> str:
-    """The engine :func:`register_series` runs ``stack`` on: ``"numpy"`` or ``"dask"``.
-
-    Parameters
-    ----------
-    stack : xarray.DataArray
-        As :func:`daskreg.stack.as_stack` returns it.
-    engine : {"auto", "numpy", "dask"}
-    execution : Execution
-        The execution options given.
-
-    Raises
-    ------
-    ParameterError
-        An unknown engine, or ``"numpy"`` with a Dask-only option or leading dims.
-    """
-    in_memory = isinstance(stack.data, np.ndarray) and stack.ndim == 3
     if engine not in ("auto", "numpy", "dask"):
         raise ParameterError(f"engine={engine!r} is not one of ['auto', 'numpy', 'dask']")
     chosen = execution.dask_only()
@@ -108,9 +86,15 @@ def engine_for(stack: xr.DataArray, engine: str, execution: Execution) -> str:
             f"engine='numpy' registers one (frame, y, x) stack in memory; got options "
             f"{sorted(chosen)} and dims {stack.dims}. Use engine='dask' (or 'auto')"
         )
-    if engine == "numpy" or (engine == "auto" and in_memory and not chosen):
-        return "numpy"
-    return "dask"
+    progress = display.enabled(execution.progress)
+    execution = replace(execution, progress=progress)
+    display.announce_compile()
+    if choose_engine(stack, engine, chosen) == "numpy":
+        registration = Registration(stack, **params)
+        registration.progress = progress
+        return [registration.run()]
+    results = dask_engine.register_dask(stack, RegistrationParams(**params), execution)
+    return results if isinstance(results, list) else [results]
 
 
 @same_parameters(register_series)
@@ -203,10 +187,15 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
     engine : {"auto", "numpy", "dask"}, default "auto"
         Where to compute. ``"numpy"``: in this process, in memory. ``"dask"``: a Dask
         task graph (frame chunks, block pairs, reductions) on a cluster, out of core.
-        ``"auto"``: numpy for an in-memory ``(frame, y, x)`` array when no option below
-        is given; Dask for dask-backed or Zarr-backed stacks, paths, leading dims, or
-        any of ``client``, ``scheduler``, ``n_workers``, ``memory_limit``, ``chunks``,
-        ``save_stack``, ``checkpoint``. The two engines give the same result.
+        ``"auto"``: numpy for a ``(frame, y, x)`` stack, in memory or from a file, whose
+        registration fits in a quarter of the memory available
+        (:func:`daskreg.parallel.cluster.choose_engine`) when no option below is given;
+        Dask for larger stacks, leading dims, or any of ``client``, ``scheduler``,
+        ``n_workers``, ``memory_limit``, ``chunks``, ``save_stack``, ``checkpoint``
+        (the numpy engine keeps no checkpoint). A ``LocalCluster`` is started only
+        then; from a script, its worker processes import the script again, so the
+        script's code must be under ``if __name__ == "__main__":``. The two engines give
+        the same result.
     client : distributed.Client, optional
         Run on this client's cluster (it is left open).
     scheduler : str, optional
@@ -224,9 +213,12 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
         Frames per Dask chunk: the unit of the spectra tasks and the block size of the
         pair tasks. Default: the stack's own chunks, else up to 64 MiB and at least 8
         chunks.
-    progress : bool, default True
-        Print the dashboard link and show progress (a widget in notebooks, a text bar
-        in the terminal).
+    progress : bool, optional
+        Show progress: pairs measured and frames averaged (numpy engine), or the Dask
+        dashboard link and tasks done (a widget in notebooks with ipywidgets, else a
+        text bar). Default: when stderr is a terminal or in Jupyter, never in a log
+        file. Either way, ``daskreg: compiling kernels (first run only)`` is printed to
+        stderr while a new install compiles its kernels.
     save_stack : str, optional
         Also write every frame, aligned (NaN for unused frames), to this new Zarr store
         (dims as the input; read it back with :func:`daskreg.io.open_stack`).

@@ -21,10 +21,12 @@ import numpy as np
 import xarray as xr
 
 from daskreg import autoparams
+from daskreg import progress as display
 from daskreg.method import local
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.masks import build_mask
 from daskreg.method.measurements import PairMeasurements
+from daskreg.method.pairs import pair_indices
 from daskreg.params import MEASURE_PARAMS, RegistrationParams
 from daskreg.result import RegistrationResult, build_result, pair_coords
 from daskreg.signatures import PARAM_NAMES, check_names, takes_params
@@ -47,6 +49,12 @@ class Registration:
         The method parameters, keyword-only, as for :func:`register` (the signature
         lists them with their defaults).
 
+    Attributes
+    ----------
+    progress : bool
+        Show a text bar on stderr counting the pairs measured and the frames averaged
+        (default False; :func:`daskreg.register` sets it from its ``progress``).
+
     Examples
     --------
     >>> from daskreg.synthetic import lattice_series
@@ -59,6 +67,8 @@ class Registration:
     >>> result.shifts.shape
     (6, 2)
     """
+
+    progress: bool = False
 
     @takes_params
     def __init__(self, stack: Any, **params: Any) -> None:
@@ -225,9 +235,15 @@ class Registration:
             params = self.params
             loaded = self._load()
             start = time.perf_counter()
-            self._raw = local.measure(
-                loaded.frames, params, loaded.correction.scale, self._resolve().lattice_basis
-            )
+            n_pairs = len(pair_indices(self.n_frames, params.band)[0])
+            with display.Counter("pairs", n_pairs, show=self.progress) as counter:
+                self._raw = local.measure(
+                    loaded.frames,
+                    params,
+                    loaded.correction.scale,
+                    self._resolve().lattice_basis,
+                    on_batch=counter.advance,
+                )
             self._analysis = None
             self.timings["pairs"] = time.perf_counter() - start
         return self._raw
@@ -273,7 +289,9 @@ class Registration:
         analysis = self.analysis
         frames = self.frames
         start = time.perf_counter()
-        average = local.registered_average(frames, analysis.shifts, analysis.used)
+        with display.Counter("frames", len(frames), show=self.progress) as counter:
+            average = local.registered_average(frames, analysis.shifts, analysis.used)
+            counter.advance(len(frames))
         self.timings["average"] = time.perf_counter() - start
         # The steps may run apart (the tutorial's flow): the total is their sum, recorded
         # once here as the Dask engine records its wall time (daskreg.summary.TOTAL).

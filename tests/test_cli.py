@@ -285,7 +285,8 @@ def test_demo_runs_without_data_and_reports_the_error(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     found = re.search(r"shift error vs ground truth: RMS ([0-9.]+) px", proc.stdout)
     assert found and float(found.group(1)) < 0.1, proc.stdout
-    assert "dashboard" in proc.stdout
+    # 8 x 128^2 fits in memory: registered in this process, no cluster (issue 18).
+    assert "dashboard" not in proc.stdout
     names = {p.name for p in (tmp_path / "demo").iterdir()}
     expected = {"demo_series.zarr", "demo_average.tif", "demo_average.result.zarr"}
     assert expected | {"demo_report.pdf"} == names

@@ -16,7 +16,6 @@ import dask
 import numpy as np
 from dask.system import CPU_COUNT
 
-from daskreg.api import engine_for
 from daskreg.api import register as register_stack
 from daskreg.cli.options import execution, params
 from daskreg.cli.outputs import (
@@ -50,7 +49,7 @@ from daskreg.io import ingest as ingest_stack
 from daskreg.io import open_stack
 from daskreg.io.average_tif import write_average_tif
 from daskreg.method.screening import initial_bad_frames, unusable_frames
-from daskreg.parallel.engine import split_options
+from daskreg.parallel.cluster import choose_engine
 from daskreg.params import RegistrationParams
 from daskreg.planning import RegistrationPlan, dask_layout, plan
 from daskreg.result import load_result
@@ -92,7 +91,9 @@ def register(args: argparse.Namespace) -> int:
     print_lines(describe(args.input, stack))
     print_lines(engine_lines(stack, method, args))
     # The resolved path, for main's message if the run is interrupted or fails.
-    args.checkpoint = checkpoint = checkpoint_path(args, output)
+    args.checkpoint = checkpoint = (
+        None if _in_process(args, stack) else checkpoint_path(args, output)
+    )
     options = execution(args)
     if checkpoint is not None:
         # Kept by the registration: it is removed only once every output is written.
@@ -248,10 +249,7 @@ def engine_lines(stack: Any, method: dict[str, Any], args: argparse.Namespace) -
     RegistrationWarning
         Fewer pair blocks than workers: some workers would idle while pairs are measured.
     """
-    execution_options, _ = split_options(
-        {k: v for k, v in execution(args).items() if k != "engine"}
-    )
-    if engine_for(stack, args.engine or "auto", execution_options) == "numpy":
+    if args.engine == "numpy" or _in_process(args, stack):
         return [f"{'engine':<{W}}numpy: in memory, in this process"]
     checked = RegistrationParams(**method)
     layout = dask_layout(stack, checked, args.chunks)
@@ -330,3 +328,19 @@ def usable_frames(stack: Any, p: RegistrationPlan, path: Path) -> str:
     if not left_out:
         return f"all {stop - start} read and usable"
     return f"{len(left_out)} of {stop - start} unusable, left out by register: {'; '.join(listed)}"
+
+
+def _in_process(args: argparse.Namespace, stack: Any) -> bool:
+    """Whether ``--engine auto`` runs in this process, as :func:`daskreg.register` does.
+
+    A stack that fits in memory, with no cluster option, no ``--resume`` and no
+    ``--checkpoint``, runs in memory: it keeps no checkpoint (nothing to resume from).
+    """
+    if args.engine not in (None, "auto") or args.resume or args.checkpoint is not None:
+        return False
+    cluster = {
+        key: value
+        for key, value in execution(args).items()
+        if key not in ("engine", "progress", "temp_dir")
+    }
+    return choose_engine(stack, "auto", cluster) == "numpy"

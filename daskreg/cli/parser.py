@@ -74,7 +74,11 @@ def _add_execution(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--memory-limit", help="memory per worker of the local cluster, e.g. 4GiB")
     group.add_argument("--chunks", type=int, help="frames per Dask chunk")
     group.add_argument("--temp-dir", help="folder for spectra spilled to disk")
-    _add_progress(group, "print the dashboard link and a progress bar (default: yes)")
+    _add_progress(
+        group,
+        "show progress, and the dashboard link on Dask (default: when the terminal is "
+        "interactive)",
+    )
 
 
 def _add_progress(

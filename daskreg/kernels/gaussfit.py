@@ -26,6 +26,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from daskreg.kernels.linsolve import solve as _solve
+
 __all__ = ["fit_gaussians", "N_PARAMS", "NEWTON_SWITCH"]
 
 N_PARAMS = 7  # amplitude, offset, y0, x0, a, b, c
@@ -184,9 +186,11 @@ def _warm_start_fits(data, start, shape, radius):  # pragma: no cover - compiled
     for m in range(n_fit):
         start_cost = _evaluate(data[m], start[m], radius, expo, resid)
         # exp(-q) alone: the model with A = 1, B = 0.
-        warm[:] = start[m]
+        # Element by element here and below: array assignments compile numba's
+        # broadcasting machinery, seconds of a new user's first run.
+        for k in range(N_PARAMS):
+            warm[k] = shape[k - 4] if 4 <= k < 7 else start[m, k]
         warm[0], warm[1] = 1.0, 0.0
-        warm[4:7] = shape
         _evaluate(data[m], warm, radius, expo, resid)
         sum_e = sum_ee = sum_d = sum_ed = 0.0
         for k in range(n_px):
@@ -207,7 +211,8 @@ def _warm_start_fits(data, start, shape, radius):  # pragma: no cover - compiled
             r = data[m, k] - offset - amp * expo[k]
             warm_cost += r * r
         if warm_cost < start_cost:
-            out[m] = warm
+            for k in range(N_PARAMS):
+                out[m, k] = warm[k]
             out[m, 0], out[m, 1] = amp, offset
     return out
 
@@ -368,37 +373,6 @@ def _normal_equations(p, expo, resid, radius, newton, hess, grad):  # pragma: no
 
 
 @numba.njit(cache=True, nogil=True)
-def _solve(lhs, rhs):  # pragma: no cover - compiled
-    """``lhs^-1 rhs`` by Gaussian elimination with partial pivoting; the pseudo-inverse
-    where ``lhs`` is singular (a degenerate, e.g. flat, window)."""
-    n = len(rhs)
-    m = lhs.copy()
-    x = rhs.copy()
-    for col in range(n):
-        pivot = col
-        for row in range(col + 1, n):
-            if abs(m[row, col]) > abs(m[pivot, col]):
-                pivot = row
-        if m[pivot, col] == 0.0 or not np.isfinite(m[pivot, col]):
-            return np.linalg.pinv(lhs) @ rhs
-        if pivot != col:
-            for k in range(n):
-                m[col, k], m[pivot, k] = m[pivot, k], m[col, k]
-            x[col], x[pivot] = x[pivot], x[col]
-        for row in range(col + 1, n):
-            factor = m[row, col] / m[col, col]
-            for k in range(col, n):
-                m[row, k] -= factor * m[col, k]
-            x[row] -= factor * x[col]
-    for col in range(n - 1, -1, -1):
-        total = x[col]
-        for k in range(col + 1, n):
-            total -= m[col, k] * x[k]
-        x[col] = total / m[col, col]
-    return x
-
-
-@numba.njit(cache=True, nogil=True)
 def _levenberg_marquardt(data, start, scale, radius, max_iter):  # pragma: no cover
     """Levenberg-Marquardt from ``start`` for every window (rows of ``data``): the
     parameters, and whether each fit stopped by a convergence test within ``max_iter``
@@ -409,7 +383,9 @@ def _levenberg_marquardt(data, start, scale, radius, max_iter):  # pragma: no co
     expo, resid = np.empty(n_px), np.empty(n_px)
     trial_expo, trial_resid = np.empty(n_px), np.empty(n_px)
     hess = np.empty((N_PARAMS, N_PARAMS))
+    lhs = np.empty((N_PARAMS, N_PARAMS))
     grad = np.empty(N_PARAMS)
+    trial = np.empty(N_PARAMS)
     for m in range(n_fit):
         work = params[m]
         norm = scale[m] ** 2
@@ -422,16 +398,21 @@ def _levenberg_marquardt(data, start, scale, radius, max_iter):  # pragma: no co
             # Newton steps are taken undamped: damping would shrink them most along the
             # weakly determined directions, and a short step would pass the test below
             # with the centre still 1e-6 px or more from the minimum.
-            lhs = hess.copy()
+            # Element by element (not hess.copy(), work + step, work[:] = trial): array
+            # expressions cost seconds of a new user's first compile.
             for k in range(N_PARAMS):
+                for j in range(N_PARAMS):
+                    lhs[k, j] = hess[k, j]
                 lhs[k, k] += (0.0 if newton else damping) * (abs(hess[k, k]) + 1e-12 * norm)
             step = _solve(lhs, grad)
-            trial = work + step
+            for k in range(N_PARAMS):
+                trial[k] = work[k] + step[k]
             trial_cost = _evaluate(data[m], trial, radius, trial_expo, trial_resid) / norm
             better = np.isfinite(trial_cost) and trial_cost <= cost
             centre_step = max(abs(step[2]), abs(step[3]))
             if better:
-                work[:] = trial
+                for k in range(N_PARAMS):
+                    work[k] = trial[k]
                 expo, trial_expo = trial_expo, expo
                 resid, trial_resid = trial_resid, resid
                 cost = trial_cost

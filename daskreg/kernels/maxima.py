@@ -227,8 +227,11 @@ def _insert(score, positions, offset, p, count, value, y, x, dy, dx):  # pragma:
     i = min(count, k - 1)
     while i > 0 and score[p, i - 1] < value:
         score[p, i] = score[p, i - 1]
-        positions[p, i] = positions[p, i - 1]
-        offset[p, i] = offset[p, i - 1]
+        # Element by element: a row assignment compiles numba's broadcasting machinery,
+        # a second of a new user's first run.
+        for axis in range(2):
+            positions[p, i, axis] = positions[p, i - 1, axis]
+            offset[p, i, axis] = offset[p, i - 1, axis]
         i -= 1
     score[p, i] = value
     positions[p, i, 0] = y

@@ -8,6 +8,7 @@ core: the FFTs run on all of them, the pairs in one thread per core.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,8 @@ def measure(
     params: RegistrationParams,
     scale: float,
     lattice_basis: np.ndarray | None,
+    *,
+    on_batch: Callable[[int], None] | None = None,
 ) -> PairMeasurements:
     """Correlate every pair of the stack (or a band of pairs) and split every frame.
 
@@ -99,7 +102,9 @@ def measure(
     with scipy.fft.set_workers(-1):
         spectra = setup.spectra(frames, scale=scale)
     i, j = pair_indices(n_frames, params.band)
-    found = measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT)
+    found = measure_pairs(
+        spectra, spectra, i, j, setup, threads=CPU_COUNT, on_batch=on_batch
+    )
     with scipy.fft.set_workers(-1):
         split = half_shifts(
             frames,

@@ -9,6 +9,7 @@ each frame against itself (two halves), for the per-frame noise and for tears.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -174,6 +175,7 @@ def measure_pairs(
     setup: PairSetup,
     *,
     threads: int = 1,
+    on_batch: Callable[[int], None] | None = None,
 ) -> peaks.PeakResult:
     """Correlate pairs of frames from two blocks of spectra and locate each maximum.
 
@@ -191,6 +193,8 @@ def measure_pairs(
     threads : int, default 1
         Batches of pairs measured at once, one per thread (the kernels release the GIL).
         Dask workers keep 1: their cluster already has a worker per core.
+    on_batch : callable, optional
+        Called with the number of pairs of each batch measured (progress display).
 
     Returns
     -------
@@ -234,6 +238,12 @@ def measure_pairs(
             bias=bias,
         )
 
+    def counted(start: int) -> peaks.PeakResult:
+        found = measure(start)
+        if on_batch is not None:
+            on_batch(len(found.shifts))
+        return found
+
     starts = range(0, len(i), batch)
     # BLAS's own threads cost more than they give on these small products, and they
     # fight ours (two threads of pairs then ran slower than one); Dask workers get the
@@ -241,8 +251,8 @@ def measure_pairs(
     with threadpool_limits(limits=1, user_api="blas"):
         if threads > 1 and len(starts) > 1:
             with ThreadPoolExecutor(threads) as pool:
-                return peaks.PeakResult.concatenate(list(pool.map(measure, starts)))
-        return peaks.PeakResult.concatenate([measure(start) for start in starts])
+                return peaks.PeakResult.concatenate(list(pool.map(counted, starts)))
+        return peaks.PeakResult.concatenate([counted(start) for start in starts])
 
 
 def half_shifts(

@@ -1,6 +1,8 @@
-"""Where the Dask graph runs: the user's client, a scheduler address, a local cluster.
+"""Where a registration runs: this process, the user's client, a local cluster.
 
-:func:`open_client` picks, in order: an explicit ``client``; a local Dask scheduler
+:func:`choose_engine` decides between the in-memory engine (this process) and Dask:
+in memory whenever the stack fits comfortably and no cluster option is given.
+For Dask, :func:`open_client` picks, in order: an explicit ``client``; a local Dask scheduler
 named by ``scheduler`` (``"synchronous"``, ``"threads"``, ``"processes"``, no
 distributed cluster); a ``scheduler`` address (``"tcp://host:8786"``); the running
 default client (``distributed.get_client()``); otherwise a ``LocalCluster`` sized to
@@ -11,25 +13,34 @@ cluster (SLURM, PBS) from a config file.
 
 from __future__ import annotations
 
+import ast
 import logging
+import math
+import multiprocessing
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
 import dask
+import numpy as np
 import psutil
 import yaml
 
-from daskreg.errors import ParameterError
+from daskreg.errors import DaskregError, ParameterError
 
 __all__ = [
     "LOCAL_SCHEDULERS",
     "WORKER_ENV",
+    "IN_MEMORY_BYTES_PER_PIXEL",
+    "IN_MEMORY_FRACTION",
+    "in_memory_bytes",
+    "choose_engine",
     "local_cluster",
     "open_client",
     "cluster_memory",
@@ -52,6 +63,141 @@ WORKER_ENV = {
     "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
     "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20),
 }
+
+
+#: Peak bytes the in-memory engine holds per pixel of the stack, besides the stack itself:
+#: 13 (single precision) and 17 (double) measured with tracemalloc on 40 x 512^2 (the
+#: frames as float64, their spectra, a batch of correlation maps); 24 leaves a margin.
+IN_MEMORY_BYTES_PER_PIXEL = 24
+#: ``engine="auto"`` stays in memory while that peak is below this fraction of the
+#: memory available: the rest is the user's, and a stack that needs more runs out of
+#: core on Dask workers instead.
+IN_MEMORY_FRACTION = 0.25
+
+_GUARD = '`if __name__ == "__main__":`'
+
+
+def in_memory_bytes(shape: Sequence[int], itemsize: int, *, loaded: bool) -> int:
+    """Peak memory of registering a stack in this process (the numpy engine).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The stack's shape, ``(frame, y, x)``.
+    itemsize : int
+        Bytes per pixel of the stack as stored.
+    loaded : bool
+        Whether the stack is in memory already (else it is read in: its own bytes count).
+    """
+    return math.prod(shape) * (IN_MEMORY_BYTES_PER_PIXEL + (0 if loaded else itemsize))
+
+
+def choose_engine(
+    stack: Any,
+    engine: Literal["auto", "numpy", "dask"],
+    options: Collection[str],
+) -> Literal["numpy", "dask"]:
+    """The engine a registration runs on.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        Dims ``(..., frame, y, x)``, numpy- or dask-backed.
+    engine : {"auto", "numpy", "dask"}
+        As asked; only ``"auto"`` is decided here.
+    options : collection of str
+        Names of the cluster options given (``client``, ``scheduler``, ``n_workers``,
+        ``memory_limit``, ``chunks``, ``save_stack``, ``checkpoint``), or a dict of
+        them with the None ones left out.
+
+    Returns
+    -------
+    {"numpy", "dask"}
+        ``"numpy"`` (threads in this process) for a ``(frame, y, x)`` stack, from a file
+        or an array, whose registration fits in :data:`IN_MEMORY_FRACTION` of the
+        available memory (:func:`in_memory_bytes`) when no option is given (the numpy
+        engine has none: no checkpoint, no saved stack); else ``"dask"``. A running
+        ``distributed.Client`` is not an option: pass it as ``client=`` to use it.
+
+    Raises
+    ------
+    DaskregError
+        Called while a worker process re-imports a script that registers at its top
+        level, without the ``if __name__ == "__main__":`` guard.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A spawned process runs the script's top level again before it may start any
+        # process itself: register() here is the script's own call, unguarded.
+        raise DaskregError(
+            "register() was called again by a Dask worker process importing your script: "
+            "worker processes re-run a script's top-level code. Put the script's code "
+            f"under {_GUARD} (or pass engine='numpy' or scheduler='threads': no processes)"
+        )
+    if engine != "auto":
+        return engine
+    if options or len(stack.shape) > 3:
+        return "dask"
+    need = in_memory_bytes(
+        stack.shape, stack.dtype.itemsize, loaded=isinstance(stack.data, np.ndarray)
+    )
+    available = psutil.virtual_memory().available
+    return "numpy" if need < IN_MEMORY_FRACTION * available else "dask"
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return isinstance(test, ast.Compare) and {
+        ast.unparse(test.left),
+        *(ast.unparse(c) for c in test.comparators),
+    } == {"__name__", "'__main__'"}
+
+
+def _unguarded_script_line() -> int | None:
+    """The line of the running script's top-level code that led here, when it is
+    outside an ``if __name__ == "__main__":`` block; None otherwise (no script, e.g.
+    Jupyter or ``python -c``; or the call is guarded)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None or not os.path.isfile(path):
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (
+        frame.f_code.co_name == "<module>" and frame.f_globals is vars(main)
+    ):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        tree = ast.parse(Path(path).read_text(), filename=path)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_guard(node.test):
+            if node.lineno <= line <= (node.end_lineno or node.lineno):
+                return None
+    return line
+
+
+def _refuse_unguarded_script() -> None:
+    """Refuse to start worker processes from a script's unguarded top level.
+
+    Spawned workers import the script again: unguarded, its top level runs in every
+    worker, which cannot start processes while it starts (hundreds of lines of
+    "bootstrapping phase" and "Nanny failed to start" errors, the script's top run
+    three times).
+    """
+    line = _unguarded_script_line()
+    method = dask.config.get("distributed.worker.multiprocessing-method", "spawn")
+    if line is None or method == "fork":
+        return
+    script = os.path.basename(sys.modules["__main__"].__file__)
+    raise DaskregError(
+        f"this registration starts a local Dask cluster, whose worker processes re-run "
+        f"{script} from the top, and line {line} of {script} (which leads here) is not "
+        f"inside an {_GUARD} block. Put the script's code in one (the Python docs' "
+        "'safe importing of main module'), or keep everything in this process: "
+        "engine='numpy' or scheduler='threads'"
+    )
 
 
 @contextmanager
@@ -108,6 +254,7 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | int | None =
     """
     from distributed import LocalCluster
 
+    _refuse_unguarded_script()
     # One thread per process: the kernels' FFTs thread by themselves and numpy code
     # holds the GIL, so processes, not threads, give the parallelism. The nannies read
     # the environment now and keep it for the workers they restart.
@@ -116,14 +263,26 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | int | None =
         dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
         _children_ignore_sigint(),
     ):
-        return LocalCluster(
-            n_workers=n_workers or dask.system.CPU_COUNT,
-            threads_per_worker=1,
-            processes=True,
-            memory_limit=memory_limit if memory_limit is not None else "auto",
-            dashboard_address=":0",
-            silence_logs=logging.WARNING,
-        )
+        try:
+            return LocalCluster(
+                n_workers=n_workers or dask.system.CPU_COUNT,
+                threads_per_worker=1,
+                processes=True,
+                memory_limit=memory_limit if memory_limit is not None else "auto",
+                dashboard_address=":0",
+                silence_logs=logging.WARNING,
+            )
+        except RuntimeError as err:
+            # "Nanny failed to start": what a worker re-running an unguarded script
+            # gets, when the check above could not see it (e.g. code run by exec).
+            if getattr(sys.modules.get("__main__"), "__file__", None) is None:
+                raise
+            raise DaskregError(
+                f"the local Dask cluster did not start ({err}). Its worker processes "
+                "import the running script again: if the script's code is not under "
+                f"{_GUARD}, put it there; or keep everything in this process with "
+                "engine='numpy' or scheduler='threads'"
+            ) from err
 
 
 def _announce(client: Any, progress: bool) -> None:
@@ -224,9 +383,18 @@ def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries:
 
     futures = client.compute(list(collections), retries=retries)
     if progress:
-        # A widget in notebooks, a text bar in the terminal.
-        show_progress(futures)
+        # A widget in notebooks that have ipywidgets (it is not a dependency), a text bar
+        # elsewhere.
+        show_progress(futures, notebook=None if _has_widgets() else False)
     return client.gather(futures)
+
+
+def _has_widgets() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def hpc_cluster(

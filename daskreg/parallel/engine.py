@@ -36,6 +36,7 @@ import xarray as xr
 from dask.delayed import Delayed
 
 from daskreg import autoparams
+from daskreg import progress as display
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
@@ -89,7 +90,7 @@ class Execution:
     n_workers: int | None = None
     memory_limit: str | int | None = None
     chunks: int | None = None
-    progress: bool = True
+    progress: bool | None = None
     save_stack: str | None = None
     temp_dir: str | None = None
     retries: int = field(default=2, metadata={"option": False})
@@ -404,6 +405,7 @@ def register_dask(
         input, chunking or measuring parameters.
     """
     start = time.perf_counter()
+    execution = replace(execution, progress=display.enabled(execution.progress))
     source = as_stack(stack)
     stack = prepare_stack(source, params, execution.chunks)
     target = _check_target(execution.save_stack)

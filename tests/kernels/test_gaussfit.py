@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
-from daskreg.kernels import gaussfit
+from daskreg.kernels import gaussfit, linsolve
 from tests.conftest import gaussian_windows
 
 RADIUS = 6
@@ -178,3 +178,31 @@ def test_a_fit_stopped_by_the_iteration_limit_is_not_ok(n):
     assert gaussfit._converged(params, np.ones(n, dtype=bool), RADIUS).mean() > 0.8
     # With the default limit the same fits converge.
     assert gaussfit.fit_gaussians(windows, sigma_guess=2.0)[1].all()
+
+
+@pytest.mark.parametrize("n", [2, 5, gaussfit.N_PARAMS])
+def test_degenerate_systems_solved_as_pinv(n):
+    """Singular systems (a flat window's) get numpy's pseudo-inverse solution, for
+    definite and indefinite (Newton) symmetric matrices of every rank."""
+    rng = np.random.default_rng(n)
+    for rank in range(n + 1):
+        for _ in range(5):
+            basis = rng.normal(size=(n, rank))
+            signs = rng.choice([-1.0, 1.0], rank)
+            lhs = basis @ np.diag(signs * rng.uniform(0.1, 100, rank)) @ basis.T
+            rhs = rng.normal(size=n)
+            expected = np.linalg.pinv(lhs) @ rhs
+            # Rounding of a 7 x 7 eigen-solve against LAPACK's SVD: measured <= 1e-11
+            # relative to the solution's size.
+            scale = max(1.0, np.abs(expected).max())
+            got = linsolve.pseudo_solve(lhs, rhs)
+            np.testing.assert_allclose(got, expected, atol=1e-9 * scale)
+            # Exactly singular (parameters a window does not constrain at all): the
+            # elimination meets a zero pivot and falls back to the pseudo-inverse.
+            padded = np.zeros((n + 2, n + 2))
+            padded[1:-1, 1:-1] = lhs
+            rhs_padded = np.concatenate([[0.5], rhs, [-2.0]])
+            expected = np.linalg.pinv(padded) @ rhs_padded
+            np.testing.assert_allclose(
+                linsolve.solve(padded, rhs_padded), expected, atol=1e-9 * scale
+            )

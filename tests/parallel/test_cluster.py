@@ -129,7 +129,7 @@ def test_survives_a_killed_worker(process_cluster):
 
 def test_reuses_the_running_client(client, series, monkeypatch, capsys):
     monkeypatch.setattr(cluster, "local_cluster", lambda *a: pytest.fail("new cluster"))
-    got = daskreg.register(series.stack, engine="dask", chunks=6)
+    got = daskreg.register(series.stack, engine="dask", chunks=6, progress=True)
     assert_same_result(got, daskreg.register(series.stack))
     printed = capsys.readouterr().out
     assert "Dask dashboard at" in printed and client.dashboard_link in printed
