@@ -191,17 +191,21 @@ class Analysed:
     caught : list of (warning class, message)
         Warnings raised on the worker, to re-issue on the client.
     error : DaskregError or None
+    seconds : float
+        Time the analysis took (the ``"solve"`` stage of the timings).
     """
 
     pairs: PairMeasurements
     analysis: MatrixAnalysis | None
     caught: list[tuple[type[Warning], str]] = field(default_factory=list)
     error: DaskregError | None = None
+    seconds: float = 0.0
 
 
 def _analyse(
     infos: list, measured: list, params: RegistrationParams, lattice_basis: np.ndarray | None
 ) -> Analysed:
+    start = time.perf_counter()
     pairs, finite, std = assemble(infos, measured, params.band)
     pairs.lattice_basis = lattice_basis
     # Warnings raised on a worker travel back with the result and are re-issued.
@@ -212,7 +216,8 @@ def _analyse(
             analysis = analyse_shift_matrix(pairs, params, bad)
         except DaskregError as err:
             return Analysed(pairs, None, error=err)
-    return Analysed(pairs, analysis, [(w.category, str(w.message)) for w in caught])
+    caught_warnings = [(w.category, str(w.message)) for w in caught]
+    return Analysed(pairs, analysis, caught_warnings, seconds=time.perf_counter() - start)
 
 
 def default_chunk(n_frames: int, frame_bytes: int) -> int:
@@ -420,6 +425,7 @@ def register_dask(
         memory_limit=execution.memory_limit,
         progress=execution.progress,
     ) as client:
+        loading = time.perf_counter()
         if client is not None and not isinstance(source.data, da.Array):
             stack = _sent_once(stack, client)
         series = [stack[index] if index else stack for index in leading]
@@ -437,6 +443,8 @@ def register_dask(
             autoparams.resolve_stack(one, params, correction)
             for one, correction in zip(series, corrections, strict=True)
         ]
+        timings["load"] = time.perf_counter() - loading
+        measuring = time.perf_counter()
         memory = cluster.cluster_memory(client)
         spill = spectra_nbytes(stack, resolved[0].params) > _SPECTRA_MEMORY_FRACTION * memory
         scratch = Path(tempfile.mkdtemp(prefix="daskreg-", dir=execution.temp_dir))
@@ -463,7 +471,10 @@ def register_dask(
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        timings["pairs"] = time.perf_counter() - start
+        # The stages of daskreg.summary.STAGES, as the in-memory engine names them; the
+        # solve runs on a worker at the end of the graph (the series' solves may overlap).
+        solve = sum(outcome.seconds for outcome in analysed)
+        timings.update(pairs=max(time.perf_counter() - measuring - solve, 0.0), solve=solve)
         _raise_or_warn(stack, leading, analysed)
 
         shifts = [outcome.analysis.shifts for outcome in analysed]
