@@ -136,10 +136,12 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
         Hann, Tukey (flat over the middle half, so more of the frame counts), or none
         (only for frames that are already periodic: otherwise the edges correlate and
         pull shifts to zero). Its autocorrelation is divided out near each peak.
-        Tukey measured 15-35 % lower errors than Hann on the accuracy scenarios and the
-        real SrTiO3 series, but it also changes the correlation quality that the
-        weak-frame test reads (good frames at the ends of a long drift were flagged);
-        Hann stays the default until that test is recalibrated.
+        Tukey measured 12-38 % lower errors than Hann on the fast accuracy scenarios
+        and the real SrTiO3 series (``benchmarks/README.md``), but on a long drift its
+        far pairs hop to a nearer lattice translation more often, and the robust solve
+        then loses frames (20 frames of 256^2 drifting 2/-1.5 px per frame: 8.8 px
+        error and 4 good frames dropped, Hann 0.03 px); Hann stays the default until
+        that is fixed.
     num_peaks : int, default 5
         ``gf``: number of distinct local maxima fitted.
     sigma_guess : float, optional
@@ -267,6 +269,12 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
     Sign convention: frame ``i`` holds the specimen displaced by ``+shifts[i]``;
     shifting it by ``-shifts[i]`` aligns it. Shifts are relative to the mean position
     of the used frames, ``(dy, dx)`` in pixels.
+
+    References
+    ----------
+    .. [1] B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of
+       low signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018),
+       DOI 10.1016/j.ultramic.2018.04.008.
 
     Examples
     --------

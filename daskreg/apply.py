@@ -34,7 +34,7 @@ from daskreg.errors import (
     TooFewFramesError,
 )
 from daskreg.io._chunks import CHUNK_BYTES
-from daskreg.io._objects import _is_hyperspy_signal
+from daskreg.io._hyperspy import is_hyperspy_signal
 from daskreg.io._open import open_stack
 from daskreg.io._zarr import write_store
 from daskreg.io.atomic import atomic_path
@@ -264,7 +264,7 @@ def _labelled(other: Any, frame_axis: AxisSpec | None) -> tuple[xr.DataArray, Ha
             f"frame_axis={frame_axis!r} is a dimension name, but a {type(other).__name__} has "
             "none; pass the axis index, or a DataArray with named dims"
         )
-    if isinstance(other, str | os.PathLike) or _is_hyperspy_signal(other):
+    if isinstance(other, str | os.PathLike) or is_hyperspy_signal(other):
         return open_stack(other, frame_axis), "frame"
     if not all(hasattr(other, name) for name in ("shape", "dtype", "ndim")):
         other = np.asarray(other)

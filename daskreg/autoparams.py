@@ -3,7 +3,8 @@
 ``mask="auto"`` (the default), ``sigma_guess=None`` and ``window_radius=None`` are
 resolved here, before any pair is measured, from the mean power spectrum of a sample of
 frames (:mod:`daskreg.kernels.lattice`): the lattice's primary reflections set the mask's
-cutoff and the fit window, and its translations are the hops the robust solve corrects.
+cutoff and the fit window (:mod:`daskreg.kernels.lattice_rules`), and its translations
+are the hops the robust solve corrects.
 Both engines call :func:`resolve` on the same sample, so they measure with the same
 parameters; the result records what was chosen and why.
 
@@ -25,6 +26,7 @@ import xarray as xr
 
 from daskreg.kernels import lattice as lattice_kernels
 from daskreg.kernels.detector import FrameCorrection
+from daskreg.kernels.lattice_rules import auto_mask, auto_peak_params
 from daskreg.params import RegistrationParams
 from daskreg.validate import frame_quality
 
@@ -105,7 +107,7 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
     changes: dict[str, object] = {}
     notes: dict[str, str] = {}
     if isinstance(params.mask, str) and params.mask == "auto":
-        choice = lattice_kernels.auto_mask(lattice, shape)
+        choice = auto_mask(lattice, shape)
         changes.update(choice.as_params())
         notes["mask"] = choice.reason
         if params.n is not None and "n" in changes:
@@ -113,7 +115,7 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
             changes["n"] = params.n
             notes["mask"] = f"{choice.kind} (chosen), cutoff n={params.n:g} as given"
     if params.sigma_guess is None or params.window_radius is None:
-        sigma_guess, window_radius = lattice_kernels.auto_peak_params(lattice)
+        sigma_guess, window_radius = auto_peak_params(lattice)
         # The window must fit the correlation map of small frames.
         window_radius = int(min(window_radius, max(1, (min(shape) - 1) // 2)))
         reason = (

@@ -19,7 +19,7 @@ from daskreg.parallel.pairs import block_pairs
 from daskreg.params import RegistrationParams
 from daskreg.signatures import takes_params
 
-__all__ = ["RegistrationPlan", "plan"]
+__all__ = ["DaskLayout", "RegistrationPlan", "dask_layout", "n_pair_blocks", "plan"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,6 @@ def plan(stack: Any, *, chunks: int | None = None, **params: Any) -> Registratio
     prepared = prepare_stack(stack, checked, chunks)
     n_frames = int(prepared.sizes["frame"])
     frame_chunks = tuple(int(c) for c in prepared.data.chunks[-3])
-    bounds = [0, *accumulate(frame_chunks)]
     first = prepared[(0,) * (prepared.ndim - 3)]
     checked = autoparams.resolve_stack(first, checked).params
     spectra = spectra_nbytes(prepared, checked)
@@ -107,8 +106,61 @@ def plan(stack: Any, *, chunks: int | None = None, **params: Any) -> Registratio
         n_pairs=len(pair_indices(n_frames, checked.band)[0]),
         band=checked.band,
         frame_chunks=frame_chunks,
-        n_pair_blocks=len(block_pairs(bounds, checked.band)),
+        n_pair_blocks=n_pair_blocks(frame_chunks, checked.band),
         spectra_bytes=spectra,
         in_memory_bytes=prepared.size * 8 + spectra,
         params=checked,
     )
+
+
+def n_pair_blocks(frame_chunks: tuple[int, ...], band: int | None) -> int:
+    """Tasks of chunk x chunk pairs the Dask engine measures for these frame chunks."""
+    return len(block_pairs([0, *accumulate(frame_chunks)], band))
+
+
+@dataclass(frozen=True)
+class DaskLayout:
+    """How the Dask engine cuts one stack: frame chunks and pair blocks.
+
+    Attributes
+    ----------
+    frame_chunks : tuple of int
+        Frames per chunk, as the engine uses them (:func:`prepare_stack`).
+    n_pair_blocks : int
+        Tasks of chunk x chunk pairs per series.
+    """
+
+    frame_chunks: tuple[int, ...]
+    n_pair_blocks: int
+
+    def chunks_for(self, n_workers: int, band: int | None) -> int | None:
+        """The most frames per chunk that give every worker a pair block, if fewer do now.
+
+        Returns None when there are already at least ``n_workers`` pair blocks.
+        """
+        if self.n_pair_blocks >= n_workers:
+            return None
+        n_frames = sum(self.frame_chunks)
+        for size in range(max(self.frame_chunks) - 1, 0, -1):
+            chunks = (size,) * (n_frames // size) + ((n_frames % size,) if n_frames % size else ())
+            if n_pair_blocks(chunks, band) >= n_workers:
+                return size
+        return None
+
+
+def dask_layout(stack: Any, params: RegistrationParams, chunks: int | None) -> DaskLayout:
+    """The frame chunks and pair blocks :func:`daskreg.register` would use on Dask.
+
+    Reads no pixels (unlike :func:`plan`, which samples frames for the automatic
+    parameters).
+
+    Parameters
+    ----------
+    stack : array_like, dask array, xarray.DataArray or path
+    params : RegistrationParams
+    chunks : int, optional
+        The ``chunks`` option.
+    """
+    prepared = prepare_stack(stack, params, chunks)
+    frame_chunks = tuple(int(c) for c in prepared.data.chunks[-3])
+    return DaskLayout(frame_chunks, n_pair_blocks(frame_chunks, params.band))

@@ -101,12 +101,12 @@ def save_report(
 
     Notes
     -----
-    Pages: summary; average and a frame with their spectra; shifts vs frame; a frame
-    and its spectrum; the Fourier mask and the example correlation; the parameter
-    sweep (with ``stack``); raw shift matrices with outliers; transitivity scores;
-    corrected shift matrices. A normal run gives 8 pages (9 with ``stack``). A result
-    whose engine kept no example views (``example_frame``, ``fourier_mask``,
-    ``example_correlation``) lacks the frame and mask pages, as the summary says.
+    Pages: summary; average and a frame with their spectra; shifts vs frame; the
+    Fourier mask and the example correlation; the parameter sweep (with ``stack``);
+    raw shift matrices with outliers; transitivity scores; corrected shift matrices. A
+    normal run gives 7 pages (8 with ``stack``). A result whose engine kept no example
+    views (``example_frame``, ``fourier_mask``, ``example_correlation``) lacks the frame
+    (on the average's page) and the mask page, as the summary says.
 
     Examples
     --------
@@ -136,9 +136,7 @@ def save_report(
         for number, page in enumerate(pages, start=1):
             fig = page.draw()
             try:
-                if page.title and not fig.get_suptitle():
-                    fig.suptitle(page.title)
-                box = _lay_out_page(fig, page.caption, f"{footer}    page {number} of {len(pages)}")
+                box = _lay_out_page(fig, page, f"{footer}    page {number} of {len(pages)}")
                 pdf.savefig(fig, bbox_inches=box)
                 if png_folder is not None:
                     with atomic_path(png_folder / f"{path.stem}_page{number:02d}.png") as png:
@@ -172,7 +170,8 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
             "The average and a single frame",
             "The average should show sharp, round columns; its spectrum should hold lattice "
             "reflections to higher frequencies than one frame's. Doubled or smeared columns "
-            "mean misregistered frames.",
+            "mean misregistered frames. The frame's spectrum shows the lattice reflections "
+            "and the noise floor that the Fourier mask must separate.",
         ),
         _Page(
             lambda: plot.plot_shifts(result),
@@ -183,23 +182,16 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
         ),
     ]
     if _sources.has_examples(result):
-        pages += [
+        pages.append(
             _Page(
-                lambda: plot.plot_frame(result),
-                "A raw frame",
-                "One raw frame and its power spectrum (mean-subtracted, Hann-windowed, as "
-                "correlated): the lattice reflections and the noise floor the mask must "
-                "separate.",
-            ),
-            _Page(
-                lambda: plot.plot_fourier_mask(result),
-                "Fourier mask",
-                "Left: the Fourier mask (orange, opacity = weight) over the frame's spectrum. "
-                "Right: the correlation of the first two used frames; the marked maximum is "
-                "their relative shift. Neighbouring peaks nearly as high warn of unit-cell "
-                "hops.",
-            ),
-        ]
+                lambda: _mask_figure(result),
+                f"Fourier mask: {plot.images.mask_label(params)}",
+                "Left: the Fourier mask (orange, opacity = weight) over the frame's spectrum, "
+                "and the spectrum it keeps. Right: the correlation of the first two used "
+                "frames; the marked maximum is their relative shift. Neighbouring peaks "
+                "nearly as high warn of unit-cell hops.",
+            )
+        )
     settings = _sweep_settings(params, (ds.sizes["y"], ds.sizes["x"]))
     if stack is not None and settings:
         pair = _sources.example_pair(result) if _sources.has_examples(result) else (0, 1)
@@ -225,7 +217,7 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
         ),
         _Page(
             lambda: plot.plot_transitivity(result),
-            "Transitivity",
+            "",  # one panel, titled by the figure itself
             "How far each pair's shift disagrees with the sums along two-step paths through "
             f"other frames. Pairs at or above the threshold ({threshold}"
             ") are outliers.",
@@ -239,6 +231,17 @@ def _pages(result: ResultLike, stack: Any) -> list[_Page]:
         ),
     ]
     return pages
+
+
+def _mask_figure(result: ResultLike) -> Figure:
+    """Two spectra stacked beside a large correlation: three in a row fill 40 % of a page."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(10.5, 6.8), layout="constrained")
+    grid = fig.add_gridspec(2, 3)
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[:, 1:])]
+    plot.plot_fourier_mask(result, axes=axes)
+    return fig
 
 
 def _sweep_settings(params: dict[str, Any], shape: tuple[int, int]) -> list[tuple[str, float]]:
@@ -270,8 +273,9 @@ def _footer(result: ResultLike) -> str:
     return f"daskreg {version}    {_source_name(result)}"
 
 
-def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
-    """Scale a figure to the top of the page at its own aspect ratio, its caption beneath.
+def _lay_out_page(fig: Figure, page: _Page, footer: str) -> Bbox:
+    """Title a figure (unless it has a title), scale it to the top of the page at its own
+    aspect ratio, its caption beneath.
 
     Returns the page as a box in the figure's inches, to save with
     ``savefig(bbox_inches=box)``.
@@ -286,6 +290,8 @@ def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
     """
     from matplotlib.transforms import Bbox
 
+    if page.title and not fig.get_suptitle():
+        fig.suptitle(page.title)
     natural_w, natural_h = fig.get_size_inches()
     page_w, page_h = PAGE_SIZE
     if np.allclose((natural_w, natural_h), PAGE_SIZE):
@@ -300,8 +306,8 @@ def _lay_out_page(fig: Figure, caption: str, footer: str) -> Bbox:
     left = -(page_w - width) / 2
     bottom = -(page_h - top - height)
     # Figure fractions (not inches): saving with a bbox remaps only those coordinates.
-    if caption:
-        fig.text(0.5, -0.01 * page_h / height, textwrap.fill(caption, 140), ha="center",
+    if page.caption:
+        fig.text(0.5, -0.01 * page_h / height, textwrap.fill(page.caption, 140), ha="center",
                  va="top", fontsize=_FONT)
     fig.text((left + 0.99 * page_w) / width, (bottom + 0.01 * page_h) / height, footer,
              ha="right", va="bottom", fontsize=7, color=_GREY)

@@ -25,6 +25,8 @@ from daskreg.params import RegistrationParams
 __all__ = [
     "EXAMPLE_VARIABLES",
     "RESULT_VARIABLES",
+    "STAGES",
+    "TOTAL",
     "ResultSummary",
     "layout_of",
     "summarize",
@@ -49,9 +51,16 @@ RESULT_VARIABLES = (
 #: the engine kept them; the report's frame and mask pages need them.
 EXAMPLE_VARIABLES = ("example_frame", "fourier_mask", "example_correlation")
 
-# The Dask engine measures frames, pairs and shifts in one graph; the in-memory
-# engine's finer stages are added up under the same name, so both read alike.
-_SHIFT_STAGES = ("load", "pairs", "outliers_and_shifts")
+#: The stages both engines time, in order (``attrs["timings"]`` of a result, seconds):
+#: reading and screening the frames, measuring the pairs, the outlier test and shifts
+#: (the solve), the registered average.
+STAGES = ("load", "pairs", "solve", "average")
+#: Key of the whole registration's wall time in ``attrs["timings"]``: each engine
+#: records it once (the Dask engine's includes starting the cluster and building graphs,
+#: so it exceeds the sum of the stages).
+TOTAL = "total"
+# Results saved before the stages had one set of names.
+_OLD_NAMES = {"outliers_and_shifts": "solve"}
 
 
 @dataclass(frozen=True)
@@ -99,10 +108,11 @@ class ResultSummary:
     cropped : bool
         Whether the average is cut to ``crop`` (the ``crop`` parameter).
     timings : dict of str to float
-        Seconds per stage: ``"shifts"`` (reading, correlating, outliers and shifts)
-        and ``"average"``; empty when not recorded.
+        Seconds per stage of :data:`STAGES` recorded (``"load"``, ``"pairs"``,
+        ``"solve"``, ``"average"``), in that order; empty when not recorded.
     total_seconds : float or None
-        Wall time of the registration (the engine's own, else the sum of the stages).
+        Wall time of the registration as the engine recorded it (:data:`TOTAL`), else
+        the sum of the stages; not one of ``timings``.
     resumed : (int, int) or None
         Pair blocks reused from a checkpoint, of all blocks, for a resumed run.
     params : RegistrationParams
@@ -175,13 +185,7 @@ def summarize(dataset: xr.Dataset) -> ResultSummary:
         sigma = dataset["shift_uncertainty"].values[used]
         uncertainty = np.nanmedian(sigma, axis=0) if np.isfinite(sigma).any() else (np.nan,) * 2
     threshold = attrs.get("threshold_used")
-    stages = {k: float(v) for k, v in json.loads(attrs.get("timings", "{}")).items()}
-    timings = {}
-    if any(stage in stages for stage in _SHIFT_STAGES):
-        timings["shifts"] = sum(stages.get(stage, 0.0) for stage in _SHIFT_STAGES)
-    if "average" in stages:
-        timings["average"] = stages["average"]
-    total = stages.get("total", sum(timings.values()) if timings else None)
+    timings, total = _timings(json.loads(attrs.get("timings", "{}")))
     return ResultSummary(
         n_frames=int(bad.size),
         frame_shape=(int(dataset.sizes["y"]), int(dataset.sizes["x"])),
@@ -212,6 +216,14 @@ def summarize(dataset: xr.Dataset) -> ResultSummary:
         ),
         params=params,
     )
+
+
+def _timings(recorded: dict[str, Any]) -> tuple[dict[str, float], float | None]:
+    """The stages in :data:`STAGES` order, and the total (recorded once, else their sum)."""
+    stages = {_OLD_NAMES.get(k, k): float(v) for k, v in recorded.items()}
+    timings = {stage: stages[stage] for stage in STAGES if stage in stages}
+    total = stages.get(TOTAL, sum(timings.values()) if timings else None)
+    return timings, total
 
 
 def _pair(values: Any) -> tuple[float, float]:

@@ -19,7 +19,7 @@ where ``L`` is the continuous, noise-free lattice image. Shifting frame ``i`` by
 
 Every frame is rendered by sampling the shifted continuous lattice at the integer pixel
 centres, not by Fourier-shifting one periodic image, so edges and sub-pixel positions are
-exact.
+exact (:mod:`daskreg.synthetic_imaging`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from daskreg.errors import ParameterError
+from daskreg.synthetic_imaging import CUTOFF_SIGMA, add_noise, render
 
 __all__ = ["SyntheticSeries", "lattice_basis", "lattice_series"]
 
@@ -48,10 +49,6 @@ _MOTIFS: dict[str, tuple[tuple[float, float, float], ...]] = {
     "anisotropic": ((0.0, 0.0, 1.0), (0.5, 0.5, 0.35)),
 }
 _BAD_FRAME_KINDS = ("blank", "torn")
-# A Gaussian column farther than 5 sigma from a pixel adds < 4e-6 of its peak there.
-_CUTOFF_SIGMA = 5.0
-# Rows per rendering strip: small enough to skip most columns, large enough for BLAS.
-_ROW_BLOCK = 64
 # Radius of the vacancy cluster in lattice constants: removes a handful of neighbours.
 _CLUSTER_RADIUS = 1.2
 # Below two pixels per lattice period the lattice is not representable (Nyquist) and the
@@ -236,7 +233,7 @@ def lattice_series(
 
     # The specimen must cover every frame under every displacement it is rendered with.
     displacements = np.vstack([shifts, *(shifts[i] + jump for i, (_, jump) in tears.items())])
-    margin = _CUTOFF_SIGMA * sigma + 1.0
+    margin = CUTOFF_SIGMA * sigma + 1.0
     y_range = (-margin - displacements[:, 0].max(), ny - 1 + margin - displacements[:, 0].min())
     x_range = (-margin - displacements[:, 1].max(), nx - 1 + margin - displacements[:, 1].min())
     positions, amplitudes = _lattice_columns(
@@ -258,14 +255,14 @@ def lattice_series(
             row, jump = tears[i]
             expected = np.vstack(
                 [
-                    _render(positions + shifts[i], amplitudes, sigma, ys[:row], xs),
-                    _render(positions + shifts[i] + jump, amplitudes, sigma, ys[row:], xs),
+                    render(positions + shifts[i], amplitudes, sigma, ys[:row], xs),
+                    render(positions + shifts[i] + jump, amplitudes, sigma, ys[row:], xs),
                 ]
             )
         else:
-            expected = _render(positions + shifts[i], amplitudes, sigma, ys, xs)
+            expected = render(positions + shifts[i], amplitudes, sigma, ys, xs)
         expected += np.float32(background)
-        stack[i] = _add_noise(expected, dose, read_noise, noise_rng)
+        stack[i] = add_noise(expected, dose, read_noise, noise_rng)
 
     params: dict[str, Any] = {
         "n_frames": n_frames,
@@ -391,61 +388,17 @@ def _lattice_columns(
     return positions[inside], amplitudes[inside].copy()
 
 
-def _render(
-    positions: np.ndarray, amplitudes: np.ndarray, sigma: float, ys: np.ndarray, xs: np.ndarray
-) -> np.ndarray:
-    """Sample a sum of isotropic Gaussian columns at the pixel centres ``ys`` x ``xs``."""
-    image = np.empty((len(ys), len(xs)), dtype=np.float32)
-    # Rendering strips of rows lets each product skip the columns far from the strip,
-    # which cuts the work several-fold on large frames.
-    for start in range(0, len(ys), _ROW_BLOCK):
-        rows = slice(start, start + _ROW_BLOCK)
-        image[rows] = _render_block(positions, amplitudes, sigma, ys[rows], xs)
-    return image
-
-
-def _render_block(
-    positions: np.ndarray, amplitudes: np.ndarray, sigma: float, ys: np.ndarray, xs: np.ndarray
-) -> np.ndarray:
-    """Render the rows ``ys`` (non-empty) as one matrix product.
-
-    Isotropic Gaussians are separable, so the image is ``Gy.T @ (A * Gx)`` over the
-    columns near the block.
-    """
-    cut = _CUTOFF_SIGMA * sigma
-    near = (
-        (positions[:, 0] >= ys[0] - cut)
-        & (positions[:, 0] <= ys[-1] + cut)
-        & (positions[:, 1] >= xs[0] - cut)
-        & (positions[:, 1] <= xs[-1] + cut)
-    )
-    yc, xc = positions[near].T
-    gy = np.exp(-((ys[None, :] - yc[:, None]) ** 2) / (2 * sigma**2)).astype(np.float32)
-    gx = np.exp(-((xs[None, :] - xc[:, None]) ** 2) / (2 * sigma**2)).astype(np.float32)
-    gx *= amplitudes[near, None].astype(np.float32)
-    return gy.T @ gx
-
-
-def _add_noise(
-    expected: np.ndarray, dose: float, read_noise: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Turn an expected image in units of dose into float32 counts with shot and read noise."""
-    if math.isfinite(dose):
-        image = rng.poisson(expected.astype(np.float64) * dose).astype(np.float32)
-    else:
-        image = expected
-    if read_noise > 0:
-        image += np.float32(read_noise) * rng.standard_normal(image.shape, dtype=np.float32)
-    return image
+def _check_pair(name: str, value: Any, cast: type, what: str, fix: str) -> tuple[Any, Any]:
+    """``value`` as two ``cast`` values; a :class:`ParameterError` if it is no such pair."""
+    try:
+        first, second = (cast(v) for v in value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name}={value!r} is not a pair of {what}; pass {fix}.") from None
+    return first, second
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
-    try:
-        ny, nx = (int(n) for n in shape)
-    except (TypeError, ValueError):
-        raise ParameterError(
-            f"shape={shape!r} is not a pair of integers; pass (ny, nx), e.g. (512, 512)."
-        ) from None
+    ny, nx = _check_pair("shape", shape, int, "integers", "(ny, nx), e.g. (512, 512)")
     if ny < 1 or nx < 1 or (ny, nx) != tuple(shape):
         raise ParameterError(
             f"shape={shape!r} must hold two positive integers; pass (ny, nx), e.g. (512, 512)."
@@ -475,12 +428,7 @@ def _check_non_negative_finite(name: str, value: float) -> None:
 
 
 def _check_drift_step(drift_step: Sequence[float]) -> tuple[float, float]:
-    try:
-        dy, dx = (float(v) for v in drift_step)
-    except (TypeError, ValueError):
-        raise ParameterError(
-            f"drift_step={drift_step!r} is not a pair of numbers; pass (dy, dx) in pixels."
-        ) from None
+    dy, dx = _check_pair("drift_step", drift_step, float, "numbers", "(dy, dx) in pixels")
     if not (math.isfinite(dy) and math.isfinite(dx)):
         raise ParameterError(f"drift_step={drift_step!r} is not finite; pass finite (dy, dx).")
     return dy, dx

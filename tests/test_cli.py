@@ -6,6 +6,7 @@ import hashlib
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,9 @@ import zarr
 
 import daskreg
 from daskreg import cli
+from daskreg.cli import commands
+from daskreg.errors import RegistrationWarning
+from daskreg.parallel import engine
 from daskreg.synthetic import lattice_series
 
 from .conftest import DATA, requires_data
@@ -416,3 +420,39 @@ def test_info_lists_the_frames_register_leaves_out(tmp_path: Path, monkeypatch, 
     assert "leave out --keep-bad-frames" in _one_line_error(capsys.readouterr().err)
     assert cli.main(["info", "s.tif", "--no-scan"]) == 0
     assert "not read" in capsys.readouterr().out
+
+
+def test_register_keeps_a_stores_chunks_and_says_so(tmp_path: Path, monkeypatch, capsys):
+    write_stack(tmp_path / "s.tif", lattice_series(24, (64, 64), seed=5).stack)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ingest", "s.tif", "s.zarr", "--chunks", "8"]) == 0
+    capsys.readouterr()
+    # The chunks of the graph the engine really computes, not only what is printed.
+    used = []
+    build_graph = engine.build_graph
+    monkeypatch.setattr(
+        engine, "build_graph", lambda one, *a, **k: used.append(one.data.chunks[0]) or
+        build_graph(one, *a, **k),
+    )  # fmt: skip
+    args = ["register", "s.zarr", "--window-radius", "4", *FAST]
+    assert cli.main([*args, "-o", "a.tif"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert used == [(8, 8, 8)]
+    assert re.search(r"chunks\s+\(8, 64, 64\): 3 chunk", out), out
+    assert "dask: 3 chunk(s) of 8 frames, 6 pair block(s)" in out, out
+    # --chunks overrides the store's; fewer pair blocks than workers is warned about.
+    monkeypatch.setattr(commands, "CPU_COUNT", 4)
+    # A small stack, for speed: it is warned about as a large one would be.
+    monkeypatch.setattr(commands, "_IDLE_WARNING_PIXELS", 0)
+    with warnings.catch_warnings():
+        # Shown by the command line as users see it, not raised by the test settings.
+        warnings.simplefilter("always", RegistrationWarning)
+        assert cli.main([*args, "-o", "b.tif", "--chunks", "12"]) == 0
+    assert used[-1] == (12, 12)
+    captured = capsys.readouterr()
+    assert "dask: 2 chunk(s) of 12 frames, 3 pair block(s) on 4 worker(s)" in captured.out
+    # 11 frames per chunk: (11, 11, 2), 6 blocks; 12 gives 3.
+    assert (
+        "warning: 3 pair block(s) for 4 workers: some workers idle while the pairs are "
+        "measured; --chunks 11 gives each a block"
+    ) in captured.err

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pytest
 
 matplotlib.use("Agg")
@@ -14,15 +15,17 @@ import matplotlib.image  # noqa: E402
 
 import daskreg.plot  # noqa: E402
 from daskreg import register  # noqa: E402
+from daskreg import report as report_module  # noqa: E402
 from daskreg.errors import ParameterError, RegistrationWarning  # noqa: E402
 from daskreg.report import _summary_page, save_report  # noqa: E402
 from daskreg.result import RegistrationResult  # noqa: E402
+from daskreg.summary import STAGES  # noqa: E402
 from daskreg.synthetic import lattice_series  # noqa: E402
 
 BAD_FRAME = 3
-# Pages of a normal run: summary, average, shifts, frame, mask, raw matrices,
+# Pages of a normal run: summary, average (and a frame), shifts, mask, raw matrices,
 # transitivity, corrected matrices; the stack adds the parameter sweep.
-NORMAL_PAGES = 8
+NORMAL_PAGES = 7
 # A blank page renders as one flat colour (std 0); a page of text alone has a std of
 # about 0.1 at 100 dpi, so 0.02 separates them with room on both sides.
 MIN_PAGE_STD = 0.02
@@ -108,7 +111,7 @@ def test_result_without_example_views_drops_their_pages(result, tmp_path):
     lean = RegistrationResult(
         result.dataset.drop_vars(["example_frame", "fourier_mask", "example_correlation"])
     )
-    assert _pdf_pages(save_report(lean, tmp_path / "lean.pdf")) == NORMAL_PAGES - 2
+    assert _pdf_pages(save_report(lean, tmp_path / "lean.pdf")) == NORMAL_PAGES - 1
     assert any("pages are left out" in t.get_text() for t in _summary_page(lean).texts)
 
 
@@ -126,3 +129,59 @@ def test_summary_without_calibration(series):
         plain = register(series.stack, mask="hann", n=4)
     texts = " ".join(t.get_text() for t in _summary_page(plain).texts)
     assert "none: lengths in pixels" in texts
+
+
+@pytest.fixture(scope="module")
+def pages(result, series):
+    """Each page's figure as the report draws and lays it out (titled, scaled)."""
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    for page in report_module._pages(result, series.stack):
+        fig = page.draw()
+        report_module._lay_out_page(fig, page, "footer")
+        drawn.append(fig)
+    yield drawn
+    for fig in drawn:
+        plt.close(fig)
+
+
+def _panels(fig):
+    return [ax for ax in fig.axes if not hasattr(ax, "_colorbar")]
+
+
+def test_the_example_frame_is_shown_on_one_page(pages, result):
+    frame = result.dataset["example_frame"].values
+    shown = [
+        number
+        for number, fig in enumerate(pages, start=1)
+        for ax in fig.axes
+        for image in ax.get_images()
+        if np.array_equal(np.asarray(image.get_array()), frame)
+    ]
+    assert len(shown) == 1, f"the frame is drawn on pages {shown}"
+
+
+def test_no_page_is_titled_twice(pages):
+    for fig in pages:
+        panels = _panels(fig)
+        if fig.get_suptitle() and len(panels) == 1:
+            assert not panels[0].get_title(), (fig.get_suptitle(), panels[0].get_title())
+
+
+def test_every_figure_fills_at_least_half_the_page(pages):
+    # Each figure keeps its aspect; the page is 11.69 x 8.27 in, of which the margins
+    # and the caption take about a fifth. Three panels in a row filled 40 %.
+    page_area = np.prod(report_module.PAGE_SIZE)
+    for number, fig in enumerate(pages, start=1):
+        share = np.prod(fig.get_size_inches()) / page_area
+        assert share >= 0.5, f"page {number} fills {share:.0%} of the page"
+
+
+def test_timings_list_each_stage_and_one_total(result):
+    texts = [t.get_text() for t in _summary_page(result).texts]
+    summary = result.summary()
+    timings = texts[texts.index("Timings") + 1 :]
+    keys = [t for t in timings if t in (*STAGES, "total")]
+    assert keys == [*STAGES, "total"]
+    assert f"{summary.total_seconds:.3g} s" in timings

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
+from dask.system import CPU_COUNT
 
 from daskreg.api import register as register_stack
 from daskreg.cli.options import execution, params
@@ -36,13 +38,20 @@ from daskreg.cli.text import (
     print_lines,
     summary,
 )
-from daskreg.errors import DaskregError, OutputPathError, ParameterError, TooFewFramesError
+from daskreg.errors import (
+    DaskregError,
+    OutputPathError,
+    ParameterError,
+    RegistrationWarning,
+    TooFewFramesError,
+)
 from daskreg.io import ingest as ingest_stack
 from daskreg.io import open_stack
 from daskreg.io.average_tif import write_average_tif
 from daskreg.method.screening import initial_bad_frames, unusable_frames
 from daskreg.parallel.cluster import choose_engine
-from daskreg.planning import RegistrationPlan, plan
+from daskreg.params import RegistrationParams
+from daskreg.planning import RegistrationPlan, dask_layout, plan
 from daskreg.result import load_result
 from daskreg.validate import frame_quality
 
@@ -52,6 +61,9 @@ __all__ = ["apply", "demo", "info", "ingest", "register", "report"]
 _SCAN_BYTES = 2 * 2**30
 # Frames named one by one in ``info``'s list of unusable frames.
 _MAX_LISTED = 8
+# Idle workers are warned about from this many pixels in the stack: below, the pairs
+# take about a second or less in all.
+_IDLE_WARNING_PIXELS = 2**22
 
 
 def register(args: argparse.Namespace) -> int:
@@ -72,10 +84,12 @@ def register(args: argparse.Namespace) -> int:
     if args.report:
         outputs["report"] = args.report
     replaced = check_outputs(outputs, [args.input], args.overwrite)
-    stack = open_stack(args.input, args.frame_axis, signal=args.signal)
+    # Opened with the chunks the registration uses, so that the header shows them.
+    stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
     require_one_series(stack, args.input)
     method = params(args, stack.sizes["frame"])
     print_lines(describe(args.input, stack))
+    print_lines(engine_lines(stack, method, args))
     # The resolved path, for main's message if the run is interrupted or fails.
     args.checkpoint = checkpoint = (
         None if _in_process(args, stack) else checkpoint_path(args, output)
@@ -224,6 +238,50 @@ def demo(args: argparse.Namespace) -> int:
     lines.append(f"{'next':<{W}}daskreg register {outputs['series']} -o average.tif")
     print_lines(lines)
     return EXIT_OK
+
+
+def engine_lines(stack: Any, method: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The header line saying where the registration runs: in memory, or the Dask chunks
+    and pair blocks it uses and on how many workers.
+
+    Warns
+    -----
+    RegistrationWarning
+        Fewer pair blocks than workers: some workers would idle while pairs are measured.
+    """
+    if args.engine == "numpy" or _in_process(args, stack):
+        return [f"{'engine':<{W}}numpy: in memory, in this process"]
+    checked = RegistrationParams(**method)
+    layout = dask_layout(stack, checked, args.chunks)
+    chunks = layout.frame_chunks
+    sizes = f"{max(chunks)}" if len(set(chunks[:-1])) <= 1 else f"up to {max(chunks)}"
+    workers = _worker_count(args)
+    where = f"on {workers} worker(s)" if workers else f"on the cluster at {args.scheduler}"
+    line = (
+        f"{'engine':<{W}}dask: {len(chunks)} chunk(s) of {sizes} frames, "
+        f"{layout.n_pair_blocks} pair block(s) {where}"
+    )
+    better = layout.chunks_for(workers, checked.band) if workers else None
+    if workers and layout.n_pair_blocks < workers and stack.size >= _IDLE_WARNING_PIXELS:
+        advice = f"--chunks {better} gives each a block" if better else "the stack is too short"
+        warnings.warn(
+            f"{layout.n_pair_blocks} pair block(s) for {workers} workers: some workers idle "
+            f"while the pairs are measured; {advice}",
+            RegistrationWarning,
+            stacklevel=2,
+        )
+    return [line]
+
+
+def _worker_count(args: argparse.Namespace) -> int | None:
+    """Workers (or threads) the Dask engine computes on; None for a remote scheduler."""
+    if args.scheduler is None:
+        return args.n_workers or CPU_COUNT
+    if args.scheduler == "synchronous":
+        return 1
+    if args.scheduler in ("threads", "processes"):
+        return CPU_COUNT
+    return None
 
 
 def require_one_series(stack: Any, path: Path) -> None:

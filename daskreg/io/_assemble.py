@@ -30,7 +30,8 @@ def assemble(raw: RawStack, frame_axis: int | None, chunks: ChunksSpec) -> xr.Da
     frame_axis : int or None
         User's frame axis in the stored order; see :func:`~daskreg.io.open_stack`.
     chunks : int, mapping or None
-        See :func:`~daskreg.io._chunks.frame_chunks`.
+        See :func:`~daskreg.io._chunks.frame_chunks`; ``None`` keeps the frame chunks of
+        a source that stores its own (:attr:`RawStack.own_chunks`), whole along y and x.
 
     Returns
     -------
@@ -55,6 +56,9 @@ def assemble(raw: RawStack, frame_axis: int | None, chunks: ChunksSpec) -> xr.Da
         data = data[np.newaxis]
         axes.insert(0, Axis(name="frame"))
     dims = _leading_dims(axes[:-3]) + _STACK_DIMS
+    if chunks is None and raw.own_chunks:
+        # The store's frames per chunk (its last chunk may be shorter).
+        chunks = {"frame": int(data.chunks[-3][0])}
     data = data.rechunk(frame_chunks(dims, data.shape, dtype.itemsize, chunks))
 
     calibration = spatial_calibration(axes[-2], axes[-1])

@@ -1,4 +1,7 @@
-"""In-memory sources: numpy/dask arrays and array-likes, xarray DataArrays, HyperSpy signals."""
+"""In-memory sources: numpy/dask arrays and array-likes, xarray DataArrays.
+
+HyperSpy signals: :mod:`daskreg.io._hyperspy`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import xarray as xr
 
 from daskreg.errors import ParameterError
 from daskreg.io._raw import Axis, RawStack
-from daskreg.io._rsciio import raw_from_signal_dict
 
 __all__ = ["raw_from_dataarray", "raw_from_object"]
 
@@ -31,9 +33,9 @@ def raw_from_object(obj: Any) -> RawStack:
 
     Parameters
     ----------
-    obj : array-like, xarray.DataArray or HyperSpy signal
-        Any object with ``shape``, ``dtype`` and slicing (numpy, dask, zarr, h5py ...);
-        a DataArray; or a HyperSpy ``Signal2D`` (lazy or not).
+    obj : array-like or xarray.DataArray
+        Any object with ``shape``, ``dtype`` and slicing (numpy, dask, zarr, h5py ...),
+        or a DataArray.
 
     Returns
     -------
@@ -47,8 +49,6 @@ def raw_from_object(obj: Any) -> RawStack:
     type_name = f"{type(obj).__module__}.{type(obj).__qualname__}"
     if isinstance(obj, xr.DataArray):
         return raw_from_dataarray(obj, default_source=type_name)
-    if _is_hyperspy_signal(obj):
-        return _raw_from_hyperspy(obj, type_name)
     if all(hasattr(obj, name) for name in ("shape", "dtype", "__getitem__")):
         return RawStack(data=obj, axes=tuple(Axis() for _ in obj.shape), source=type_name)
     raise ParameterError(
@@ -127,22 +127,3 @@ def _dataarray_metadata(attrs: dict[Hashable, Any]) -> Any:
         except json.JSONDecodeError:
             return {"value": stored}
     return stored
-
-
-def _is_hyperspy_signal(obj: object) -> bool:
-    # Duck typing keeps HyperSpy optional: daskreg never imports it.
-    return type(obj).__module__.split(".")[0] == "hyperspy" and hasattr(obj, "axes_manager")
-
-
-def _raw_from_hyperspy(signal: Any, type_name: str) -> RawStack:
-    manager = signal.axes_manager
-    axes = sorted(
-        (*manager.navigation_axes, *manager.signal_axes), key=lambda axis: axis.index_in_array
-    )
-    signal_dict = {
-        "data": signal.data,
-        "axes": [{**axis.get_axis_dictionary(), "navigate": axis.navigate} for axis in axes],
-        "metadata": signal.metadata.as_dictionary(),
-        "original_metadata": signal.original_metadata.as_dictionary(),
-    }
-    return raw_from_signal_dict(signal_dict, source=type_name)

@@ -16,6 +16,7 @@ from daskreg.errors import ParameterError
 from daskreg.io._assemble import assemble
 from daskreg.io._chunks import ChunksSpec
 from daskreg.io._files import check_file_order, describe_files, expand_path, open_files
+from daskreg.io._hyperspy import is_hyperspy_signal, raw_from_hyperspy
 from daskreg.io._objects import raw_from_object
 from daskreg.io._readers import SUPPORTED_EXTENSIONS, read_path
 
@@ -39,15 +40,17 @@ def open_stack(
         pattern (``"frames/*.tif"``, ``**`` for subfolders) or a list of paths; a numpy/dask
         array (frames on axis 0 unless ``frame_axis`` says otherwise); a DataArray (dims
         ``frame``, ``y``, ``x`` are taken by name, in any order); a HyperSpy ``Signal2D``,
-        lazy or not (its navigation axis is the frame axis).
+        lazy or not (its navigation axis is the frame axis; a lazy one is read through
+        the file it was loaded from, see :mod:`daskreg.io._hyperspy`).
     frame_axis : int or None
         Axis of the source (of each file, for several files) holding the frames, e.g.
         ``-1`` for (rows, cols, frames) arrays. ``None``: the source's own axis names,
         else axis 0 (axis ``ndim - 3`` for 4-D and 5-D arrays, whose leading axes become
         ``series``).
     chunks : int, dict or None
-        Frames per dask chunk, or a chunk size per dimension name. ``None``: as many whole
-        frames as fit in 64 MiB. y and x are never split.
+        Frames per dask chunk, or a chunk size per dimension name. ``None``: a Zarr
+        store's own frames per chunk, else as many whole frames as fit in 64 MiB. y and
+        x are never split.
     signal : int, str or None
         For a file holding several signals (images, plots, arrays), the index or title of
         the one to read. ``None`` takes the largest image stack, with a
@@ -119,6 +122,8 @@ def open_stack(
             f"signal={signal!r} selects one of several signals in a file; a "
             f"{type(source).__name__} is a single signal, so leave signal=None"
         )
+    elif is_hyperspy_signal(source):
+        raw = raw_from_hyperspy(source)
     else:
         raw = raw_from_object(source)
     stack = assemble(raw, frame_axis, chunks)

@@ -63,6 +63,9 @@ class RawStack:
     n_signals : int
         Signals the source holds; with one, an integer ``signal`` picks one of its series
         (:func:`~daskreg.io.open_stack`).
+    own_chunks : bool
+        ``data`` is chunked as the source stores it (a Zarr store chosen for the data):
+        its frame chunks are kept unless ``chunks`` says otherwise.
     """
 
     data: Any
@@ -71,6 +74,7 @@ class RawStack:
     signal_title: str = ""
     original_metadata: Any = field(default_factory=dict)
     n_signals: int = 1
+    own_chunks: bool = False
 
 
 # What a parser fed a damaged file raises is open-ended: struct.error, KeyError and

@@ -74,7 +74,8 @@ def read_zarr(path: Path, signal: int | str | None) -> RawStack:
             guarded(array, path, _FORMAT), dims=dims, coords=coords, attrs=dict(array.attrs)
         )
     raw = raw_from_dataarray(stack, default_source=str(path))
-    return dataclasses.replace(raw, n_signals=len(candidates))
+    # A store's chunks were chosen for the data (daskreg ingest --chunks): kept.
+    return dataclasses.replace(raw, n_signals=len(candidates), own_chunks=True)
 
 
 def write_store(stack: xr.DataArray, path: Path, *, compute: bool = True) -> Any:

@@ -19,8 +19,9 @@ _local = threading.local()
 
 
 def scratch(name: Hashable, shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    """This thread's array ``name`` of ``shape``: zero when first made, afterwards
-    whatever its last user left in it.
+    """The calling thread's array ``name`` of ``shape``, reused between calls.
+
+    Zero when first made, afterwards whatever its last user left in it.
 
     A zero-padded transform input stays padded as long as its users write only the
     part they pad (the transforms here never overwrite their input), so such a name

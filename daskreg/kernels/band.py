@@ -101,8 +101,10 @@ class BandGeometry:
         return self.shape[0] * (self.coarse[1] // 2 + 1)
 
     def crop(self, half_plane: np.ndarray) -> np.ndarray:
-        """The band of a half-plane array ``(..., ny, nx // 2 + 1)`` (or of its first
-        ``kx_max + 1`` columns)."""
+        """The band of a half-plane array.
+
+        The array is ``(..., ny, nx // 2 + 1)``, or only its first ``kx_max + 1`` columns.
+        """
         return half_plane[..., self.rows, : self.kx_max + 1]
 
     def columns(self, product: np.ndarray) -> np.ndarray:
@@ -130,8 +132,10 @@ class BandGeometry:
         return padded
 
     def coarse_maps(self, columns: np.ndarray) -> np.ndarray:
-        """Correlation on the coarse grid, ``nx / mx`` times the full-size path's scale
-        (the candidates are ranked, never compared with exact values).
+        """Correlation on the coarse grid.
+
+        It is ``nx / mx`` times the full-size path's scale (the candidates are ranked,
+        never compared with exact values).
 
         Parameters
         ----------
@@ -209,8 +213,11 @@ class BandGeometry:
 
     @lru_cache(maxsize=8)  # noqa: B019 - a handful of radii per geometry, kept with it
     def offset_basis(self, radius: int, dtype: type) -> np.ndarray:
-        """Rows ``(cos, -sin)`` of ``2 pi kx o / nx`` interleaved per ``kx``, times the
-        column weight and ``1 / nx``, for offsets ``o = -radius .. radius``."""
+        """The window kernel of the offsets ``o = -radius .. radius``.
+
+        Rows ``(cos, -sin)`` of ``2 pi kx o / nx`` interleaved per ``kx``, times the
+        column weight and ``1 / nx``.
+        """
         nx = self.shape[1]
         kx = np.arange(self.kx_max + 1)
         angle = 2 * np.pi * ((np.arange(-radius, radius + 1)[:, None] * kx) % nx) / nx
@@ -384,8 +391,10 @@ def _grid_dft(spectrum, ky, weight, fine, ys, xs, out):  # pragma: no cover - co
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _powers(angle, k_max, cos_out, sin_out):  # pragma: no cover - compiled
-    """``cos`` and ``sin`` of ``k angle`` for ``k = 0 .. k_max``, by complex recurrence
-    (float64: a few hundred products lose a few 1e-14)."""
+    """``cos`` and ``sin`` of ``k angle`` for ``k = 0 .. k_max``, by complex recurrence.
+
+    In float64 a few hundred products lose a few 1e-14.
+    """
     c1, s1 = np.cos(angle), np.sin(angle)
     c, s = 1.0, 0.0
     for k in range(k_max + 1):

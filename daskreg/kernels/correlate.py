@@ -335,8 +335,10 @@ def pair_spectra(
 
 @numba.njit(cache=True, nogil=True)
 def _cross_products(spectra_a, spectra_b, i, j, mask, out):  # pragma: no cover - compiled
-    """``out[p] = conj(spectra_a[i[p]]) * spectra_b[j[p]] * mask`` for a real mask, on
-    complex arrays viewed as reals (re, im interleaved along x)."""
+    """``out[p] = conj(spectra_a[i[p]]) * spectra_b[j[p]] * mask`` for a real mask.
+
+    The complex arrays are viewed as reals (re, im interleaved along x).
+    """
     for p in range(len(i)):
         a, b, o = spectra_a[i[p]], spectra_b[j[p]], out[p]
         for y in range(o.shape[0]):

@@ -124,6 +124,11 @@ def fit_gaussians(
         True where the fit converged (a Newton step under ``NEWTON_TOL`` pixels, or no
         step left that lowers the cost) within ``max_iter`` iterations, to a peak
         (positive amplitude, positive-definite form) whose centre lies inside its window.
+
+    References
+    ----------
+    .. [1] D. W. Marquardt, "An algorithm for least-squares estimation of nonlinear
+       parameters", J. Soc. Ind. Appl. Math. 11, 431-441 (1963), DOI 10.1137/0111030.
     """
     n_fit, size, _ = windows.shape
     radius = (size - 1) // 2
@@ -149,8 +154,11 @@ def fit_gaussians(
 
 
 def _converged(params: np.ndarray, stopped: np.ndarray, radius: int) -> np.ndarray:
-    """Fits that converged to a peak: stopped by a convergence test (not by the iteration
-    limit), positive amplitude, positive-definite form, centre inside the window."""
+    """Fits that converged to a peak.
+
+    Stopped by a convergence test (not by the iteration limit), positive amplitude,
+    positive-definite form, centre inside the window.
+    """
     amp, _, y0, x0, a, b, c = params.T
     return (
         stopped
@@ -177,8 +185,10 @@ def _warm_start(data: np.ndarray, start: np.ndarray, fitted: np.ndarray, radius:
 
 @numba.njit(cache=True, nogil=True)
 def _warm_start_fits(data, start, shape, radius):  # pragma: no cover - compiled
-    """:func:`_warm_start` with the shape ``(a, b, c)`` given, one fit after another
-    (batched in numpy, its window-sized temporaries cost more than the sums)."""
+    """:func:`_warm_start` with the shape ``(a, b, c)`` given, one fit after another.
+
+    Batched in numpy, its window-sized temporaries cost more than the sums.
+    """
     n_fit, n_px = data.shape
     out = start.copy()
     expo, resid = np.empty(n_px), np.empty(n_px)
@@ -219,8 +229,9 @@ def _warm_start_fits(data, start, shape, radius):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _evaluate(data, p, radius, expo, resid):  # pragma: no cover - compiled
-    """``exp(-q)`` and the residuals ``data - f`` of one fit, in place; returns the sum
-    of squared residuals.
+    """``exp(-q)`` and the residuals ``data - f`` of one fit, in place.
+
+    Returns the sum of squared residuals.
 
     Along a row ``q`` is a parabola in ``x``, so ``exp(-q)`` follows a two-term
     recurrence: two exponentials per row instead of one per pixel. A fit that wanders
@@ -250,8 +261,9 @@ def _evaluate(data, p, radius, expo, resid):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True)
 def _normal_equations(p, expo, resid, radius, newton, hess, grad):  # pragma: no cover
-    """``H`` and ``J^T r`` of one fit, in place; ``H`` is ``J^T J``, or the full Hessian
-    if ``newton``.
+    """``H`` and ``J^T r`` of one fit, in place.
+
+    ``H`` is ``J^T J``, or the full Hessian if ``newton``.
 
     The full Hessian is ``J^T J - sum_p r_p d2f_p``. With ``e = exp(-q)`` and the
     derivative polynomials ``D_k = (df / d theta_k) / e`` (``D_A = 1``,
@@ -374,9 +386,11 @@ def _normal_equations(p, expo, resid, radius, newton, hess, grad):  # pragma: no
 
 @numba.njit(cache=True, nogil=True)
 def _levenberg_marquardt(data, start, scale, radius, max_iter):  # pragma: no cover
-    """Levenberg-Marquardt from ``start`` for every window (rows of ``data``): the
-    parameters, and whether each fit stopped by a convergence test within ``max_iter``
-    iterations."""
+    """Levenberg-Marquardt from ``start`` for every window (rows of ``data``).
+
+    Returns the parameters, and whether each fit stopped by a convergence test within
+    ``max_iter`` iterations.
+    """
     n_fit, n_px = data.shape
     params = start.copy()
     stopped = np.zeros(n_fit, dtype=np.bool_)

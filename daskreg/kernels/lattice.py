@@ -16,14 +16,14 @@ Hermitian, so of each pair of reflections ``+-k`` only the one with ``kx > 0`` (
 ``kx = 0``, ``ky > 0``) is listed.
 
 Everything here is plain numpy and scipy (no dask); the method layer samples the frames.
+The basis geometry is in :mod:`daskreg.kernels.lattice_basis`, the mask and fit window
+chosen from a lattice in :mod:`daskreg.kernels.lattice_rules`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
 
 import numpy as np
 import scipy.fft
@@ -31,16 +31,9 @@ import scipy.ndimage
 import scipy.stats
 
 from daskreg.kernels.correlate import hann_window
+from daskreg.kernels.lattice_basis import fit_basis, indexed, reciprocal_basis, reduce_basis
 
-__all__ = [
-    "Lattice",
-    "MaskChoice",
-    "power_spectrum",
-    "find_lattice",
-    "auto_mask",
-    "auto_peak_params",
-    "nearest_translation",
-]
+__all__ = ["Lattice", "power_spectrum", "find_lattice", "nearest_translation"]
 
 # Below this radius (cycles per frame) the power is the window's own leakage around DC
 # and the frame's large-scale contrast, not a lattice; a lattice must repeat at least
@@ -65,31 +58,6 @@ _MIN_RATIO = 4.0
 # the reflections do, and reaches several times its background).
 _CONFIDENT = 2.0
 _RELATIVE = 1e-2
-# Miller indices of a reflection on the found basis must be integers within this.
-_INDEX_TOL = 0.15
-# Reflections more collinear than this (|sin| of the angle between them) are one row.
-_MIN_SIN = math.sin(math.radians(10.0))
-
-# auto_mask, measured on lattice_series (see the report of issue 17): the mask cut
-# q_max = 1/(2n) goes at this multiple of the outermost primary reflection radius.
-_HANN_CUT = 3.0
-# Primary reflection radii differing by more than this make the lattice anisotropic
-# (said in the reason; the measured rule is the same).
-_ANISOTROPY = 1.5
-# n = 1 puts the cut at the Nyquist frequency.
-_MIN_N = 1.0
-# auto_peak_params, measured (hann mask of auto_mask, dose 5, 256^2, 2 seeds): the RMS
-# error falls as the window shrinks towards a quarter of the shortest translation
-# (a = 12: 0.036 px at radius 6, 0.034 at 3; a = 30 broad peaks: 0.212 at 14, 0.185
-# at 6), and larger windows never helped; sigma_guess made no difference (the fit
-# converges from either start).
-_WINDOW_FRACTION = 0.25
-_MIN_WINDOW = 2
-_MAX_WINDOW = 6
-_SIGMA_FRACTION = 0.2
-_MIN_SIGMA = 1.0
-
-MaskKindChoice = Literal["hann", "bandpass", "gaussian", "elliptical"]
 
 
 @dataclass(frozen=True)
@@ -211,39 +179,6 @@ def nearest_translation(vectors: np.ndarray, basis: np.ndarray) -> tuple[np.ndar
     rows = np.arange(len(vectors))
     # + 0.0: no negative zeros in the output.
     return candidates[rows, best] + 0.0, distance[rows, best]
-
-
-@dataclass(frozen=True)
-class MaskChoice:
-    """A Fourier mask chosen from the lattice, with the reason.
-
-    Attributes
-    ----------
-    kind : {"hann", "bandpass", "gaussian", "elliptical"}
-        Mask kind, as ``register(mask=...)``. The measured rule of :func:`auto_mask`
-        gives ``"hann"`` (``"bandpass"`` when there is no lattice); the other kinds
-        are the vocabulary a caller or a later rule may fill in.
-    n : float or None
-        Cutoff of the radial kinds (``register(n=...)``); None for ``"elliptical"``.
-    n1, n2, theta : float or None
-        Elliptical mask (``register(n1=, n2=, theta=)``), theta in radians from +x
-        towards +y; None for the radial kinds.
-    reason : str
-        One sentence for the report: what was measured and why this mask.
-    """
-
-    kind: MaskKindChoice
-    n: float | None
-    n1: float | None
-    n2: float | None
-    theta: float | None
-    reason: str
-
-    def as_params(self) -> dict[str, float | str]:
-        """The choice as ``register`` keyword arguments."""
-        if self.kind == "elliptical":
-            return {"mask": "elliptical", "n1": self.n1, "n2": self.n2, "theta": self.theta}
-        return {"mask": self.kind, "n": self.n}
 
 
 def power_spectrum(frames: np.ndarray) -> np.ndarray:
@@ -382,137 +317,19 @@ def find_lattice(power: np.ndarray, shape: tuple[int, int]) -> Lattice | None:
     order = np.argsort(np.hypot(*g.T), kind="stable")
     positions, strengths, g, confident = (x[order] for x in (positions, strengths, g, confident))
 
-    basis = _reciprocal_basis(g[confident], g[confident]) if confident.any() else None
+    basis = reciprocal_basis(g[confident], g[confident]) if confident.any() else None
     if basis is None:
         return None
-    on = _indexed(g, basis)
+    on = indexed(g, basis)
     positions, strengths, g = positions[on], strengths[on], g[on]
     if len(basis) == 1:
-        g1 = _fit_basis(g, basis)[0]
+        g1 = fit_basis(g, basis)[0]
         a1 = g1 / (g1 @ g1)
         return Lattice(shape, positions, strengths, g1, None, a1, None)
-    recip = _fit_basis(g, basis)
-    real = _reduce(np.linalg.inv(recip).T)
+    recip = fit_basis(g, basis)
+    real = reduce_basis(np.linalg.inv(recip).T)
     dual = np.linalg.inv(real).T
     return Lattice(shape, positions, strengths, dual[0], dual[1], real[0], real[1])
-
-
-def auto_mask(lattice: Lattice | None, shape: tuple[int, int]) -> MaskChoice:
-    """Choose the Fourier mask from the primary reflections.
-
-    Parameters
-    ----------
-    lattice : Lattice or None
-        From :func:`find_lattice`; None gives today's default with a reason saying so.
-    shape : tuple of int
-        Frame shape ``(ny, nx)``. The cut is in cycles per pixel, so the choice does
-        not depend on it today; it is there for rules that will (a cut near the
-        frame's own lowest frequencies).
-
-    Returns
-    -------
-    MaskChoice
-        Kind, cutoff and the reason; :meth:`MaskChoice.as_params` gives the
-        ``register`` keywords.
-
-    Notes
-    -----
-    The rule is a ``"hann"`` mask whose cut ``q_max = 1/(2n)`` lies at three times the
-    radius of the outermost primary reflection (the longer vector of the reduced
-    reciprocal basis), capped at the Nyquist frequency (``n >= 1``). It was chosen by
-    measurement (``register`` on :func:`daskreg.synthetic.lattice_series`,
-    perovskite / hexagonal / anisotropic, spacing 8-30 px, doses 1-20 counts per
-    column with read noise 1, 256^2 and 512^2, 3 seeds; the fraction of raw pairs
-    within 1 px of the truth): "cutting just beyond" the reflections, as the
-    tutorial advises, makes pairs hop more with every kind tried (hann at 1.1-1.5x:
-    its weight at the reflections is then 2-25 %; bandpass peaking on them), because
-    the reflections are what locates a pair to a fraction of a pixel, while the low
-    frequencies (vacancies, defects) tell the right cell from its neighbours; the
-    Hann mask keeps both. Cuts of 2.5-5x formed a plateau, best near 3x. For
-    anisotropic lattices (primary radii differing by more than 1.5x) an elliptical
-    mask cut at 1.5-5x along each reciprocal axis did no better than this round
-    cut beyond the outer reflection, so the rule is the same and the reason says
-    so.
-
-    References
-    ----------
-    .. [1] B. H. Savitzky et al., "Image registration of low signal-to-noise
-       cryo-STEM data", Ultramicroscopy 191, 56-65 (2018),
-       DOI 10.1016/j.ultramic.2018.04.008 (and its tutorial: at low dose, cut the
-       mask just beyond the Bragg reflections).
-    """
-    if lattice is None:
-        return MaskChoice(
-            "bandpass",
-            4.0,
-            None,
-            None,
-            None,
-            "no lattice reflection stands above the noise of the power spectrum, so "
-            "the mask is the default (bandpass, n=4)",
-        )
-    lengths = np.sort(np.hypot(*_reduce_any(lattice.reciprocal_basis).T))
-    outer = float(lengths[-1])
-    n = max(_MIN_N, 1.0 / (2.0 * _HANN_CUT * outer))
-    period = 1.0 / outer
-    anisotropy = float(lengths[-1] / lengths[0])
-    shape_note = (
-        f"; the radii differ by {anisotropy:.1f}x, yet one round cut beyond the outer "
-        "reflection measured better than an elliptical one"
-        if anisotropy > _ANISOTROPY
-        else ""
-    )
-    return MaskChoice(
-        "hann",
-        n,
-        None,
-        None,
-        None,
-        f"outermost primary reflection at a {period:.1f} px period: hann mask cut at "
-        f"{_HANN_CUT:g}x its radius (n={n:.2f}){shape_note}",
-    )
-
-
-def auto_peak_params(lattice: Lattice | None) -> tuple[float, int]:
-    """Starting width and window of the ``gf`` peak fit from the lattice.
-
-    Parameters
-    ----------
-    lattice : Lattice or None
-        From :func:`find_lattice`; None gives the defaults ``(2.0, 6)``.
-
-    Returns
-    -------
-    sigma_guess : float
-        Starting Gaussian width, pixels.
-    window_radius : int
-        Half-width of the fit window, pixels; the window stays inside one lattice
-        cell, since the neighbouring correlation peaks are one translation away.
-
-    Notes
-    -----
-    ``window_radius = clip(floor(spacing_min / 4), 2, 6)`` and ``sigma_guess =
-    clip(spacing_min / 5, 1, window_radius / 2)``, chosen by measurement: smaller
-    windows were never worse and larger ones up to half a cell were worse (see the
-    constants' comment); the start width did not change the result.
-
-    References
-    ----------
-    .. [1] B. H. Savitzky et al., "Image registration of low signal-to-noise
-       cryo-STEM data", Ultramicroscopy 191, 56-65 (2018),
-       DOI 10.1016/j.ultramic.2018.04.008.
-    """
-    if lattice is None:
-        return 2.0, 6
-    spacing = lattice.spacing_min
-    window_radius = int(np.clip(math.floor(_WINDOW_FRACTION * spacing), _MIN_WINDOW, _MAX_WINDOW))
-    sigma_guess = float(min(max(_MIN_SIGMA, _SIGMA_FRACTION * spacing), window_radius / 2))
-    return sigma_guess, window_radius
-
-
-def _reduce_any(basis: np.ndarray) -> np.ndarray:
-    """:func:`_reduce` for two vectors; a single vector is its own reduced basis."""
-    return basis if len(basis) == 1 else _reduce(basis)
 
 
 def _centred_full_plane(power: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -581,116 +398,3 @@ def _refine(full: np.ndarray, iy: int, ix: int) -> tuple[float, float]:
     return iy + dy, ix + dx
 
 
-def _indexed(g: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Which vectors of ``g`` have integer indices on ``basis`` (rows), within _INDEX_TOL."""
-    if len(basis) == 1:
-        along = (g @ basis[0]) / (basis[0] @ basis[0])
-        across = np.abs(g[:, 0] * basis[0][1] - g[:, 1] * basis[0][0]) / np.hypot(*basis[0])
-        return (np.abs(along - np.round(along)) <= _INDEX_TOL) & (
-            across <= _INDEX_TOL * np.hypot(*basis[0])
-        )
-    indices = g @ np.linalg.inv(basis)
-    return np.abs(indices - np.round(indices)).max(axis=1) <= _INDEX_TOL
-
-
-def _reciprocal_basis(strong: np.ndarray, every: np.ndarray) -> np.ndarray | None:
-    """Basis (rows) of the coarsest lattice holding the reflections, sorted by radius.
-
-    Built from the ``strong`` reflections; a reflection off that lattice makes it finer
-    only when strong itself or when a second off-lattice reflection (not its
-    harmonic) fits the finer lattice too, so one speckle maximum cannot.
-    """
-    g1 = strong[0]
-    norm1 = np.hypot(*g1)
-    sines = np.abs(strong[:, 0] * g1[1] - strong[:, 1] * g1[0]) / (np.hypot(*strong.T) * norm1)
-    others = np.flatnonzero(sines > _MIN_SIN)
-    if len(others) == 0:
-        row = _row_basis(strong, g1)
-        return None if row is None else row[None]
-    basis = _reduce(np.array([g1, strong[others[0]]]))
-    for _ in range(3):  # each pass only makes the lattice finer; two suffice in practice
-        finer = None
-        for candidate in np.flatnonzero(~_indexed(every, basis)):
-            trial = _finer_basis(basis, every[candidate])
-            if trial is None:
-                continue
-            gained = _indexed(every, trial) & ~_indexed(every, basis)
-            is_strong = bool(np.any(np.all(np.isclose(strong, every[candidate]), axis=1)))
-            if is_strong or _independent(every[gained]) >= 2:
-                finer = trial
-                break
-        if finer is None:
-            return basis
-        basis = finer
-    return basis
-
-
-def _independent(vectors: np.ndarray) -> int:
-    """Number of vectors not harmonics (parallel multiples) of one another."""
-    kept: list[np.ndarray] = []
-    for v in vectors:
-        sines = [abs(v[0] * k[1] - v[1] * k[0]) / (np.hypot(*v) * np.hypot(*k)) for k in kept]
-        if all(sine > _MIN_SIN for sine in sines):
-            kept.append(v)
-    return len(kept)
-
-
-def _row_basis(g: np.ndarray, g1: np.ndarray) -> np.ndarray | None:
-    """Fundamental of a single row of reflections, or None if they are not harmonics."""
-    ratios = (g @ g1) / (g1 @ g1)
-    for divisor in (1, 2, 3):
-        harmonics = ratios * divisor
-        if np.all(np.abs(harmonics - np.round(harmonics)) < _INDEX_TOL):
-            return g1 / divisor
-    return None
-
-
-def _finer_basis(basis: np.ndarray, extra: np.ndarray) -> np.ndarray | None:
-    """Reduced basis of the lattice generated by ``basis`` and one more reflection.
-
-    The reflection's indices on ``basis`` are snapped to fractions of denominator 2 to
-    4 (a centred or a super cell); None if they are not such fractions. The finer
-    lattice is built on exact integers, so measurement noise cannot create spurious
-    short vectors.
-    """
-    indices = extra @ np.linalg.inv(basis)
-    for d in (2, 3, 4):
-        numerators = np.round(indices * d)
-        if np.abs(indices * d - numerators).max() <= _INDEX_TOL:
-            break
-    else:
-        return None
-    generators = np.array([[d, 0], [0, d], numerators], dtype=np.int64)
-    m = np.arange(-d, d + 1)
-    combos = np.array(np.meshgrid(m, m, m, indexing="ij")).reshape(3, -1).T
-    integer = combos @ generators
-    integer = integer[np.any(integer != 0, axis=1)]
-    lengths = np.hypot(*((integer / d) @ basis).T)
-    integer = integer[np.argsort(lengths, kind="stable")]
-    first = integer[0]
-    second = integer[np.flatnonzero(integer[:, 0] * first[1] - integer[:, 1] * first[0])[0]]
-    return _reduce((np.array([first, second]) / d) @ basis)
-
-
-def _fit_basis(g: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Least-squares basis from every reflection that indexes on ``basis``."""
-    if len(basis) == 1:
-        indices = ((g @ basis[0]) / (basis[0] @ basis[0]))[:, None]
-    else:
-        indices = g @ np.linalg.inv(basis)
-    m = np.round(indices)
-    on = np.abs(indices - m).max(axis=1) <= _INDEX_TOL
-    fit, *_ = np.linalg.lstsq(m[on], g[on], rcond=None)
-    return fit
-
-
-def _reduce(basis: np.ndarray) -> np.ndarray:
-    """Lagrange-Gauss reduction: shortest first, angle within [60, 120] degrees."""
-    b1, b2 = np.array(basis[0], dtype=float), np.array(basis[1], dtype=float)
-    if b1 @ b1 > b2 @ b2:
-        b1, b2 = b2, b1
-    while True:
-        b2 = b2 - np.round((b1 @ b2) / (b1 @ b1)) * b1
-        if b2 @ b2 >= b1 @ b1:
-            return np.array([b1, b2])
-        b1, b2 = b2, b1

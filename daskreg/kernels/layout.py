@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PairLayout", "DenseLayout", "BandLayout", "pair_layout"]
+__all__ = ["PairLayout", "DenseLayout", "BandLayout", "pair_layout", "layout_for"]
 
 
 @dataclass(frozen=True)
@@ -216,3 +216,8 @@ def pair_layout(n_frames: int, band: int | None = None) -> PairLayout:
     if band is None or band >= n_frames - 1:
         return DenseLayout(n_frames)
     return BandLayout(n_frames, band)
+
+
+def layout_for(matrix: np.ndarray, layout: PairLayout | None) -> PairLayout:
+    """``layout``, or the dense storage of the square pair matrix ``matrix`` when None."""
+    return DenseLayout(matrix.shape[0]) if layout is None else layout

@@ -23,8 +23,10 @@ _JACOBI_SWEEPS = 50
 
 @numba.njit(cache=True, nogil=True)
 def solve(lhs, rhs):  # pragma: no cover - compiled
-    """``lhs^-1 rhs`` by Gaussian elimination with partial pivoting; the pseudo-inverse
-    where ``lhs`` is singular (a degenerate, e.g. flat, window)."""
+    """``lhs^-1 rhs`` by Gaussian elimination with partial pivoting.
+
+    The pseudo-inverse where ``lhs`` is singular (a degenerate, e.g. flat, window).
+    """
     n = len(rhs)
     m = lhs.copy()
     x = rhs.copy()

@@ -220,9 +220,11 @@ def _reaches(row, low):  # pragma: no cover - compiled
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _insert(score, positions, offset, p, count, value, y, x, dy, dx):  # pragma: no cover
-    """Insert into row ``p`` of a list sorted by descending score that holds ``count``
-    entries (at most ``score.shape[1]``; a full list drops its last). Equal scores keep
-    the earlier entry first. Returns the new count."""
+    """Insert into row ``p`` of a list sorted by descending score; return the new count.
+
+    The row holds ``count`` entries (at most ``score.shape[1]``; a full list drops its
+    last). Equal scores keep the earlier entry first.
+    """
     k = score.shape[1]
     i = min(count, k - 1)
     while i > 0 and score[p, i - 1] < value:
@@ -243,8 +245,11 @@ def _insert(score, positions, offset, p, count, value, y, x, dy, dx):  # pragma:
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _parabola(before, after):  # pragma: no cover - compiled
-    """Offset (clipped to one sample) and log-height gain of the parabola through the
-    logarithms of ``before, 1, after`` (ratios to the centre sample)."""
+    """Offset (clipped to one sample) and log-height gain of a log-parabola.
+
+    The parabola goes through the logarithms of ``before, 1, after`` (ratios to the
+    centre sample).
+    """
     b = np.log(max(before, _CLIP))
     a = np.log(max(after, _CLIP))
     curvature = b + a

@@ -40,8 +40,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.frame_shifts import solve_shifts
 from daskreg.kernels.lattice import nearest_translation
-from daskreg.kernels.layout import DenseLayout, PairLayout
+from daskreg.kernels.layout import DenseLayout, PairLayout, layout_for
 
 __all__ = [
     "RobustSolution",
@@ -266,7 +267,7 @@ def robust_solve(
 
     Notes
     -----
-    The solve is :func:`daskreg.kernels.shiftmatrix.solve_shifts` with weights, so a
+    The solve is :func:`daskreg.kernels.frame_shifts.solve_shifts` with weights, so a
     band is solved as a banded system in O(N w^2) per iteration.
     """
     # The systems are small: BLAS threads only fight each other (and a busy machine's
@@ -285,7 +286,7 @@ def _robust_solve(
     floor: float,
     quality: np.ndarray | None,
 ) -> RobustSolution:
-    layout = DenseLayout(matrix.shape[0]) if layout is None else layout
+    layout = layout_for(matrix, layout)
     matrix = np.array(matrix, dtype=np.float64)
     candidates = candidates & layout.outer(used, used) & ~layout.diagonal()
     candidates &= np.isfinite(matrix).all(axis=-1)
@@ -320,7 +321,7 @@ def _robust_solve(
             iterations += 1
             weights, scale, cutoff, capped, norm, cutoffs = reweight(shifts)
             keep = sm.connected_frames(weights > 0, used, layout)
-            new, _ = sm.solve_shifts(
+            new, _ = solve_shifts(
                 matrix, weights > 0, keep, layout, weights=weights, uncertainty=False
             )
             new = np.where(keep[:, None], new, shifts)

@@ -188,9 +188,12 @@ def fourier_shift_frames(frames: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 def _planes(
     frames: np.ndarray, scan_axes: tuple[int, int], *, keep_frames: bool
 ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
-    """``frames`` as ``(F, T, ny, nx)`` planes (a view where the layout allows), and the
-    function putting an ``(F, T, ny, nx)`` (or, without ``keep_frames``, ``(T, ny,
-    nx)``) result back into the input's layout."""
+    """``frames`` as ``(F, T, ny, nx)`` planes, and the function that puts them back.
+
+    The planes are a view where the layout allows; the function puts an
+    ``(F, T, ny, nx)`` (or, without ``keep_frames``, ``(T, ny, nx)``) result back into
+    the input's layout.
+    """
     axes = normalize_axis_tuple(scan_axes, frames.ndim)
     moved = np.moveaxis(frames, axes, (-2, -1))
     lead = moved.shape[1:-2]
@@ -232,9 +235,11 @@ class _Buffers:
 
 
 def _ramps(shifts: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column phase ramps ``(F, ny)``, ``(F, nx // 2 + 1)`` moving content by
-    ``+shifts``: the ramp is separable, two short exponentials per frame instead of one
-    per frequency (a complex exp costs more than the transforms at 512^2)."""
+    """Row and column phase ramps ``(F, ny)``, ``(F, nx // 2 + 1)`` moving content by ``+shifts``.
+
+    The ramp is separable: two short exponentials per frame instead of one per
+    frequency (a complex exp costs more than the transforms at 512^2).
+    """
     ny, nx = shape
     ky = np.fft.fftfreq(ny)
     kx = np.fft.rfftfreq(nx)
@@ -248,9 +253,11 @@ def _ramps(shifts: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.n
 def _phase_ramps(
     spectra: np.ndarray, ey: np.ndarray, ex: np.ndarray, total: np.ndarray, add: bool
 ) -> None:
-    """Multiply ``spectra`` ``(F, T, ky, kx)`` by each frame's ramps ``ey[f, ky] *
-    ex[f, kx]``: summed over frames into ``total`` ``(T, ky, kx)`` with ``add``, else in
-    place. One pass over the spectra, with no temporary of their size."""
+    """Multiply ``spectra`` ``(F, T, ky, kx)`` by each frame's ramps ``ey[f, ky] * ex[f, kx]``.
+
+    Summed over frames into ``total`` ``(T, ky, kx)`` with ``add``, else in place. One
+    pass over the spectra, with no temporary of their size.
+    """
     n_frames, n_planes, ny, nk = spectra.shape
     for f in range(n_frames):
         for t in range(n_planes):

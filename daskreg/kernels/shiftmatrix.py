@@ -1,4 +1,4 @@
-"""Shift matrices: assembly, outliers, correction and the final per-frame shifts.
+"""Shift matrices: assembly, outliers and correction.
 
 Sign convention, stated once for the package: frame ``i`` holds the specimen displaced
 by ``+s_i`` (pixels, ``(y, x)`` order), i.e. ``frame_i[y, x] = specimen(y - s_iy, x - s_ix)``;
@@ -14,7 +14,8 @@ consistent matrix: ``mean_j (s_j - s_i) = mean(s) - s_i``).
 
 For a band of pairs ``|i - j| <= w`` every function also takes the banded storage
 ``(N, 2w + 1[, 2])`` of :class:`~daskreg.kernels.layout.BandLayout` when passed
-``layout=``; without it matrices are dense.
+``layout=``; without it matrices are dense. The per-frame shifts are read from the
+corrected matrix by :mod:`daskreg.kernels.frame_shifts`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy.linalg import cholesky_banded, solveh_banded
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from daskreg.errors import RegistrationWarning
-from daskreg.kernels.layout import BandLayout, DenseLayout, PairLayout
+from daskreg.kernels.layout import DenseLayout, PairLayout, layout_for
 
 __all__ = [
     "assemble_shift_matrix",
@@ -38,8 +38,6 @@ __all__ = [
     "nn_outliers",
     "connected_frames",
     "correct_shift_matrix",
-    "shifts_from_rows",
-    "solve_shifts",
 ]
 
 # Rows of the matrix processed together by the path searches: bounds the temporaries
@@ -47,10 +45,6 @@ __all__ = [
 _ROW_BLOCK = 64
 # Narrow (banded) storages take more rows per block, up to about this many elements.
 _BLOCK_ELEMENTS = 2**18
-
-
-def _layout(matrix: np.ndarray, layout: PairLayout | None) -> PairLayout:
-    return DenseLayout(matrix.shape[0]) if layout is None else layout
 
 
 def _row_blocks(rows: np.ndarray, layout: PairLayout, depth: int = 1):
@@ -198,7 +192,7 @@ def transitivity_scores(
     statistic (for pair errors of standard deviation ``e`` per axis its mean is about
     ``1.25 * sqrt(3) * e``) and vectorises over all pairs.
     """
-    layout = _layout(matrix, layout)
+    layout = layout_for(matrix, layout)
     scores = layout.full(np.nan)
     for rows, residual, selected in _path_residuals(matrix, valid, used, maxpaths, layout):
         count = selected.sum(axis=-1)
@@ -270,7 +264,7 @@ def nn_outliers(
     -------
     ndarray of bool, shape (N, N) or the layout's
     """
-    layout = _layout(matrix, layout)
+    layout = layout_for(matrix, layout)
     index = np.flatnonzero(used)
     m = len(index)
     # Neighbours are adjacent among the used frames: work in positions among them.
@@ -305,7 +299,7 @@ def connected_frames(
     valid: np.ndarray, used: np.ndarray, layout: PairLayout | None = None
 ) -> np.ndarray:
     """Used frames in the largest group linked by valid pairs (ties: the earliest group)."""
-    layout = _layout(valid, layout)
+    layout = layout_for(valid, layout)
     index = np.flatnonzero(used)
     position = np.full(layout.n_frames, -1)
     position[index] = np.arange(len(index))
@@ -349,7 +343,7 @@ def correct_shift_matrix(
     used : ndarray of bool, shape (N,)
         The frames kept (``used`` minus the disconnected ones).
     """
-    layout = _layout(matrix, layout)
+    layout = layout_for(matrix, layout)
     keep = connected_frames(valid, used, layout)
     dropped = np.flatnonzero(used & ~keep)
     if dropped.size:
@@ -385,186 +379,3 @@ def correct_shift_matrix(
     return corrected, keep
 
 
-def shifts_from_rows(
-    corrected: np.ndarray, used: np.ndarray, layout: PairLayout | None = None
-) -> np.ndarray:
-    """Per-frame shifts ``s_i = -mean_j R[i, j]`` over used frames (the reference's row means).
-
-    Parameters
-    ----------
-    corrected : ndarray, shape (N, N, 2) or the layout's
-        From :func:`correct_shift_matrix`.
-    used : ndarray of bool, shape (N,)
-    layout : PairLayout, optional
-        Storage of ``corrected`` (default dense).
-
-    Returns
-    -------
-    ndarray of float64, shape (N, 2)
-        ``(dy, dx)`` displacement of each used frame relative to the mean position of
-        the used frames; NaN for unused frames.
-
-    Notes
-    -----
-    In a band a row holds only the frames near ``i``, so its mean would be relative
-    to a different set of frames for every row. The shifts are then the least-squares
-    solve (:func:`solve_shifts`) over the filled band, which is the row mean's
-    generalisation: on a complete matrix, with the same gauge, it gives exactly the
-    row means.
-    """
-    layout = _layout(corrected, layout)
-    if layout.band is not None:
-        filled = layout.outer(used, used) & np.isfinite(corrected).all(axis=-1)
-        return solve_shifts(corrected, filled, used, layout)[0]
-    index = np.flatnonzero(used)
-    shifts = np.full((corrected.shape[0], 2), np.nan)
-    shifts[index] = -corrected[np.ix_(index, index)].mean(axis=1)
-    return shifts
-
-
-def solve_shifts(
-    matrix: np.ndarray,
-    valid: np.ndarray,
-    used: np.ndarray,
-    layout: PairLayout | None = None,
-    *,
-    weights: np.ndarray | None = None,
-    uncertainty: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares shifts from all valid pairs, with a per-frame uncertainty.
-
-    Minimises ``sum over valid i<j of w_ij |s_j - s_i - r_ij|^2`` with the mean of the
-    used frames' shifts fixed at zero (the gauge of :func:`shifts_from_rows`; on a
-    complete, consistent matrix both give the same answer).
-
-    Parameters
-    ----------
-    matrix : ndarray, shape (N, N, 2)
-    valid : ndarray of bool, shape (N, N)
-    used : ndarray of bool, shape (N,)
-        Frames to solve for; they must be connected by valid pairs.
-    layout : PairLayout, optional
-        Storage of ``matrix`` and ``valid`` (default dense). A band is solved as a
-        banded system (LAPACK band Cholesky), never as an N x N matrix.
-    weights : ndarray of float, shape (N, N) or the layout's, optional
-        Non-negative weight of each pair, symmetric (default 1 for every valid pair);
-        only valid pairs count.
-    uncertainty : bool, default True
-        Compute the uncertainties (False: NaN, and the solve skips the inverse's
-        diagonal, for iterative callers).
-
-    Returns
-    -------
-    shifts : ndarray, shape (N, 2)
-        NaN for unused frames.
-    uncertainty : ndarray, shape (N, 2)
-        One-sigma standard error of each shift from the pair residuals (NaN when the
-        pairs leave no redundancy).
-    """
-    layout = _layout(matrix, layout)
-    index = np.flatnonzero(used)
-    m = len(index)
-    weight = np.where(valid, 1.0 if weights is None else weights, 0.0)
-    solve = _solve_band if isinstance(layout, BandLayout) else _solve_dense
-    solution, resid, pair_weight, cov_diag = solve(matrix, weight, used, layout, uncertainty)
-    dof = resid.shape[0] - (m - 1)
-    shifts = np.full((layout.n_frames, 2), np.nan)
-    sigma = np.full((layout.n_frames, 2), np.nan)
-    shifts[index] = solution
-    if dof > 0 and cov_diag is not None:
-        variance = (pair_weight[:, None] * resid**2).sum(axis=0) / dof
-        sigma[index] = np.sqrt(np.clip(cov_diag, 0, None)[:, None] * variance[None, :])
-    return shifts, sigma
-
-
-def _solve_dense(
-    matrix: np.ndarray, weights: np.ndarray, used: np.ndarray, layout: PairLayout, inverse: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Solution, residuals and weights of the weighted pairs, ``diag(pinv(L))``."""
-    index = np.flatnonzero(used)
-    m = len(index)
-    weight = np.where(np.eye(m, dtype=bool), 0.0, weights[np.ix_(index, index)])
-    sub = np.nan_to_num(matrix[np.ix_(index, index)])
-    laplacian = np.diag(weight.sum(axis=1)) - weight
-    rhs = -(weight[..., None] * sub).sum(axis=1)
-    gauge = np.full((m, m), 1.0 / m)
-    cov_diag = None
-    if inverse:
-        full = np.linalg.inv(laplacian + gauge)
-        solution = full @ rhs
-        cov_diag = np.diag(full - gauge)
-    else:
-        solution = np.linalg.solve(laplacian + gauge, rhs)
-    upper = np.triu(weight, 1) > 0
-    resid = (solution[None, :, :] - solution[:, None, :] - sub)[upper]
-    return solution, resid, weight[upper], cov_diag
-
-
-def _solve_band(
-    matrix: np.ndarray, weights: np.ndarray, used: np.ndarray, layout: BandLayout, inverse: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """:func:`_solve_dense` for a band, in O(N w^2).
-
-    The graph Laplacian ``L`` of the valid pairs is singular (shifts are defined up to
-    a common offset). Grounding the first used frame leaves ``L0`` (symmetric positive
-    definite, banded with the band's width, since dropping frames only brings the
-    others closer); its solution re-centred to zero mean is the dense gauge's, and
-    ``pinv(L) = P Z P`` with ``Z = L0^-1`` padded by a zero row and column and
-    ``P = I - 1 1^T / m`` gives the variances from the band of ``Z`` alone.
-    """
-    index = np.flatnonzero(used)
-    m = len(index)
-    # Two frames among the grounded ones are at most m - 2 apart.
-    w = min(layout.width, m - 2)
-    position = np.full(layout.n_frames, -1)
-    position[index] = np.arange(m)
-    i, j = layout.nonzero((weights > 0) & layout.upper() & layout.outer(used, used))
-    a, b = position[i], position[j]
-    shifts = layout.take(matrix, i, j, 0.0)
-    weight = layout.take(weights, i, j, 0.0)
-    rhs = np.zeros((m, 2))
-    np.add.at(rhs, a, -weight[:, None] * shifts)
-    np.add.at(rhs, b, weight[:, None] * shifts)
-    # L0 = L without the grounded frame 0, in LAPACK upper band storage: ab[w + r - c, c].
-    ab = np.zeros((w + 1, m - 1))
-    ab[w] = np.bincount(np.concatenate([a, b]), np.concatenate([weight, weight]), minlength=m)[1:]
-    inner = a > 0
-    np.add.at(ab, (w + a[inner] - b[inner], b[inner] - 1), -weight[inner])
-    grounded = np.zeros((m, 2))
-    ones = np.ones((m - 1, 1))
-    solved = solveh_banded(ab, np.hstack([rhs[1:], ones]))
-    grounded[1:] = solved[:, :2]
-    solution = grounded - grounded.mean(axis=0)
-    resid = solution[b] - solution[a] - shifts
-    if not inverse:
-        return solution, resid, weight, None
-    z_ones = np.concatenate([[0.0], solved[:, 2]])
-    z_diag = np.concatenate([[0.0], _band_inverse_diagonal(ab)])
-    cov_diag = z_diag - 2.0 * z_ones / m + z_ones.sum() / m**2
-    return solution, resid, weight, cov_diag
-
-
-def _band_inverse_diagonal(ab: np.ndarray) -> np.ndarray:
-    """Diagonal of ``A^-1`` for a banded SPD ``A`` (upper band storage), in O(n w^2).
-
-    Takahashi's recurrence on the Cholesky factor ``A = U^T U``: for ``j >= i``,
-    ``Z_ij = (delta_ij / u_ii - sum_k u_ik Z_kj) / u_ii`` over ``i < k <= i + w``, run
-    from the last row up, needs only the band of ``Z``.
-    """
-    w, n = ab.shape[0] - 1, ab.shape[1]
-    u = cholesky_banded(ab, lower=False)
-    # Row i of U in the band, u_row[i, d] = U[i, i + d]; zero past the matrix.
-    u_row = np.zeros((n + w, w + 1))
-    for d in range(w + 1):
-        u_row[: n - d, d] = u[w - d, d:]
-    z_band = np.zeros((n + w, w + 1))  # z_band[i, d] = Z[i, i + d]
-    ks = np.arange(1, w + 1)
-    low, dist = np.minimum.outer(ks, ks), np.abs(ks[:, None] - ks[None, :])
-    for i in range(n - 1, -1, -1):
-        block = z_band[i + low, dist]
-        coupling = u_row[i, 1:]
-        diag = u_row[i, 0]
-        z_row = -(coupling @ block) / diag
-        z_band[i, 1:] = z_row
-        z_band[i, 0] = (1.0 / diag - coupling @ z_row) / diag
-    return z_band[:n, 0]

@@ -21,6 +21,7 @@ from daskreg.errors import ParameterError
 from daskreg.kernels import correlate, peaks
 from daskreg.kernels._scratch import scratch
 from daskreg.kernels.band import BandGeometry, band_geometry
+from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.masks import build_mask
 from daskreg.params import RegistrationParams
 
@@ -92,8 +93,9 @@ class PairSetup:
     band: BandGeometry | None
 
     def spectra(self, frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
-        """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``, cropped to the
-        band if any.
+        """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``.
+
+        Cropped to the band if any.
 
         ``scale`` is the series' :func:`~daskreg.kernels.detector.series_scale` (one for
         all blocks, so that energies and peaks stay comparable between frames).
@@ -176,7 +178,7 @@ def measure_pairs(
     *,
     threads: int = 1,
     on_batch: Callable[[int], None] | None = None,
-) -> peaks.PeakResult:
+) -> PeakResult:
     """Correlate pairs of frames from two blocks of spectra and locate each maximum.
 
     Pair ``k`` correlates frame ``i[k]`` of block a with frame ``j[k]`` of block b (the
@@ -212,7 +214,7 @@ def measure_pairs(
         # Enough batches to keep every thread busy to the end.
         batch = max(min(batch, -(-len(i) // (4 * threads))), _MIN_THREAD_BATCH)
 
-    def measure(start: int) -> peaks.PeakResult:
+    def measure(start: int) -> PeakResult:
         pairs = slice(start, start + batch)
         if setup.band is not None:
             return peaks.find_shifts_band(
@@ -238,7 +240,7 @@ def measure_pairs(
             bias=bias,
         )
 
-    def counted(start: int) -> peaks.PeakResult:
+    def counted(start: int) -> PeakResult:
         found = measure(start)
         if on_batch is not None:
             on_batch(len(found.shifts))
@@ -251,8 +253,8 @@ def measure_pairs(
     with threadpool_limits(limits=1, user_api="blas"):
         if threads > 1 and len(starts) > 1:
             with ThreadPoolExecutor(threads) as pool:
-                return peaks.PeakResult.concatenate(list(pool.map(counted, starts)))
-        return peaks.PeakResult.concatenate([counted(start) for start in starts])
+                return PeakResult.concatenate(list(pool.map(counted, starts)))
+        return PeakResult.concatenate([counted(start) for start in starts])
 
 
 def half_shifts(

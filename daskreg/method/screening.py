@@ -114,8 +114,10 @@ def frame_correction(
 def prepare_frames(
     frames: np.ndarray, unusable: dict[int, str], correction: detector.FrameCorrection
 ) -> np.ndarray:
-    """The frames every engine correlates and averages: hot pixels repaired, unusable frames
-    zeroed, in a private copy when anything changes (the caller's array is untouched).
+    """The frames every engine correlates and averages.
+
+    Hot pixels repaired, unusable frames zeroed, in a private copy when anything
+    changes (the caller's array is untouched).
 
     Parameters
     ----------

@@ -152,9 +152,11 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 
 def _unguarded_script_line() -> int | None:
-    """The line of the running script's top-level code that led here, when it is
-    outside an ``if __name__ == "__main__":`` block; None otherwise (no script, e.g.
-    Jupyter or ``python -c``; or the call is guarded)."""
+    """The line of the running script's top-level code that led here, if unguarded.
+
+    That is, when it is outside an ``if __name__ == "__main__":`` block; None otherwise
+    (no script, e.g. Jupyter or ``python -c``; or the call is guarded).
+    """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if path is None or not os.path.isfile(path):

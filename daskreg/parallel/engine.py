@@ -13,7 +13,7 @@ phase and never held in memory while the pairs are measured. With a checkpoint
 saved and saves the others as they finish. :func:`register_dask`
 computes phase 1 for every entry of the leading dims in one graph, then phase 2 in one
 graph, on the cluster of :mod:`~daskreg.parallel.cluster`, and labels each outcome with
-:func:`daskreg.result.build_result`, exactly as the in-memory engine does.
+:func:`daskreg.labelling.build_result`, exactly as the in-memory engine does.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from daskreg import autoparams
 from daskreg import progress as display
 from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
 from daskreg.kernels.detector import FrameCorrection
+from daskreg.labelling import build_result
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.measurements import PairMeasurements
 from daskreg.method.pairs import pair_setup
@@ -45,10 +46,10 @@ from daskreg.parallel import cluster, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe, identity
 from daskreg.parallel.execution import Execution
 from daskreg.parallel.pairs import assemble, pair_blocks
-from daskreg.parallel.spectra import create_store, spectra_blocks
+from daskreg.parallel.spectra import spectra_blocks, spill_store
 from daskreg.parallel.survey import survey_graph
 from daskreg.params import RegistrationParams
-from daskreg.result import RegistrationResult, build_result
+from daskreg.result import RegistrationResult
 from daskreg.stack import as_stack
 from daskreg.validate import check_stack
 from daskreg.views import example_views
@@ -75,17 +76,21 @@ class Analysed:
     caught : list of (warning class, message)
         Warnings raised on the worker, to re-issue on the client.
     error : DaskregError or None
+    seconds : float
+        Time the analysis took (the ``"solve"`` stage of the timings).
     """
 
     pairs: PairMeasurements
     analysis: MatrixAnalysis | None
     caught: list[tuple[type[Warning], str]] = field(default_factory=list)
     error: DaskregError | None = None
+    seconds: float = 0.0
 
 
 def _analyse(
     infos: list, measured: list, params: RegistrationParams, lattice_basis: np.ndarray | None
 ) -> Analysed:
+    start = time.perf_counter()
     pairs, finite, std = assemble(infos, measured, params.band)
     pairs.lattice_basis = lattice_basis
     # Warnings raised on a worker travel back with the result and are re-issued.
@@ -96,7 +101,8 @@ def _analyse(
             analysis = analyse_shift_matrix(pairs, params, bad)
         except DaskregError as err:
             return Analysed(pairs, None, error=err)
-    return Analysed(pairs, analysis, [(w.category, str(w.message)) for w in caught])
+    caught_warnings = [(w.category, str(w.message)) for w in caught]
+    return Analysed(pairs, analysis, caught_warnings, seconds=time.perf_counter() - start)
 
 
 def default_chunk(n_frames: int, frame_bytes: int) -> int:
@@ -303,6 +309,7 @@ def register_dask(
         memory_limit=execution.memory_limit,
         progress=execution.progress,
     ) as client:
+        loading = time.perf_counter()
         if client is not None and not isinstance(source.data, da.Array):
             stack = _sent_once(stack, client)
         series = [stack[index] if index else stack for index in leading]
@@ -323,6 +330,8 @@ def register_dask(
             autoparams.resolve_stack(one, params, correction)
             for one, correction in zip(series, corrections, strict=True)
         ]
+        timings["load"] = time.perf_counter() - loading
+        measuring = time.perf_counter()
         memory = cluster.cluster_memory(client)
         spill = spectra_nbytes(stack, resolved[0].params) > _SPECTRA_MEMORY_FRACTION * memory
         scratch = Path(tempfile.mkdtemp(prefix="daskreg-", dir=execution.temp_dir))
@@ -331,7 +340,9 @@ def register_dask(
                 build_graph(
                     one,
                     chosen.params,
-                    spectra_store=_spectra_store(one, chosen.params, scratch / f"{k}.zarr")
+                    spectra_store=spill_store(
+                        f"{scratch}/{k}.zarr", one, _one_spectrum(chosen.params, one.shape[-2:])
+                    )
                     if spill
                     else None,
                     checkpoint=saved,
@@ -349,7 +360,10 @@ def register_dask(
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        timings["pairs"] = time.perf_counter() - start
+        # The stages of daskreg.summary.STAGES, as the in-memory engine names them; the
+        # solve runs on a worker at the end of the graph (the series' solves may overlap).
+        solve = sum(outcome.seconds for outcome in analysed)
+        timings.update(pairs=max(time.perf_counter() - measuring - solve, 0.0), solve=solve)
         _raise_or_warn(stack, leading, analysed)
 
         shifts = [outcome.analysis.shifts for outcome in analysed]
@@ -422,11 +436,6 @@ def _sent_once(stack: xr.DataArray, client: Any) -> xr.DataArray:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
         return stack.copy(data=client.persist(stack.data))
-
-
-def _spectra_store(series: xr.DataArray, params: RegistrationParams, path: Path) -> str:
-    one = _one_spectrum(params, series.shape[-2:])
-    return create_store(str(path), series.shape[0], one.shape, one.dtype, series.data.chunks[0][0])
 
 
 def _raise_or_warn(

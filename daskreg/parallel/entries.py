@@ -46,8 +46,10 @@ _Entry = tuple[dict[str, Any], dict[str, np.ndarray]]
 
 
 class DamagedEntry(Exception):
-    """An entry cannot be read whole, or holds values its key rules out; the message
-    says what is wrong."""
+    """An entry cannot be read whole, or holds values its key rules out.
+
+    The message says what is wrong.
+    """
 
 
 def _pair_entry(block: PairBlock) -> _Entry:
@@ -100,6 +102,7 @@ _FIELDS = {
 
 
 def fsync(path: Path) -> None:
+    """Flush a file's or folder's data and metadata to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -178,8 +181,9 @@ def read_entry(path: Path) -> _Entry:
 def check_entry(
     kind: str, attrs: dict[str, Any], arrays: dict[str, np.ndarray], expect: Any
 ) -> None:
-    """Check an entry's fields against what its key implies (``expect``: see
-    :meth:`~daskreg.parallel.checkpoint.Checkpoint.reuse`).
+    """Check an entry's fields against what its key implies.
+
+    ``expect`` as :meth:`~daskreg.parallel.checkpoint.Checkpoint.reuse` describes it.
 
     Raises
     ------

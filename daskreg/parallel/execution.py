@@ -74,8 +74,10 @@ class Execution:
         return execution
 
     def dask_only(self) -> list[str]:
-        """Names of the options given that only the Dask engine serves (they choose it
-        when ``engine="auto"``)."""
+        """Names of the options given that only the Dask engine serves.
+
+        They choose it when ``engine="auto"``.
+        """
         return [name for name in _DASK_ONLY if getattr(self, name) is not None]
 
 

@@ -15,7 +15,7 @@ import dask
 import numpy as np
 from dask.delayed import Delayed
 
-from daskreg.kernels.peaks import PeakResult
+from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.measurements import PairMeasurements, assemble_pairs
 from daskreg.method.pairs import PairSetup, measure_pairs, pair_indices
 from daskreg.parallel.spectra import FrameInfo, SpectraBlock
@@ -25,7 +25,7 @@ __all__ = ["PairBlock", "block_pairs", "pair_blocks", "assemble"]
 
 @dataclass(frozen=True)
 class PairBlock:
-    """The pairs one task measured: indices and :class:`~daskreg.kernels.peaks.PeakResult`."""
+    """The pairs one task measured: indices and :class:`~daskreg.kernels.peak_result.PeakResult`."""
 
     i: np.ndarray
     j: np.ndarray

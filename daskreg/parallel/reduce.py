@@ -109,8 +109,12 @@ def aligned_stack(
 def _aligned_inputs(
     data: da.Array, shifts: np.ndarray, scan_axes: tuple[int, int]
 ) -> tuple[da.Array, da.Array, str, tuple[int, int]]:
-    """Data with whole scan planes, the shifts chunked along its frames, the blockwise
-    index of the data (``f`` the frames), and the scan axes as positive numbers."""
+    """Data and shifts chunked for the blockwise average.
+
+    Returns the data with whole scan planes, the shifts chunked along its frames, the
+    blockwise index of the data (``f`` the frames), and the scan axes as positive
+    numbers.
+    """
     axes = normalize_axis_tuple(scan_axes, data.ndim)
     data = data.rechunk(dict.fromkeys(axes, -1))
     along = da.from_array(np.asarray(shifts, dtype=np.float64), chunks=(data.chunks[0], 2))

@@ -12,6 +12,7 @@ engine correlates the same numbers; the quality of each frame comes from the sur
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import numpy as np
@@ -24,7 +25,14 @@ from daskreg.method.pairs import PairSetup, half_shifts
 from daskreg.method.screening import Survey, prepare_frames, unusable_frames
 from daskreg.validate import frame_quality
 
-__all__ = ["FrameInfo", "SpectraBlock", "StoredSpectra", "spectra_blocks", "create_store"]
+__all__ = [
+    "FrameInfo",
+    "SpectraBlock",
+    "StoredSpectra",
+    "spectra_blocks",
+    "create_store",
+    "spill_store",
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,15 @@ def create_store(
         overwrite=True,
     )
     return path
+
+
+def spill_store(path: str, frames: Any, spectrum: np.ndarray) -> str:
+    """:func:`create_store` for the spectra of ``frames`` (``(frame, y, x)``, dask-backed).
+
+    Chunked as the frames, each spectrum like ``spectrum``; returns ``path``.
+    """
+    chunk = frames.data.chunks[0][0]
+    return create_store(path, frames.shape[0], spectrum.shape, spectrum.dtype, chunk)
 
 
 def _spectra_block(

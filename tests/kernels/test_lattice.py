@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 
 import daskreg
-from daskreg.kernels.lattice import (
-    Lattice,
-    auto_mask,
-    auto_peak_params,
-    find_lattice,
-    power_spectrum,
-)
+from daskreg.kernels.lattice import Lattice, find_lattice, power_spectrum
+from daskreg.kernels.lattice_rules import auto_mask, auto_peak_params
 from daskreg.synthetic import lattice_basis, lattice_series
 from tests.conftest import rms_error
 

@@ -7,6 +7,7 @@ import pytest
 
 from daskreg.kernels import robust
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.frame_shifts import solve_shifts
 from daskreg.kernels.lattice import nearest_translation
 from daskreg.kernels.layout import pair_layout
 from daskreg.method.pairs import pair_indices
@@ -122,7 +123,7 @@ def test_weighted_solve_matches_design_matrix_least_squares():
         if wts is None:
             wts = np.zeros((n, n))
             wts[i, j] = wts[j, i] = w
-        shifts, _ = sm.solve_shifts(mat, wts > 0, np.ones(n, bool), lay, weights=wts)
+        shifts, _ = solve_shifts(mat, wts > 0, np.ones(n, bool), lay, weights=wts)
         design = np.zeros((len(i) + 1, n))
         design[np.arange(len(i)), j] = np.sqrt(w)
         design[np.arange(len(i)), i] = -np.sqrt(w)

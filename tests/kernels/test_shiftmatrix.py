@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from daskreg.errors import RegistrationWarning
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.frame_shifts import shifts_from_rows, solve_shifts
 
 
 def consistent_matrix(shifts: np.ndarray) -> np.ndarray:
@@ -66,8 +67,8 @@ def test_consistent_matrix_scores_zero_and_is_unchanged_by_correction(shifts):
     np.testing.assert_array_equal(corrected, r)
     assert kept.all()
     # Row means and least squares agree on a consistent matrix (gauge: zero mean).
-    rows = sm.shifts_from_rows(corrected, used)
-    lsq, _ = sm.solve_shifts(r, valid, used)
+    rows = shifts_from_rows(corrected, used)
+    lsq, _ = solve_shifts(r, valid, used)
     np.testing.assert_allclose(rows, shifts - shifts.mean(axis=0), atol=1e-9)
     np.testing.assert_allclose(lsq, rows, atol=1e-9)
 
@@ -191,8 +192,8 @@ def test_least_squares_uses_every_pair_and_reports_uncertainty():
     r = consistent_matrix(shifts) + (noise - noise.transpose(1, 0, 2)) / np.sqrt(2)
     used = np.ones(15, dtype=bool)
     valid = np.ones((15, 15), dtype=bool)
-    lsq, unc = sm.solve_shifts(r, valid, used)
-    rows = sm.shifts_from_rows(r, used)
+    lsq, unc = solve_shifts(r, valid, used)
+    rows = shifts_from_rows(r, used)
     # On a complete matrix the least-squares solution IS the row mean.
     np.testing.assert_allclose(lsq, rows, atol=1e-9)
     # Per-axis pair noise 0.1 px; each shift averages 14 pairs: about 0.1 / sqrt(15).

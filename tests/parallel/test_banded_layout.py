@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels.frame_shifts import shifts_from_rows, solve_shifts
 from daskreg.kernels.layout import BandLayout, DenseLayout, pair_layout
-from daskreg.kernels.peaks import PeakResult
+from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.analyse import analyse_shift_matrix
 from daskreg.method.measurements import assemble_pairs
 from daskreg.method.pairs import pair_indices
@@ -66,8 +67,8 @@ def test_kernels_match_dense_on_the_band(n, width, seed):
     valid_d &= np.outer(keep, keep)
     # Least squares over the same pairs: same shifts and uncertainties (round-off).
     for got, want in zip(
-        sm.solve_shifts(matrix_b, valid_b, keep, band),
-        sm.solve_shifts(matrix_d, valid_d, keep),
+        solve_shifts(matrix_b, valid_b, keep, band),
+        solve_shifts(matrix_d, valid_d, keep),
         strict=True,
     ):
         np.testing.assert_allclose(got, want, atol=1e-10, equal_nan=True)
@@ -79,7 +80,7 @@ def test_band_row_means_are_the_least_squares_generalisation():
     band = BandLayout(40, 4)
     matrix = sm.assemble_shift_matrix(40, i, j, truth[j] - truth[i], band)
     used = np.ones(40, bool)
-    got = sm.shifts_from_rows(matrix, used, band)
+    got = shifts_from_rows(matrix, used, band)
     np.testing.assert_allclose(got, truth - truth.mean(axis=0), atol=1e-9)
 
 

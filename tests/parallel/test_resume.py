@@ -19,7 +19,7 @@ import daskreg.stack
 from daskreg import cli
 from daskreg.autoparams import resolve_stack
 from daskreg.errors import CheckpointError, ParameterError
-from daskreg.kernels.peaks import PeakResult
+from daskreg.kernels.peak_result import PeakResult
 from daskreg.parallel import checkpoint, engine, pairs
 from daskreg.params import RegistrationParams
 from daskreg.synthetic import lattice_series
