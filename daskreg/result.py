@@ -22,6 +22,7 @@ from daskreg.apply import apply_shifts
 from daskreg.errors import FileFormatError, RegistrationWarning
 from daskreg.io.average_tif import write_average_tif
 from daskreg.io.hyperspy_out import save_hspy, to_signal2d
+from daskreg.io.paths import refuse_source
 from daskreg.io.results import RESULT_EXTENSIONS, load_dataset, save_dataset
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.kernels.layout import PairLayout
@@ -200,6 +201,7 @@ class RegistrationResult:
         ``result_store`` names where the whole result is saved (see :meth:`description`).
         """
         attrs = self.dataset.attrs
+        refuse_source(path, attrs, f"save_tif({str(path)!r})")
         pixel = attrs.get("pixel_size")
         return write_average_tif(
             path,
@@ -218,7 +220,11 @@ class RegistrationResult:
         ------
         FileFormatError
             Any other extension.
+        OutputPathError
+            ``path`` is, holds or lies inside the stack the result was registered from
+            (its ``source``).
         """
+        refuse_source(path, self.dataset.attrs, f"save({str(path)!r})")
         suffix = Path(path).suffix.lower()
         if suffix in (".tif", ".tiff"):
             return self.save_tif(path)
@@ -334,7 +340,8 @@ def save_result(
         ``path`` has another extension.
     OutputPathError
         The folder does not exist or is not writable, ``path`` exists and ``overwrite``
-        is False, or ``path`` is a directory that is not a Zarr store (never deleted).
+        is False, ``path`` is a directory that is not a Zarr store (never deleted), or
+        ``path`` is, holds or lies inside the result's source stack.
 
     Notes
     -----
@@ -352,6 +359,7 @@ def save_result(
     >>> bool((load_result(saved).shifts == result.shifts).all())
     True
     """
+    refuse_source(path, result.dataset.attrs, f"save_result({str(path)!r})")
     return save_dataset(result.dataset, path, overwrite=overwrite)
 
 
@@ -475,7 +483,7 @@ def build_result(
     )
     if empty is not None:
         ds.attrs["crop_not_applied"] = empty
-    for key in ("pixel_size", "unit", "source"):
+    for key in ("pixel_size", "unit", "source", "input_path"):
         if key in stack.attrs:
             ds.attrs[key] = stack.attrs[key]
     if examples:

@@ -44,6 +44,7 @@ from daskreg.method.pairs import pair_setup
 from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
 from daskreg.parallel import cluster, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe
+from daskreg.parallel.guard import guarded
 from daskreg.parallel.pairs import assemble, block_pairs, pair_blocks
 from daskreg.parallel.spectra import create_store, spectra_blocks
 from daskreg.parallel.survey import survey_graph
@@ -362,6 +363,7 @@ def _leading_coords(stack: xr.DataArray, index: tuple[int, ...]) -> dict[str, An
     return coords
 
 
+@guarded
 def register_dask(
     stack: Any,
     params: RegistrationParams,
@@ -393,7 +395,10 @@ def register_dask(
     DaskregError
         As the in-memory engine, for the first series that fails, naming it.
     OutputPathError
-        ``save_stack`` exists already.
+        ``save_stack`` exists already, or it, ``checkpoint`` or ``temp_dir`` is, holds or
+        lies inside the source or another of them (:mod:`~daskreg.parallel.guard`).
+    OutputInUseError
+        Another run holds ``checkpoint`` or ``save_stack`` (named in the message).
     CheckpointError
         ``checkpoint`` exists but ``resume`` is False, or it was written for another
         input, chunking or measuring parameters.
