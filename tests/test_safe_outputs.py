@@ -183,12 +183,13 @@ def test_a_signal_during_the_pairs_stops_cleanly_and_resumes(work, uninterrupted
 
 def test_sigterm_while_writing_leaves_no_average_without_its_result(work, uninterrupted):
     process = start(work, "-o", "avg.tif", "--report", "avg.pdf")
-    # The average is staged first, then the result and the report (seconds of plotting):
-    # a SIGTERM as soon as the staged average appears lands in the write phase.
+    # The average is written first, then the result and the report (seconds of
+    # plotting): a SIGTERM as soon as the average appears, staged or not, lands in the
+    # write phase.
     wait_for(
-        lambda: any(n.startswith(".avg.daskreg-") for n in os.listdir(work)),
+        lambda: any(n.startswith((".avg.daskreg-", "avg.tif")) for n in os.listdir(work)),
         process,
-        "the staged average",
+        "the average",
     )
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
@@ -435,3 +436,15 @@ def test_signals_are_held_while_outputs_are_committed():
                 held = True
         assert held and stopped.value.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_signals_ignored_on_entry_stay_ignored():
+    # nohup daskreg register ...: closing the terminal must not stop the run.
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with signals.stopping_on_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is signals._handler
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
