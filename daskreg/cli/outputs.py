@@ -10,6 +10,8 @@ as they were before it: its rerun (``--resume``) neither finds nor refuses some 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -147,6 +149,30 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _settle_zarr(timeout: float = 10.0) -> None:
+    """Wait for the writes Zarr's I/O loop still runs after an interrupted ``to_zarr``.
+
+    A KeyboardInterrupt (Ctrl-C, SIGTERM) stops the wait in this thread, not the
+    writes: they go on in Zarr's own event loop and would recreate folders of a store
+    deleted meanwhile, leaving a partial store behind.
+    """
+    try:
+        from zarr.core import sync
+    except ImportError:
+        return
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or not loop.is_running():
+        return
+
+    async def drain() -> None:
+        me = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not me]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout)
+
+
 class Transaction:
     """A command's outputs, written under staging names and committed together.
 
@@ -230,6 +256,7 @@ class Transaction:
 
     def discard(self) -> None:
         """Delete what this transaction staged (and the writers' temporaries of it)."""
+        _settle_zarr()
         for folder in {final.parent for final in self.outputs.values()}:
             try:
                 names = os.listdir(folder or ".")

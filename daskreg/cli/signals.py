@@ -59,13 +59,19 @@ def _handler(signum: int, frame: object) -> None:
 def stopping_on_signals() -> Iterator[None]:
     """Turn SIGINT, SIGTERM and SIGHUP into :class:`Interrupted` inside the block.
 
-    The previous handlers are restored on exit. Outside the main thread (where Python
-    cannot set handlers) the block runs unchanged.
+    Signals ignored on entry stay ignored; the previous handlers are restored on exit.
+    Outside the main thread (where Python cannot set handlers) the block runs unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _handler) for signum in STOP_SIGNALS}
+    # A signal ignored on entry stays ignored: ``nohup`` (SIGHUP) and a shell's
+    # background jobs (SIGINT) ask for that.
+    previous = {
+        signum: signal.signal(signum, _handler)
+        for signum in STOP_SIGNALS
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
     _state.stopping = _state.pending = None
     try:
         yield
