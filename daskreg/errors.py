@@ -20,6 +20,7 @@ __all__ = [
     "StackFileNotFoundError",
     "CalibrationError",
     "OutputPathError",
+    "OutputInUseError",
     "RegistrationWarning",
     "CheckpointError",
 ]
@@ -71,6 +72,10 @@ class CalibrationError(DaskregError):
 
 class OutputPathError(DaskregError):
     """An output path cannot be written."""
+
+
+class OutputInUseError(OutputPathError):
+    """An output or checkpoint is held by another run (its lock file names the run)."""
 
 
 class RegistrationWarning(UserWarning):

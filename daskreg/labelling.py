@@ -123,7 +123,7 @@ def build_result(
     )
     if empty is not None:
         ds.attrs["crop_not_applied"] = empty
-    for key in ("pixel_size", "unit", "source"):
+    for key in ("pixel_size", "unit", "source", "input_path"):
         if key in stack.attrs:
             ds.attrs[key] = stack.attrs[key]
     if examples:

@@ -21,6 +21,7 @@ from daskreg.apply import apply_shifts
 from daskreg.errors import FileFormatError
 from daskreg.io.average_tif import write_average_tif
 from daskreg.io.hyperspy_out import save_hspy, to_signal2d
+from daskreg.io.paths import refuse_source
 from daskreg.io.results import RESULT_EXTENSIONS, load_dataset, save_dataset
 from daskreg.kernels.shift import CropBounds
 from daskreg.params import RegistrationParams
@@ -195,6 +196,7 @@ class RegistrationResult:
         ``result_store`` names where the whole result is saved (see :meth:`description`).
         """
         attrs = self.dataset.attrs
+        refuse_source(path, attrs, f"save_tif({str(path)!r})")
         pixel = attrs.get("pixel_size")
         return write_average_tif(
             path,
@@ -214,7 +216,11 @@ class RegistrationResult:
         ------
         FileFormatError
             Any other extension.
+        OutputPathError
+            ``path`` is, holds or lies inside the stack the result was registered from
+            (its ``source``).
         """
+        refuse_source(path, self.dataset.attrs, f"save({str(path)!r})")
         suffix = Path(path).suffix.lower()
         if suffix in (".tif", ".tiff"):
             return self.save_tif(path)
@@ -330,7 +336,8 @@ def save_result(
         ``path`` has another extension.
     OutputPathError
         The folder does not exist or is not writable, ``path`` exists and ``overwrite``
-        is False, or ``path`` is a directory that is not a Zarr store (never deleted).
+        is False, ``path`` is a directory that is not a Zarr store (never deleted), or
+        ``path`` is, holds or lies inside the result's source stack.
 
     Notes
     -----
@@ -348,6 +355,7 @@ def save_result(
     >>> bool((load_result(saved).shifts == result.shifts).all())
     True
     """
+    refuse_source(path, result.dataset.attrs, f"save_result({str(path)!r})")
     return save_dataset(result.dataset, path, overwrite=overwrite)
 
 

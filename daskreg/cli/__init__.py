@@ -28,17 +28,23 @@ Subcommands
 
 Exit codes: 0 success; 2 bad input (any :class:`~daskreg.errors.DaskregError`, or a
 usage error) with a one-line message naming the problem and the fix; 1 any other
-failure (run again with ``--debug`` for the traceback); 130 interrupted. Every output
-is written under a temporary name and renamed when complete, so a failure leaves no
-partial file; inputs are only read. Existing outputs are replaced only with
-``--overwrite``, and the summary marks them. Hints in messages name the flags
+failure (run again with ``--debug`` for the traceback); 130 interrupted (Ctrl-C), 143
+stopped by SIGTERM (a batch system's end of job), 129 by SIGHUP: each stops as Ctrl-C
+does, printing how to resume. Every output is written under a staging name and all are
+renamed into place together, so a run that stops at any point leaves the outputs as they
+were (old ones replaced with ``--overwrite`` are restored); inputs are only read, and no
+output, checkpoint or ``--temp-dir`` may be, hold or lie inside the input or another
+output. Existing outputs are replaced only with ``--overwrite``, and the summary marks
+them. A lock file beside each output and the checkpoint names the run writing it: a
+second run on them refuses (exit 2), naming the first. Hints in messages name the flags
 (``--frame-axis -1``), not the Python keywords the library's messages use.
 
 Modules: :mod:`~daskreg.cli.parser` (subcommands and flags), :mod:`~daskreg.cli.options`
 (flags and ``--config`` to keywords), :mod:`~daskreg.cli.commands` (one function per
 subcommand), :mod:`~daskreg.cli.outputs` (checked, all-or-none outputs),
 :mod:`~daskreg.cli.text` (what is printed), :mod:`~daskreg.cli.words` (hints in flags),
-:mod:`~daskreg.cli.run` (:func:`main`).
+:mod:`~daskreg.cli.signals` (SIGTERM and SIGHUP as Ctrl-C), :mod:`~daskreg.cli.run`
+(:func:`main`).
 """
 
 from daskreg.cli.outputs import CHECKPOINT_SUFFIX, RESULT_SUFFIX

@@ -20,7 +20,7 @@ from daskreg.api import register as register_stack
 from daskreg.cli.options import execution, params
 from daskreg.cli.outputs import (
     RESULT_SUFFIX,
-    all_or_none,
+    Transaction,
     check_outputs,
     checkpoint_path,
     demo_folder,
@@ -48,6 +48,7 @@ from daskreg.errors import (
 from daskreg.io import ingest as ingest_stack
 from daskreg.io import open_stack
 from daskreg.io.average_tif import write_average_tif
+from daskreg.io.lock import hold
 from daskreg.method.screening import initial_bad_frames, unusable_frames
 from daskreg.parallel.cluster import choose_engine
 from daskreg.params import RegistrationParams
@@ -83,34 +84,44 @@ def register(args: argparse.Namespace) -> int:
         outputs["stack"] = args.save_stack
     if args.report:
         outputs["report"] = args.report
-    replaced = check_outputs(outputs, [args.input], args.overwrite)
-    # Opened with the chunks the registration uses, so that the header shows them.
-    stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
-    require_one_series(stack, args.input)
-    method = params(args, stack.sizes["frame"])
-    print_lines(describe(args.input, stack))
-    print_lines(engine_lines(stack, method, args))
-    # The resolved path, for main's message if the run is interrupted or fails.
-    args.checkpoint = checkpoint = (
-        None if _in_process(args, stack) else checkpoint_path(args, output)
+    # Checked and locked before any work, even if the run then proves to need no
+    # checkpoint (a stack registered in memory).
+    planned = checkpoint_path(args, output)
+    replaced = check_outputs(
+        outputs,
+        [args.input],
+        args.overwrite,
+        others={"checkpoint": planned},
+        folders={"temp folder (--temp-dir)": args.temp_dir},
     )
-    options = execution(args)
-    if checkpoint is not None:
-        # Kept by the registration: it is removed only once every output is written.
-        options.update(checkpoint=str(checkpoint), resume=args.resume, keep_checkpoint=True)
-    started_checkpoint = checkpoint is not None and not checkpoint.exists()
-    try:
-        with all_or_none(outputs):
-            result = register_stack(stack, **method, **options)
-            write_outputs(result, outputs)
-    except DaskregError:
-        # Bad input is not resumable: the fix changes the input or the parameters that
-        # the checkpoint is bound to, so a checkpoint this run started is only litter.
-        if started_checkpoint:
-            remove(checkpoint)
-        raise
-    if checkpoint is not None and not args.keep_checkpoint:
-        remove(checkpoint)
+    # One run per output and checkpoint: a second (a requeued job) refuses, naming this one.
+    with hold({**outputs, "checkpoint": planned}):
+        # Opened with the chunks the registration uses, so that the header shows them.
+        stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
+        require_one_series(stack, args.input)
+        method = params(args, stack.sizes["frame"])
+        print_lines(describe(args.input, stack))
+        print_lines(engine_lines(stack, method, args))
+        # The resolved path, for main's message if the run is interrupted or fails.
+        args.checkpoint = checkpoint = None if _in_process(args, stack) else planned
+        options = execution(args)
+        if checkpoint is not None:
+            # Kept by the registration: it is removed with the commit of the outputs.
+            options.update(checkpoint=str(checkpoint), resume=args.resume, keep_checkpoint=True)
+        started_checkpoint = checkpoint is not None and not checkpoint.exists()
+        try:
+            with Transaction(outputs, overwrite=args.overwrite) as written:
+                if "stack" in outputs:
+                    options["save_stack"] = str(written.staged("stack"))
+                result = register_stack(stack, **method, **options)
+                write_outputs(result, written)
+                written.commit(retire=None if args.keep_checkpoint else checkpoint)
+        except DaskregError:
+            # Bad input is not resumable: the fix changes the input or the parameters that
+            # the checkpoint is bound to, so a checkpoint this run started is only litter.
+            if started_checkpoint:
+                remove(checkpoint)
+            raise
     print_lines(summary(result, outputs, time.perf_counter() - started, replaced))
     return EXIT_OK
 
@@ -138,17 +149,26 @@ def apply(args: argparse.Namespace) -> int:
     output = tif_output(args.output)
     outputs = {"average": output, **({"stack": args.save_stack} if args.save_stack else {})}
     replaced = check_outputs(outputs, [args.result, args.other], args.overwrite)
-    result = load_result(args.result)
-    other = open_stack(args.other, args.frame_axis, signal=args.signal)
-    require_one_series(other, args.other)
-    print_lines(describe(args.other, other))
-    with local_progress(args.progress):
-        average = result.apply(other, crop=args.crop, save_stack=args.save_stack)
-    description = {**result.description(result_store=args.result), "applied_to": str(args.other)}
-    pixel = average.attrs.get("pixel_size")
-    write_average_tif(
-        output, average.values, description, pixel_size=tuple(pixel) if pixel else None
-    )
+    with hold(outputs), Transaction(outputs, overwrite=args.overwrite) as written:
+        result = load_result(args.result)
+        other = open_stack(args.other, args.frame_axis, signal=args.signal)
+        require_one_series(other, args.other)
+        print_lines(describe(args.other, other))
+        stack = written.staged("stack") if args.save_stack else None
+        with local_progress(args.progress):
+            average = result.apply(other, crop=args.crop, save_stack=stack)
+        description = {
+            **result.description(result_store=args.result),
+            "applied_to": str(args.other),
+        }
+        pixel = average.attrs.get("pixel_size")
+        write_average_tif(
+            written.staged("average"),
+            average.values,
+            description,
+            pixel_size=tuple(pixel) if pixel else None,
+        )
+        written.commit()
     print_lines(
         [
             f"{'frames':<{W}}{average.attrs['frames_averaged']} averaged "
@@ -225,7 +245,10 @@ def demo(args: argparse.Namespace) -> int:
     stack = ingest_stack(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
     print_lines(describe(outputs["series"], stack, label="series"))
     result = register_stack(stack, **execution(args))
-    write_outputs(result, outputs)
+    written = {kind: path for kind, path in outputs.items() if kind != "series"}
+    with Transaction(written, overwrite=args.overwrite) as staged:
+        write_outputs(result, staged)
+        staged.commit()
     used = ~result.bad_frames.values
     truth = series.shifts - series.shifts[used].mean(axis=0)
     error = np.hypot(*(result.shifts.values[used] - truth[used]).T)

@@ -1,26 +1,33 @@
 """The command line's outputs: checked before any work, written all or none.
 
-Every output is written under a temporary name and renamed when complete (the writers
-do that); :func:`all_or_none` removes the outputs a failed command did complete, so that
-its rerun finds none of them.
+:func:`check_outputs` refuses, before any work, outputs that are, hold or lie inside an
+input or each other, and existing ones without ``--overwrite``. A :class:`Transaction`
+writes every output under a staging name and renames them into place together, so that
+a run stopped at any point (an error, Ctrl-C, SIGTERM, a full disk) leaves the outputs
+as they were before it: its rerun (``--resume``) neither finds nor refuses some of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from daskreg.cli.signals import deferred
 from daskreg.errors import OutputPathError
 from daskreg.io.atomic import writable_folder
+from daskreg.io.paths import check_apart, source_paths
 from daskreg.result import RegistrationResult, save_result
 
 __all__ = [
     "CHECKPOINT_SUFFIX",
     "RESULT_SUFFIX",
-    "all_or_none",
+    "Transaction",
     "check_outputs",
     "checkpoint_path",
     "demo_folder",
@@ -54,7 +61,12 @@ def checkpoint_path(args: argparse.Namespace, output: Path) -> Path | None:
 
 
 def check_outputs(
-    outputs: Mapping[str, Path], inputs: Sequence[Path], overwrite: bool
+    outputs: Mapping[str, Path],
+    inputs: Sequence[Path],
+    overwrite: bool,
+    *,
+    others: Mapping[str, Path | None] | None = None,
+    folders: Mapping[str, str | Path | None] | None = None,
 ) -> list[str]:
     """Refuse, before any work, outputs that would fail or replace something.
 
@@ -63,9 +75,13 @@ def check_outputs(
     outputs : mapping
         Kind of output (``"average"``, ...) -> path.
     inputs : sequence of pathlib.Path
-        Paths read by the command; never an output.
+        Paths read by the command (a glob pattern stands for its files); never an output.
     overwrite : bool
         ``--overwrite``: existing outputs are replaced instead of refused.
+    others : mapping, optional
+        Kind -> path of other paths the command writes that may exist (the checkpoint).
+    folders : mapping, optional
+        Kind -> folder the command creates scratch files in (``--temp-dir``).
 
     Returns
     -------
@@ -75,24 +91,13 @@ def check_outputs(
     Raises
     ------
     OutputPathError
-        An output is an input, two outputs are one path, a folder cannot be written, or
-        outputs exist without ``overwrite`` (all of them named).
+        An output (or other path) is, holds or lies inside an input or another output
+        (symlinks resolved), a folder cannot be written, or outputs exist without
+        ``overwrite`` (all of them named).
     """
-    inputs_resolved = {p.expanduser().resolve() for p in inputs}
-    seen: dict[Path, str] = {}
+    sources = [found for path in inputs for found in source_paths(path.expanduser())]
+    check_apart({**outputs, **(others or {})}, sources, folders=folders)
     for kind, path in outputs.items():
-        target = path.expanduser().resolve()
-        if target in inputs_resolved:
-            raise OutputPathError(
-                f"the {kind} output {str(path)!r} is also an input; inputs are never "
-                "overwritten, choose another output name"
-            )
-        if target in seen:
-            raise OutputPathError(
-                f"the {seen[target]} and {kind} outputs are both {str(path)!r}; give them "
-                "different names"
-            )
-        seen[target] = kind
         writable_folder(path.expanduser(), f"the {kind} {str(path)!r}")
     existing = [kind for kind, path in outputs.items() if path.exists()]
     if existing and not overwrite:
@@ -126,35 +131,144 @@ def demo_folder(folder: Path, names: Sequence[str], overwrite: bool) -> Path:
     return candidate
 
 
-def write_outputs(result: RegistrationResult, outputs: Mapping[str, Path]) -> None:
-    """The outputs written after registering (the engine writes the stack itself)."""
-    result.save_tif(outputs["average"], result_store=outputs.get("result"))
-    if "result" in outputs:
-        save_result(result, outputs["result"])
-    if "report" in outputs:
-        result.save_report(outputs["report"])
+def write_outputs(result: RegistrationResult, outputs: Transaction) -> None:
+    """Write the outputs made after registering, staged (the engine writes the stack)."""
+    final = outputs.outputs
+    result.save_tif(outputs.staged("average"), result_store=final.get("result"))
+    if "result" in final:
+        save_result(result, outputs.staged("result"))
+    if "report" in final:
+        result.save_report(outputs.staged("report"))
 
 
 def remove(path: Path) -> None:
     """Delete a file or a store, if there."""
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def all_or_none(outputs: Mapping[str, Path]) -> Iterator[None]:
-    """Remove the outputs written here if the command stops before writing them all.
+def _settle_zarr(timeout: float = 10.0) -> None:
+    """Wait for the writes Zarr's I/O loop still runs after an interrupted ``to_zarr``.
 
-    Each output is renamed into place only once complete, but there are several: an
-    interrupted run must leave none, so that its rerun (``--resume``) neither finds nor
-    refuses to replace some of them. Outputs that existed before are left alone.
+    A KeyboardInterrupt (Ctrl-C, SIGTERM) stops the wait in this thread, not the
+    writes: they go on in Zarr's own event loop and would recreate folders of a store
+    deleted meanwhile, leaving a partial store behind.
     """
-    new = [path for path in outputs.values() if not path.exists()]
     try:
-        yield
-    except BaseException:
-        for path in new:
-            remove(path)
-        raise
+        from zarr.core import sync
+    except ImportError:
+        return
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or not loop.is_running():
+        return
+
+    async def drain() -> None:
+        me = asyncio.current_task()
+        pending = [task for task in asyncio.all_tasks() if task is not me]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout)
+
+
+class Transaction:
+    """A command's outputs, written under staging names and committed together.
+
+    Each output is written to :meth:`staged` (a hidden sibling carrying this
+    transaction's token), and :meth:`commit` renames them all into place at once: the
+    outputs they replace (``--overwrite``) are first moved aside, put back if any rename
+    fails, and deleted only once every output is in place; the checkpoint given to
+    :meth:`commit` is removed in the same step. Leaving the block without a commit
+    (an error, Ctrl-C, SIGTERM) deletes what was staged and nothing else: the files a
+    run deletes all carry its token, so a concurrent run's files are never touched.
+
+    Parameters
+    ----------
+    outputs : mapping
+        Kind -> final path.
+    overwrite : bool
+        Replace outputs that exist at commit; else refuse to.
+    """
+
+    def __init__(self, outputs: Mapping[str, Path], *, overwrite: bool) -> None:
+        self.outputs = {kind: Path(path).expanduser() for kind, path in outputs.items()}
+        self.overwrite = overwrite
+        self.token = f"daskreg-{uuid.uuid4().hex[:12]}"
+        # Old outputs moved aside carry another token: never deleted by a rollback.
+        self._aside_token = f"daskreg-old-{uuid.uuid4().hex[:12]}"
+        self.committed = False
+
+    def staged(self, kind: str) -> Path:
+        """Where the ``kind`` output is written before the commit (same folder, suffix)."""
+        final = self.outputs[kind]
+        return final.with_name(f".{final.stem}.{self.token}{final.suffix}")
+
+    def _aside(self, path: Path) -> Path:
+        return path.with_name(f".{path.name}.{self._aside_token}")
+
+    def commit(self, *, retire: Path | None = None) -> None:
+        """Rename every staged output into place and remove ``retire``, all or none.
+
+        Stop signals wait until this is done (:func:`~daskreg.cli.signals.deferred`).
+
+        Raises
+        ------
+        OutputPathError
+            An output appeared since the command started and ``overwrite`` is False.
+        OSError
+            A rename failed; every output is then as before the commit.
+        """
+        moves: list[tuple[Path, Path | None, bool]] = []
+        with deferred():
+            try:
+                for kind, final in self.outputs.items():
+                    aside = None
+                    if final.exists() or final.is_symlink():
+                        if not self.overwrite:
+                            raise OutputPathError(
+                                f"the {kind} output {str(final)!r} appeared while this run "
+                                "was working (another program wrote it); nothing was "
+                                "replaced: pass --overwrite or choose another name"
+                            )
+                        aside = self._aside(final)
+                        os.rename(final, aside)
+                    moves.append((final, aside, False))
+                    os.rename(self.staged(kind), final)
+                    moves[-1] = (final, aside, True)
+                if retire is not None and retire.exists():
+                    trash = self._aside(retire)
+                    os.rename(retire, trash)
+                    moves.append((retire, trash, False))
+            except BaseException:
+                for final, aside, placed in reversed(moves):
+                    if placed:
+                        remove(final)
+                    if aside is not None:
+                        os.rename(aside, final)
+                raise
+            self.committed = True
+            # Deleted while the signals still wait, so that none is left behind.
+            for _, aside, _ in moves:
+                if aside is not None:
+                    remove(aside)
+
+    def discard(self) -> None:
+        """Delete what this transaction staged (and the writers' temporaries of it)."""
+        _settle_zarr()
+        for folder in {final.parent for final in self.outputs.values()}:
+            try:
+                names = os.listdir(folder or ".")
+            except OSError:
+                continue
+            for name in names:
+                if self.token in name:
+                    remove(folder / name)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, kind: type | None, *_: object) -> None:
+        if kind is not None and not self.committed:
+            self.discard()

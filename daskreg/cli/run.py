@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 
 from daskreg.cli.parser import build_parser
+from daskreg.cli.signals import Interrupted, stopping_on_signals
 from daskreg.cli.text import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -32,12 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        0 success, 2 bad input, 1 other failure, 130 interrupted.
+        0 success, 2 bad input, 1 other failure, 130 interrupted (Ctrl-C), 143 stopped
+        by SIGTERM, 129 by SIGHUP.
     """
     args = build_parser().parse_args(argv)
     prog = f"daskreg {args.command}"
     try:
-        with one_line_warnings(args.command_parser):
+        with stopping_on_signals(), one_line_warnings(args.command_parser):
             return args.handler(args)
     except DaskregError as exc:
         if args.debug:
@@ -46,12 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = cli_words(one_line(exc), args.command_parser)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # SIGTERM (a batch system's end of job) and SIGHUP stop the run as Ctrl-C does;
+        # the exit status is the shell's for a process killed by the signal.
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        how = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
         print(
-            f"{prog}: interrupted; unfinished outputs were not written{_resume_hint(args)}",
+            f"{prog}: interrupted{how}; unfinished outputs were not written"
+            f"{_resume_hint(args)}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
     except Exception as exc:  # noqa: BLE001 - the command line reports every failure
         if args.debug:
             traceback.print_exc()

@@ -66,7 +66,8 @@ def open_stack(
         image gives one frame. Coordinates ``y``/``x`` in physical units, ``frame`` in
         time units if the source calibrates frames in time, else the frame index. attrs:
         ``pixel_size`` (py, px), ``unit`` (lengths in ``"nm"``; ``"px"`` if uncalibrated),
-        ``source``, ``signal_title``, ``original_metadata`` (JSON string), and
+        ``source``, ``signal_title``, ``original_metadata`` (JSON string),
+        ``input_path`` (the path given, absolute; never an output) and
         ``calibration_note`` when the calibration had to be assumed. Several files give
         one frame per image of each file, in order, the first file's ``y``/``x`` and
         attrs, ``source`` the folder, pattern or list, and ``n_files``.
@@ -111,7 +112,8 @@ def open_stack(
         path = Path(source).expanduser().absolute()
         files = expand_path(path)
         if files is not None:
-            return _open_several(files, frame_axis, chunks, signal, source=str(path))
+            several = _open_several(files, frame_axis, chunks, signal, source=str(path))
+            return _read_from(several, path)
         raw = read_path(path, signal)
     elif _is_path_list(source):
         files = [Path(p).expanduser().absolute() for p in source]
@@ -129,6 +131,13 @@ def open_stack(
     stack = assemble(raw, frame_axis, chunks)
     if raw.n_signals == 1 and isinstance(signal, numbers.Integral) and stack.ndim > 3:
         stack = _one_series(stack, int(signal), raw.source)
+    return _read_from(stack, path) if isinstance(source, str | os.PathLike) else stack
+
+
+def _read_from(stack: xr.DataArray, path: Path) -> xr.DataArray:
+    # The path read, which outputs may never replace (``source`` is where the data came
+    # from first: a Zarr store made by ingest keeps its original file's).
+    stack.attrs["input_path"] = str(path)
     return stack
 
 

@@ -35,7 +35,7 @@ from dask.delayed import Delayed
 
 from daskreg import autoparams
 from daskreg import progress as display
-from daskreg.errors import DaskregError, OutputPathError, ParameterError, RegistrationWarning
+from daskreg.errors import DaskregError, ParameterError, RegistrationWarning
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.labelling import build_result
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
@@ -45,7 +45,9 @@ from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
 from daskreg.parallel import cluster, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe, identity
 from daskreg.parallel.execution import Execution
+from daskreg.parallel.guard import guarded
 from daskreg.parallel.pairs import assemble, pair_blocks
+from daskreg.parallel.saved_stack import check_target, partial, save_stack_graph
 from daskreg.parallel.spectra import spectra_blocks, spill_store
 from daskreg.parallel.survey import survey_graph
 from daskreg.params import RegistrationParams
@@ -254,6 +256,7 @@ def _leading_coords(stack: xr.DataArray, index: tuple[int, ...]) -> dict[str, An
     return coords
 
 
+@guarded
 def register_dask(
     stack: Any,
     params: RegistrationParams,
@@ -285,7 +288,10 @@ def register_dask(
     DaskregError
         As the in-memory engine, for the first series that fails, naming it.
     OutputPathError
-        ``save_stack`` exists already.
+        ``save_stack`` exists already, or it, ``checkpoint`` or ``temp_dir`` is, holds or
+        lies inside the source or another of them (:mod:`~daskreg.parallel.guard`).
+    OutputInUseError
+        Another run holds ``checkpoint`` or ``save_stack`` (named in the message).
     CheckpointError
         ``checkpoint`` exists but ``resume`` is False, or it was written for another
         input, chunking or measuring parameters.
@@ -294,7 +300,7 @@ def register_dask(
     execution = replace(execution, progress=display.enabled(execution.progress))
     source = as_stack(stack)
     stack = prepare_stack(source, params, execution.chunks)
-    target = _check_target(execution.save_stack)
+    target = check_target(execution.save_stack)
     saved = None
     if execution.checkpoint is not None:
         saved = Checkpoint.open(
@@ -379,7 +385,7 @@ def register_dask(
         writes = (
             []
             if target is None
-            else [_save_stack_graph(stack, repaired, shifts, _partial(target))]
+            else [save_stack_graph(stack, repaired, shifts, partial(target))]
         )
         parts = [averages, extra, examples, writes]
         second = time.perf_counter()
@@ -395,7 +401,7 @@ def register_dask(
         )
         timings["average"] = time.perf_counter() - second
         if target is not None:
-            _partial(target).rename(target)
+            partial(target).rename(target)
     timings["total"] = time.perf_counter() - start
     results = []
     for index, one, outcome, average, frames, chosen, correction in zip(
@@ -449,52 +455,9 @@ def _raise_or_warn(
             warnings.warn(message, category, stacklevel=4)
 
 
-def _check_target(path: str | None) -> Path | None:
-    if path is None:
-        return None
-    target = Path(path)
-    if target.exists():
-        raise OutputPathError(
-            f"save_stack={str(path)!r} exists already; daskreg never overwrites (it could be "
-            "the input). Pass a new path, or remove the old store first"
-        )
-    if not target.parent.is_dir():
-        raise OutputPathError(
-            f"save_stack={str(path)!r}: the folder {str(target.parent)!r} does not exist; "
-            "create it first"
-        )
-    shutil.rmtree(_partial(target), ignore_errors=True)
-    return target
-
-
-def _partial(target: Path) -> Path:
-    """Where a store is written before it is renamed to ``target``."""
-    return target.with_name(f".{target.name}.partial")
-
-
 def _repaired(data: da.Array, correction: FrameCorrection) -> da.Array:
     """``data`` (frame, y, x) with the hot pixels of ``correction`` repaired, lazily."""
     if not len(correction.hot_pixels):
         return data
     dtype = np.result_type(data.dtype, np.float32)
     return data.map_blocks(correction.repair, dtype=dtype, meta=np.empty((0, 0, 0), dtype))
-
-
-def _save_stack_graph(
-    stack: xr.DataArray, series: list[da.Array], shifts: list[np.ndarray], path: Path
-) -> Delayed:
-    """Lazy write of the aligned stack (dims as the input; NaN frames where unused).
-
-    ``series`` holds the frames of each entry of the leading dims, as averaged.
-    """
-    aligned = da.concatenate(
-        [
-            reduce.aligned_stack(frames, s, dtype=np.float32)
-            for frames, s in zip(series, shifts, strict=True)
-        ]
-    ).reshape(stack.shape)
-    out = xr.DataArray(aligned, dims=stack.dims, coords=stack.coords, attrs=stack.attrs)
-    out.attrs["registered_by"] = "daskreg"
-    return out.to_dataset(name="stack").to_zarr(
-        path, mode="w", compute=False, zarr_format=3, consolidated=False
-    )
