@@ -145,9 +145,7 @@ def fresh(tmp_path_factory) -> FreshVenv:
 
 
 def counts(stack: np.ndarray) -> np.ndarray:
-    """A synthetic series as a detector writes it, uint16 like the STO tif: the numba
-    kernels compiled by the first test for that dtype serve the others (a float input
-    would compile its own specialisations, ~10 s each time on this machine)."""
+    """A synthetic series as a detector writes it: uint16 counts, like the STO tif."""
     return np.clip(np.rint(stack), 0, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
