@@ -29,7 +29,6 @@ from typing import Literal, get_args
 import numba
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from daskreg.kernels import _fft
 from daskreg.kernels._scratch import scratch
@@ -84,6 +83,10 @@ def _window_axis(n: int, kind: WindowKind | None) -> np.ndarray:
     if kind == "hann":
         return np.sin(np.pi * np.arange(n) / n) ** 2
     if kind == "tukey":
+        # Imported here: scipy.signal (with the scipy.stats it loads) is 0.7 s of every
+        # process's import, for a window that is not the default.
+        import scipy.signal
+
         return scipy.signal.windows.tukey(n, TUKEY_ALPHA, sym=False)
     if kind is None:
         return np.ones(n)
