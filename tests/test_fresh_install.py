@@ -335,15 +335,8 @@ def test_cli_registers_a_folder_keeping_the_calibration(fresh, tmp_path):
     "options",
     [
         pytest.param("", id="default-engine"),
-        pytest.param(
-            ', engine="dask", n_workers=1',
-            id="dask-engine",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="fixed on report18: the Dask engine could not serialize a lazy "
-                "HyperSpy tif signal's graph (_HLGExprSequence)",
-            ),
-        ),
+        # Was "Could not serialize ... _HLGExprSequence" (issue 18): read through its file.
+        pytest.param(', engine="dask", n_workers=1', id="dask-engine"),
     ],
 )
 def test_lazy_hyperspy_tif_signal(fresh, tmp_path, options):
