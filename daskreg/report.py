@@ -274,8 +274,7 @@ def _footer(result: ResultLike) -> str:
 
 
 def _lay_out_page(fig: Figure, page: _Page, footer: str) -> Bbox:
-    """Title a figure (unless it has a title), scale it to the top of the page at its own
-    aspect ratio, its caption beneath.
+    """Title a figure (unless it has one), scale it to the top of the page, caption beneath.
 
     Returns the page as a box in the figure's inches, to save with
     ``savefig(bbox_inches=box)``.

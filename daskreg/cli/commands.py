@@ -264,8 +264,9 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def engine_lines(stack: Any, method: dict[str, Any], args: argparse.Namespace) -> list[str]:
-    """The header line saying where the registration runs: in memory, or the Dask chunks
-    and pair blocks it uses and on how many workers.
+    """The header line saying where the registration runs.
+
+    In memory, or the Dask chunks and pair blocks it uses and on how many workers.
 
     Warns
     -----

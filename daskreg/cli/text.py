@@ -137,10 +137,12 @@ def local_progress(enabled: bool | None) -> Iterator[None]:
 
 
 def print_lines(lines: Sequence[str]) -> None:
+    """Print ``lines`` to stdout at once (flushed, so they interleave with stderr)."""
     print("\n".join(lines), flush=True)
 
 
 def one_line(text: object) -> str:
+    """``text`` on one line, its runs of whitespace made single spaces."""
     return " ".join(str(text).split())
 
 

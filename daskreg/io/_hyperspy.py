@@ -141,8 +141,11 @@ def _same_array(path: Path, data: da.Array) -> da.Array | None:
 
 
 def _equal_ends(stored: Any, data: da.Array) -> bool:
-    """Whether the first and last frames agree: a signal changed since it was loaded (a
-    lazy operation on it) no longer holds its file's values."""
+    """Whether the first and last frames agree with the file's.
+
+    A signal changed since it was loaded (a lazy operation on it) no longer holds its
+    file's values.
+    """
     for index in (0, -1):
         ours = da.asarray(stored)[index].compute(scheduler="synchronous")
         theirs = data[index].compute(scheduler="synchronous")

@@ -1,5 +1,6 @@
-"""What every reader hands over: the array as stored, what is known about its axes, and how
-reader failures become :class:`~daskreg.errors.FileFormatError`.
+"""What every reader hands over: the array as stored and what is known about its axes.
+
+Also how reader failures become :class:`~daskreg.errors.FileFormatError`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ creates, beside each path, a lock file ``.<name>.daskreg-lock`` holding the owne
 host, process id and start time; a second run finds it and refuses, naming the first.
 A lock whose owner is gone (same host, process no longer running, or its id reused by
 a later process) is stale and taken over; on another host it cannot be checked, so the
-message says how to remove it. Locks are files, not ``flock``\\ s, so that they work
+message says how to remove it. Locks are files, not ``flock`` locks, so that they work
 on the network file systems of clusters and name their owner.
 """
 
@@ -62,7 +62,7 @@ class LockOwner:
 
     @classmethod
     def me(cls) -> LockOwner:
-        """This process."""
+        """The owner record of the calling process."""
         return cls(
             socket.gethostname(),
             os.getpid(),

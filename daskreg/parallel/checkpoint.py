@@ -257,8 +257,10 @@ class Checkpoint:
         return cls(root)
 
     def _verified(self, kind: str, key: str, expect: Any) -> dict[str, np.ndarray] | None:
-        """Entry ``key``'s fields if it exists and is whole; a damaged one is removed, with
-        a warning naming it."""
+        """Entry ``key``'s fields if it exists and is whole.
+
+        A damaged one is removed, with a warning naming it.
+        """
         if key not in self._done[kind]:
             return None
         path = self.path / kind / key
