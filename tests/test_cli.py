@@ -456,3 +456,19 @@ def test_register_keeps_a_stores_chunks_and_says_so(tmp_path: Path, monkeypatch,
         "warning: 3 pair block(s) for 4 workers: some workers idle while the pairs are "
         "measured; --chunks 11 gives each a block"
     ) in captured.err
+
+
+def test_resume_hint_only_for_a_checkpoint_with_blocks(tmp_path: Path):
+    """An empty checkpoint (a run stopped before its first block) is not worth resuming:
+    the hint would send the user round the same failure (issue 19)."""
+    import argparse
+
+    from daskreg.cli.run import _resume_hint
+
+    checkpoint = tmp_path / "avg.checkpoint.zarr"
+    args = argparse.Namespace(checkpoint=checkpoint)
+    assert _resume_hint(args) == ""
+    (checkpoint / "pairs" / ".0-1.tmp").mkdir(parents=True)
+    assert _resume_hint(args) == ""  # a block still being written
+    (checkpoint / "pairs" / "0-1").mkdir()
+    assert "--resume" in _resume_hint(args)

@@ -76,7 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _resume_hint(args: argparse.Namespace) -> str:
     checkpoint = getattr(args, "checkpoint", None)
-    if checkpoint is None or not checkpoint.exists():
+    pairs = None if checkpoint is None else checkpoint / "pairs"
+    # Only a checkpoint holding measured blocks is worth resuming: an empty one (a run
+    # stopped by bad options or before its first block) would only repeat the failure.
+    if pairs is None or not pairs.is_dir():
+        return ""
+    if not any(p.is_dir() and not p.name.startswith(".") for p in pairs.iterdir()):
         return ""
     return (
         f"; the pair blocks measured so far are saved in {checkpoint}: run the same command "
