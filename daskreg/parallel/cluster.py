@@ -368,9 +368,7 @@ def open_client(
         worker after :data:`WORKER_WAIT_SECONDS`.
     """
     given = client is not None or scheduler is not None or scheduler_file is not None
-    if given and (
-        n_workers is not None or memory_limit is not None
-    ):
+    if given and (n_workers is not None or memory_limit is not None):
         raise ParameterError(
             f"n_workers={n_workers!r} and memory_limit={memory_limit!r} size the local cluster "
             "daskreg starts itself; they cannot resize a given client or scheduler. Drop them, "
