@@ -193,8 +193,8 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
         registration fits in a quarter of the memory available
         (:func:`daskreg.parallel.cluster.choose_engine`) when no option below is given;
         Dask for larger stacks, leading dims, or any of ``client``, ``scheduler``,
-        ``n_workers``, ``memory_limit``, ``chunks``, ``save_stack``, ``checkpoint``
-        (the numpy engine keeps no checkpoint). A ``LocalCluster`` is started only
+        ``scheduler_file``, ``n_workers``, ``memory_limit``, ``chunks``, ``save_stack``,
+        ``checkpoint`` (the numpy engine keeps no checkpoint). A ``LocalCluster`` is started only
         then; from a script, its worker processes import the script again, so the
         script's code must be under ``if __name__ == "__main__":``. The two engines give
         the same result.
@@ -202,9 +202,14 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
         Run on this client's cluster (it is left open).
     scheduler : str, optional
         Address of a running scheduler (``"tcp://host:8786"``), connected to for this
-        call; or ``"synchronous"``, ``"threads"`` or ``"processes"`` to use a local Dask
-        scheduler without a cluster. Default: the current ``distributed`` client if
-        there is one, else a ``LocalCluster`` started and closed by this call.
+        call; or ``"synchronous"`` (``"sync"``, ``"single-threaded"``), ``"threads"``
+        or ``"processes"`` to use a local Dask scheduler without a cluster. Default: the
+        current ``distributed`` client if there is one, else a ``LocalCluster`` started
+        and closed by this call. A scheduler with no workers is waited for at most
+        :data:`daskreg.parallel.cluster.WORKER_WAIT_SECONDS`.
+    scheduler_file : str or path, optional
+        The file a running scheduler wrote (``dask scheduler --scheduler-file PATH``,
+        ``dask-mpi``), connected to as ``scheduler`` is: the usual start of a batch job.
     n_workers : int, optional
         Worker processes of that ``LocalCluster`` (default: one per core, one thread
         each).

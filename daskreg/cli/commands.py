@@ -51,6 +51,7 @@ from daskreg.io.average_tif import write_average_tif
 from daskreg.io.lock import hold
 from daskreg.method.screening import initial_bad_frames, unusable_frames
 from daskreg.parallel.cluster import choose_engine
+from daskreg.parallel.execution import LOCAL_SCHEDULER_NAMES
 from daskreg.params import RegistrationParams
 from daskreg.planning import RegistrationPlan, dask_layout, plan
 from daskreg.result import load_result
@@ -70,6 +71,7 @@ _IDLE_WARNING_PIXELS = 2**22
 def register(args: argparse.Namespace) -> int:
     """``daskreg register``: the average, the result, and optionally stack and report."""
     started = time.perf_counter()
+    execution(args)  # checked before anything is opened, locked or written
     output = tif_output(args.output)
     outputs = {"average": output}
     if not args.no_result:
@@ -280,7 +282,8 @@ def engine_lines(stack: Any, method: dict[str, Any], args: argparse.Namespace) -
     chunks = layout.frame_chunks
     sizes = f"{max(chunks)}" if len(set(chunks[:-1])) <= 1 else f"up to {max(chunks)}"
     workers = _worker_count(args)
-    where = f"on {workers} worker(s)" if workers else f"on the cluster at {args.scheduler}"
+    remote = f"at {args.scheduler}" if args.scheduler else f"of {args.scheduler_file}"
+    where = f"on {workers} worker(s)" if workers else f"on the cluster {remote}"
     line = (
         f"{'engine':<{W}}dask: {len(chunks)} chunk(s) of {sizes} frames, "
         f"{layout.n_pair_blocks} pair block(s) {where}"
@@ -299,9 +302,11 @@ def engine_lines(stack: Any, method: dict[str, Any], args: argparse.Namespace) -
 
 def _worker_count(args: argparse.Namespace) -> int | None:
     """Workers (or threads) the Dask engine computes on; None for a remote scheduler."""
+    if args.scheduler_file is not None:
+        return None
     if args.scheduler is None:
         return args.n_workers or CPU_COUNT
-    if args.scheduler == "synchronous":
+    if LOCAL_SCHEDULER_NAMES.get(args.scheduler) == "synchronous":
         return 1
     if args.scheduler in ("threads", "processes"):
         return CPU_COUNT

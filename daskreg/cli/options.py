@@ -10,6 +10,7 @@ from daskreg.errors import ParameterError
 from daskreg.kernels.correlate import CORRELATION_KINDS, WINDOWS
 from daskreg.kernels.masks import MASK_KINDS
 from daskreg.kernels.peaks import FIND_MAXIMA
+from daskreg.parallel.execution import Execution
 from daskreg.params import RegistrationParams
 from daskreg.signatures import PARAM_NAMES, check_names
 
@@ -91,7 +92,16 @@ FLAG_PARAMS: tuple[str, ...] = (
 )
 
 # Execution options of daskreg.register the flags set (their dest is the keyword).
-_EXECUTION = ("engine", "scheduler", "n_workers", "memory_limit", "chunks", "temp_dir", "progress")
+_EXECUTION = (
+    "engine",
+    "scheduler",
+    "scheduler_file",
+    "n_workers",
+    "memory_limit",
+    "chunks",
+    "temp_dir",
+    "progress",
+)
 
 
 def params(args: argparse.Namespace, n_frames: int) -> dict[str, Any]:
@@ -114,11 +124,20 @@ def params(args: argparse.Namespace, n_frames: int) -> dict[str, Any]:
 
 
 def execution(args: argparse.Namespace) -> dict[str, Any]:
-    """Execution options of :func:`daskreg.register`, only those given."""
+    """Execution options of :func:`daskreg.register`, only those given, checked.
+
+    Raises
+    ------
+    ParameterError
+        A bad value (:meth:`~daskreg.parallel.execution.Execution.from_options`), so
+        that it is refused before any file is opened or written.
+    """
     options = {name: getattr(args, name) for name in _EXECUTION}
     if getattr(args, "save_stack", None):
         options["save_stack"] = str(args.save_stack)
-    return {key: value for key, value in options.items() if value is not None}
+    options = {key: value for key, value in options.items() if value is not None}
+    Execution.from_options(**{k: v for k, v in options.items() if k != "engine"})
+    return options
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -70,7 +70,15 @@ def _add_execution(parser: argparse.ArgumentParser) -> None:
         help="tcp://host:port of a running Dask scheduler, or threads|processes|synchronous "
         "for a local scheduler without a cluster (default: a local cluster)",
     )
-    group.add_argument("--workers", dest="n_workers", type=int, help="workers of the local cluster")
+    group.add_argument(
+        "--scheduler-file",
+        metavar="PATH",
+        help="the file a running Dask scheduler wrote (dask scheduler --scheduler-file PATH, "
+        "dask-mpi): connect to it, as batch jobs do",
+    )
+    group.add_argument(
+        "--workers", dest="n_workers", type=int, help="workers of the local cluster, >= 1"
+    )
     group.add_argument("--memory-limit", help="memory per worker of the local cluster, e.g. 4GiB")
     group.add_argument("--chunks", type=int, help="frames per Dask chunk")
     group.add_argument("--temp-dir", help="folder for spectra spilled to disk")

@@ -36,6 +36,8 @@ from daskreg.errors import DaskregError, ParameterError
 
 __all__ = [
     "LOCAL_SCHEDULERS",
+    "DASHBOARD_ADDRESS",
+    "WORKER_WAIT_SECONDS",
     "WORKER_ENV",
     "IN_MEMORY_BYTES_PER_PIXEL",
     "IN_MEMORY_FRACTION",
@@ -50,6 +52,15 @@ __all__ = [
 
 #: Dask's single-machine schedulers, usable without a distributed cluster.
 LOCAL_SCHEDULERS = ("synchronous", "threads", "processes")
+
+#: Where the ``LocalCluster`` daskreg starts serves its dashboard: this machine only
+#: (a free port). On a shared login node, ``":0"`` would show anyone the task graph,
+#: file paths and logs.
+DASHBOARD_ADDRESS = "127.0.0.1:0"
+
+#: Seconds a scheduler given by address or file may have no worker before the run
+#: stops with an error (instead of waiting forever, silently with ``progress=False``).
+WORKER_WAIT_SECONDS = 60.0
 
 #: Environment for worker processes. distributed sets ``MALLOC_TRIM_THRESHOLD_=65536``,
 #: which also fixes glibc's mmap threshold at 128 KiB: every temporary array of the pair
@@ -271,7 +282,7 @@ def local_cluster(n_workers: int | None = None, memory_limit: str | int | None =
                 threads_per_worker=1,
                 processes=True,
                 memory_limit=memory_limit if memory_limit is not None else "auto",
-                dashboard_address=":0",
+                dashboard_address=DASHBOARD_ADDRESS,
                 silence_logs=logging.WARNING,
             )
         except RuntimeError as err:
@@ -293,10 +304,36 @@ def _announce(client: Any, progress: bool) -> None:
 
 
 @contextmanager
+def _connect(scheduler: str | None, scheduler_file: str | None) -> Iterator[Any]:
+    """A client of the scheduler at an address or in a file, with a worker at least."""
+    from distributed import Client
+
+    where = f"the scheduler at {scheduler}" if scheduler else f"the scheduler in {scheduler_file}"
+    try:
+        connected = Client(scheduler, scheduler_file=scheduler_file)
+    except (OSError, TimeoutError) as err:
+        raise DaskregError(
+            f"could not connect to {where} ({err}); check that it runs and that this "
+            "machine reaches it"
+        ) from None
+    with connected:
+        try:
+            connected.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+        except TimeoutError:
+            address = connected.scheduler.address if connected.scheduler else where
+            raise DaskregError(
+                f"{where} has no workers after {WORKER_WAIT_SECONDS:g} s; start workers "
+                f"(dask worker {address}) or check that the batch job holding them runs"
+            ) from None
+        yield connected
+
+
+@contextmanager
 def open_client(
     client: Any = None,
     scheduler: str | None = None,
     *,
+    scheduler_file: str | None = None,
     n_workers: int | None = None,
     memory_limit: str | int | None = None,
     progress: bool = True,
@@ -310,6 +347,8 @@ def open_client(
     scheduler : str, optional
         A scheduler address (``"tcp://10.0.0.1:8786"``), connected to and closed on
         exit; or one of :data:`LOCAL_SCHEDULERS` to run without a cluster.
+    scheduler_file : str, optional
+        A scheduler's file (``dask scheduler --scheduler-file``), connected to likewise.
     n_workers, memory_limit : optional
         Size of the ``LocalCluster`` started when there is no client (default: one
         single-threaded worker process per core, memory shared evenly).
@@ -324,10 +363,12 @@ def open_client(
     ------
     ParameterError
         ``n_workers``/``memory_limit`` given with an existing client or scheduler.
+    DaskregError
+        The scheduler at ``scheduler``/``scheduler_file`` cannot be reached, or has no
+        worker after :data:`WORKER_WAIT_SECONDS`.
     """
-    if (client is not None or scheduler is not None) and (
-        n_workers is not None or memory_limit is not None
-    ):
+    given = client is not None or scheduler is not None or scheduler_file is not None
+    if given and (n_workers is not None or memory_limit is not None):
         raise ParameterError(
             f"n_workers={n_workers!r} and memory_limit={memory_limit!r} size the local cluster "
             "daskreg starts itself; they cannot resize a given client or scheduler. Drop them, "
@@ -343,8 +384,8 @@ def open_client(
         _announce(client, progress)
         yield client
         return
-    if scheduler is not None:
-        with Client(scheduler) as connected:
+    if scheduler is not None or scheduler_file is not None:
+        with _connect(scheduler, scheduler_file) as connected:
             _announce(connected, progress)
             yield connected
         return

@@ -311,6 +311,7 @@ def register_dask(
     with cluster.open_client(
         execution.client,
         execution.scheduler,
+        scheduler_file=execution.scheduler_file,
         n_workers=execution.n_workers,
         memory_limit=execution.memory_limit,
         progress=execution.progress,
