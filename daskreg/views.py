@@ -93,9 +93,8 @@ def pair_views(
 
     References
     ----------
-    B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-    signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-    DOI 10.1016/j.ultramic.2018.04.008
+    The views of one pair shown by Savitzky et al., Ultramicroscopy 191, 56-65 (2018),
+    DOI 10.1016/j.ultramic.2018.04.008.
 
     Examples
     --------

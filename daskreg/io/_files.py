@@ -187,7 +187,8 @@ def open_files(
     -------
     xarray.DataArray
         Dims ``("frame", "y", "x")``; ``frame`` is the index over all files; ``y``, ``x``
-        and the attrs are the first file's, with ``source`` and ``n_files``.
+        and the attrs are the first file's, with ``source`` and ``n_files``. A single
+        file is read as that file (as :func:`~daskreg.io.open_stack` reads a path).
 
     Raises
     ------
@@ -198,6 +199,8 @@ def open_files(
     CalibrationError
         A file has another pixel size or unit than the first file.
     """
+    if len(files) == 1:
+        return assemble(read_path(files[0], signal), frame_axis, chunks)
     first = _open_file(files[0], frame_axis, signal)
     # The first file's warnings (signal chosen, calibration assumed) stand for all files;
     # repeating them for each of hundreds of files would bury them.

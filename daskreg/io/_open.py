@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +111,13 @@ def open_stack(
         path = Path(source).expanduser().absolute()
         files = expand_path(path)
         if files is not None:
-            several = _open_several(files, frame_axis, chunks, signal, source=str(path))
+            several = open_files(files, frame_axis, chunks, signal, source=str(path))
             return _read_from(several, path)
         raw = read_path(path, signal)
     elif _is_path_list(source):
         files = [Path(p).expanduser().absolute() for p in source]
         check_file_order(files)
-        return _open_several(files, frame_axis, chunks, signal, source=describe_files(files))
+        return open_files(files, frame_axis, chunks, signal, source=describe_files(files))
     elif signal is not None:
         raise ParameterError(
             f"signal={signal!r} selects one of several signals in a file; a "
@@ -161,16 +160,3 @@ def _is_path_list(source: Any) -> bool:
         and all(isinstance(p, str | os.PathLike) for p in source)
     )
 
-
-def _open_several(
-    files: Sequence[Path],
-    frame_axis: int | None,
-    chunks: ChunksSpec,
-    signal: int | str | None,
-    *,
-    source: str,
-) -> xr.DataArray:
-    if len(files) == 1:
-        # One file found by a folder or pattern is read as that file.
-        return assemble(read_path(files[0], signal), frame_axis, chunks)
-    return open_files(files, frame_axis, chunks, signal, source=source)

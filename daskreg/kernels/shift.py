@@ -87,9 +87,8 @@ def registered_sum(
 
     References
     ----------
-    B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-    signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-    DOI 10.1016/j.ultramic.2018.04.008
+    The registered average of Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI
+    10.1016/j.ultramic.2018.04.008; the shift theorem as in the module's References.
 
     Examples
     --------
@@ -137,9 +136,8 @@ def aligned_frames(
 
     References
     ----------
-    B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-    signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-    DOI 10.1016/j.ultramic.2018.04.008
+    The aligned frames of Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI
+    10.1016/j.ultramic.2018.04.008; the shift theorem as in the module's References.
 
     Examples
     --------
