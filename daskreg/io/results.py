@@ -141,7 +141,7 @@ def _digests(dataset: xr.Dataset) -> dict[str, str]:
             digest.update(values.dtype.str.encode() + np.ascontiguousarray(values).tobytes())
         out[str(name)] = digest.hexdigest()
     attrs = {k: v for k, v in dataset.attrs.items() if k != _DIGEST}
-    text = json.dumps(_tag_tuples(attrs), sort_keys=True, default=repr)
+    text = json.dumps(_numbers_as_floats(_tag_tuples(attrs)), sort_keys=True, default=repr)
     out[f"{_DIGEST}:attrs"] = hashlib.sha256(text.encode()).hexdigest()
     return out
 
@@ -241,6 +241,18 @@ def _decoded(dataset: xr.Dataset) -> xr.Dataset:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _numbers_as_floats(value: Any) -> Any:
+    # A format may store a mixed sequence such as (0, 0.5) as one float array: the
+    # checksum compares values, not whether a number was written as int or float.
+    if isinstance(value, bool) or not isinstance(value, int | float | list | dict):
+        return value
+    if isinstance(value, list):
+        return [_numbers_as_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    return float(value)
 
 
 def _tag_tuples(value: Any) -> Any:
