@@ -10,9 +10,8 @@ parameters; the result records what was chosen and why.
 
 References
 ----------
-B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-DOI 10.1016/j.ultramic.2018.04.008
+Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI 10.1016/j.ultramic.2018.04.008:
+the mask and threshold choices.
 """
 
 from __future__ import annotations

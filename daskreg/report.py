@@ -7,9 +7,8 @@ of :mod:`daskreg.plot`, each with a caption saying what to look for.
 
 References
 ----------
-B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-DOI 10.1016/j.ultramic.2018.04.008
+Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI 10.1016/j.ultramic.2018.04.008:
+the figures a report shows.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ def test_docstring_examples_run():
     ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # The figures' examples draw without a screen, as in CI, whatever the caller's backend.
+    env["MPLBACKEND"] = "Agg"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--doctest-modules"]
         + ignore

@@ -23,9 +23,8 @@ a cut-off above ``cap``, the cap is used and :attr:`RobustSolution.capped` says 
 
 References
 ----------
-B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-DOI 10.1016/j.ultramic.2018.04.008
+Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI 10.1016/j.ultramic.2018.04.008:
+the outlier rejection this refines.
 P. W. Holland and R. E. Welsch, "Robust regression using iteratively reweighted
 least-squares", Commun. Stat. Theory Methods 6, 813-827 (1977).
 DOI 10.1080/03610927708827533

@@ -19,9 +19,8 @@ References
 R. N. Bracewell, *The Fourier Transform and Its Applications*, 3rd ed. (McGraw-Hill,
 2000), ch. 6: the shift theorem, ``f(x - d) <-> exp(-2 pi i k d) F(k)``.
 
-B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-DOI 10.1016/j.ultramic.2018.04.008
+Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI 10.1016/j.ultramic.2018.04.008:
+the Fourier-shift average.
 """
 
 from __future__ import annotations

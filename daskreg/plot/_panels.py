@@ -89,9 +89,18 @@ def calibration_of(attrs: Mapping[str, Any]) -> Calibration:
 
 
 def panel_grid(
-    axes: Any, nrows: int, ncols: int, *, figsize: tuple[float, float], name: str
+    axes: Any,
+    nrows: int,
+    ncols: int,
+    *,
+    figsize: tuple[float, float],
+    name: str,
+    title: str | None = None,
 ) -> tuple[Figure, np.ndarray]:
     """The figure and a ``(nrows, ncols)`` array of axes: the caller's, or new ones.
+
+    A new figure gets ``title`` as its suptitle; the caller's figure is left untitled
+    (it may hold other panels).
 
     Raises
     ------
@@ -101,9 +110,9 @@ def panel_grid(
     import matplotlib.pyplot as plt
 
     if axes is None:
-        fig, grid = plt.subplots(
-            nrows, ncols, figsize=figsize, layout="constrained", squeeze=False
-        )
+        fig, grid = plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False)
+        if title:
+            fig.suptitle(title)
         return fig, grid
     flat = np.asarray(axes, dtype=object).ravel()
     if flat.size != nrows * ncols:
@@ -312,7 +321,13 @@ def show_correlation(
     image = ax.imshow(correlation, cmap="magma", vmin=vmin, vmax=vmax, extent=_extent(sy, sx))
     dy, dx = (float(v) for v in peak)
     ax.plot(
-        dx, dy, "+", color=PEAK_COLOUR, ms=16, mew=1.5, gid="peak",
+        dx,
+        dy,
+        "+",
+        color=PEAK_COLOUR,
+        ms=16,
+        mew=1.5,
+        gid="peak",
         label=f"maximum ({dy:.2f}, {dx:.2f}) px",
     )
     ax.plot(dx, dy, "o", mfc="none", mec=PEAK_COLOUR, ms=16, mew=1.0)

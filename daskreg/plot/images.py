@@ -2,9 +2,8 @@
 
 References
 ----------
-B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-DOI 10.1016/j.ultramic.2018.04.008
+Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI 10.1016/j.ultramic.2018.04.008:
+Fig. 2 (mask, correlation, average).
 """
 
 from __future__ import annotations
@@ -68,8 +67,6 @@ def plot_frame(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from daskreg.synthetic import lattice_series
     >>> fig = plot_frame(lattice_series(3, (64, 64)).to_xarray(), frame=1)
     >>> len(fig.axes)
@@ -184,8 +181,6 @@ def plot_fourier_mask(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from daskreg import Registration
     >>> from daskreg.synthetic import lattice_series
     >>> reg = Registration(lattice_series(4, (64, 64)).stack, mask="hann", n=4)
@@ -213,7 +208,9 @@ def plot_fourier_mask(
         mask, correlation, peak = pair_views(frame, _sources.frame_image(stack, pair[1]), params)
         label = mask_label(params)
         cal = _panels.calibration_of(stack.attrs)
-    fig, grid = _panels.panel_grid(axes, 1, 3, figsize=(15.0, 4.8), name="plot_fourier_mask")
+    fig, grid = _panels.panel_grid(
+        axes, 1, 3, figsize=(15.0, 4.8), name="plot_fourier_mask", title=f"Fourier mask: {label}"
+    )
     ax_overlay, ax_masked, ax_corr = grid[0]
     _mask_panels(
         ax_overlay,
@@ -231,8 +228,6 @@ def plot_fourier_mask(
         title=f"correlation of frames {pair[0]} and {pair[1]}",
         half_width=half_width,
     )
-    if axes is None:
-        fig.suptitle(f"Fourier mask: {label}")
     return fig
 
 
@@ -261,8 +256,6 @@ def plot_average(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from daskreg import register
     >>> from daskreg.synthetic import lattice_series
     >>> result = register(lattice_series(4, (64, 64)).stack, mask="hann", n=4)
@@ -349,8 +342,6 @@ def plot_parameter_sweep(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from daskreg.synthetic import lattice_series
     >>> stack = lattice_series(3, (64, 64)).stack
     >>> fig = plot_parameter_sweep(stack, [("bandpass", 2), ("bandpass", 4), ("hann", 4)])
@@ -370,7 +361,15 @@ def plot_parameter_sweep(
     limits = np.array([_zoom_limit(views.fourier_mask) for _, views in runs])
     limit = (float(limits[:, 0].max()), float(limits[:, 1].max()))
     fig, grid = _panels.panel_grid(
-        axes, 2, len(settings), figsize=(3.4 * len(settings) + 1, 7.0), name="plot_parameter_sweep"
+        axes,
+        2,
+        len(settings),
+        figsize=(3.4 * len(settings) + 1, 7.0),
+        name="plot_parameter_sweep",
+        title=(
+            f"Mask over frame {i}'s FFT (top) and correlation of frames {i} and {j} with its "
+            "maximum (bottom), per mask setting"
+        ),
     )
     for column, (label, views) in enumerate(runs):
         _mask_panels(
@@ -384,10 +383,5 @@ def plot_parameter_sweep(
             title=f"r = ({peak[0]:.2f}, {peak[1]:.2f}) px",
             colorbar=False,
             half_width=half_width,
-        )
-    if axes is None:
-        fig.suptitle(
-            f"Mask over frame {i}'s FFT (top) and correlation of frames {i} and {j} with its "
-            "maximum (bottom), per mask setting"
         )
     return fig

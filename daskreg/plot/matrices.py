@@ -2,9 +2,8 @@
 
 References
 ----------
-B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-DOI 10.1016/j.ultramic.2018.04.008
+Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI 10.1016/j.ultramic.2018.04.008:
+Fig. 3 (shift matrices, transitivity).
 """
 
 from __future__ import annotations
@@ -135,8 +134,6 @@ def plot_shift_matrices(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from daskreg import register
     >>> from daskreg.synthetic import lattice_series
     >>> result = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4)
@@ -163,8 +160,15 @@ def plot_shift_matrices(
     every = np.ones_like(bad)
     bad_pairs = layout.outer(bad, every) | layout.outer(every, bad)
     cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="0.9")
-    fig, grid = _panels.panel_grid(axes, 1, 2, figsize=(11.0, 5.4), name="plot_shift_matrices")
     kind = "corrected" if corrected else "raw"
+    fig, grid = _panels.panel_grid(
+        axes,
+        1,
+        2,
+        figsize=(11.0, 5.4),
+        name="plot_shift_matrices",
+        title=f"{kind.capitalize()} shift matrices",
+    )
     for k, ax in enumerate(grid[0]):
         values = matrix[..., k]
         limit = max(float(np.abs(values[trusted]).max()) if trusted.any() else 1.0, 1e-3)
@@ -183,7 +187,12 @@ def plot_shift_matrices(
         if corrected:
             rows, cols = np.nonzero(outliers)
             ax.plot(
-                grid_info.x[cols], rows, "o", ls="none", color=OUTLIER_COLOUR, gid="outliers",
+                grid_info.x[cols],
+                rows,
+                "o",
+                ls="none",
+                color=OUTLIER_COLOUR,
+                gid="outliers",
                 ms=float(np.clip(200 / grid_info.n_rows, 1, 6)),
             )
         else:
@@ -195,8 +204,6 @@ def plot_shift_matrices(
         ax.set_title(f"{kind} {axis.upper()}$_{{ij}}$ (shift along {axis})")
     n_outliers = int((outliers & layout.upper()).sum())
     _matrix_legend(grid[0, -1], n_outliers, int(bad.sum()), corrected)
-    if axes is None:
-        fig.suptitle(f"{kind.capitalize()} shift matrices")
     return fig
 
 
@@ -226,8 +233,6 @@ def plot_shifts(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from daskreg import register
     >>> from daskreg.synthetic import lattice_series
     >>> result = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4)
@@ -244,17 +249,36 @@ def plot_shifts(
     used = ~bad
     cal = _panels.calibration_of(ds.attrs)
     half_step = float(np.median(np.diff(frames))) / 2 if len(frames) > 1 else 0.5
-    fig, grid = _panels.panel_grid(axes, 2, 1, figsize=(10.0, 6.5), name="plot_shifts")
+    fig, grid = _panels.panel_grid(
+        axes,
+        2,
+        1,
+        figsize=(10.0, 6.5),
+        name="plot_shifts",
+        title="Drift: final shift of each frame",
+    )
     for k, ax in enumerate(grid[:, 0]):
         axis = _AXIS_NAMES[k]
         typical = float(np.nanmedian(sigma[used, k])) if used.any() else float("nan")
         ax.errorbar(
-            frames[used], shifts[used, k], yerr=sigma[used, k], fmt="o-", ms=3.5, lw=1,
-            capsize=2.5, label=f"shift ± 1σ (median σ = {typical:.2g} px)",
+            frames[used],
+            shifts[used, k],
+            yerr=sigma[used, k],
+            fmt="o-",
+            ms=3.5,
+            lw=1,
+            capsize=2.5,
+            label=f"shift ± 1σ (median σ = {typical:.2g} px)",
         )
         for position in frames[bad]:
-            ax.axvspan(position - half_step, position + half_step, color=BAD_FRAME_COLOUR,
-                       alpha=0.5, lw=0, gid="bad_frame")
+            ax.axvspan(
+                position - half_step,
+                position + half_step,
+                color=BAD_FRAME_COLOUR,
+                alpha=0.5,
+                lw=0,
+                gid="bad_frame",
+            )
         if bad.any():
             ax.plot([], [], "s", color=BAD_FRAME_COLOUR, alpha=0.5, label="bad frame")
         ax.set_ylabel(f"shift along {axis} (px)")
@@ -271,8 +295,6 @@ def plot_shifts(
     grid[1, 0].set_xlabel("frame")
     if np.array_equal(frames, np.round(frames)):
         grid[1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
-    if axes is None:
-        fig.suptitle("Drift: final shift of each frame")
     return fig
 
 
@@ -302,8 +324,6 @@ def plot_transitivity(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> from daskreg import register
     >>> from daskreg.synthetic import lattice_series
     >>> result = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4)
@@ -325,8 +345,12 @@ def plot_transitivity(
     if values.size == 0:
         method = json.loads(ds.attrs["params"]).get("outliers")
         ax.text(
-            0.5, 0.5, f"no transitivity scores: outliers={method!r}", ha="center",
-            va="center", transform=ax.transAxes,
+            0.5,
+            0.5,
+            f"no transitivity scores: outliers={method!r}",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
         )
         return fig
     threshold = ds.attrs.get("threshold_used")
@@ -335,8 +359,13 @@ def plot_transitivity(
     floor = positive.min() if positive.size else 1e-3
     top = max(values.max(), threshold or 0.0) * 1.2
     bins = np.geomspace(floor / 1.2, max(top, floor * 10), 40)
-    counts, _, _ = ax.hist(np.clip(values, floor, None), bins=bins, color="tab:blue",
-                           alpha=0.8, label=f"{values.size} pairs")
+    counts, _, _ = ax.hist(
+        np.clip(values, floor, None),
+        bins=bins,
+        color="tab:blue",
+        alpha=0.8,
+        label=f"{values.size} pairs",
+    )
     ax.set_xscale("log")
     # Headroom above the tallest bar keeps the legend off the bars.
     ax.set_ylim(0, 1.3 * counts.max())
@@ -344,7 +373,10 @@ def plot_transitivity(
         auto = json.loads(ds.attrs["params"]).get("threshold") is None
         n_out = int((ds["outliers"].values & layout.upper()).sum())
         ax.axvline(
-            threshold, color=THRESHOLD_COLOUR, ls="--", gid="threshold",
+            threshold,
+            color=THRESHOLD_COLOUR,
+            ls="--",
+            gid="threshold",
             label=f"threshold {threshold:.3g} px ({'auto' if auto else 'set'}); "
             f"outliers: {n_out} pair{'s' * (n_out != 1)}",
         )
