@@ -14,7 +14,9 @@ only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -52,18 +54,8 @@ def aligned_average(
         NaN where no frame has a finite shift.
     """
     n_used = int(np.isfinite(shifts).all(axis=1).sum())
-    data, along, index, axes = _aligned_inputs(data, shifts, scan_axes)
-    sums = da.blockwise(
-        _block_sum,
-        index,
-        data,
-        index,
-        along,
-        "fz",
-        scan_axes=axes,
-        dtype=np.float64,
-        adjust_chunks={"f": 1},
-        concatenate=True,
+    sums = _blockwise_frames(
+        _block_sum, data, shifts, scan_axes, dtype=np.float64, adjust_chunks={"f": 1}
     )
     each = 8 * int(np.prod(data.shape[1:]))
     split_every = int(np.clip(_COMBINE_BYTES // max(each, 1), 2, _SPLIT_EVERY))
@@ -90,35 +82,32 @@ def aligned_stack(
     -------
     dask.array.Array of ``dtype``, shape and chunks of ``data`` (whole scan planes)
     """
-    data, along, index, axes = _aligned_inputs(data, shifts, scan_axes)
-    return da.blockwise(
-        # blockwise takes ``dtype`` for itself: the kernel gets it bound.
-        partial(aligned_frames, dtype=dtype),
-        index,
-        data,
-        index,
-        along,
-        "fz",
-        scan_axes=axes,
-        dtype=dtype,
-        concatenate=True,
-        meta=np.empty((0,) * data.ndim, dtype=dtype),
-    )
+    # blockwise takes ``dtype`` for itself: the kernel gets it bound.
+    kernel = partial(aligned_frames, dtype=dtype)
+    meta = np.empty((0,) * data.ndim, dtype=dtype)
+    return _blockwise_frames(kernel, data, shifts, scan_axes, dtype=dtype, meta=meta)
 
 
-def _aligned_inputs(
-    data: da.Array, shifts: np.ndarray, scan_axes: tuple[int, int]
-) -> tuple[da.Array, da.Array, str, tuple[int, int]]:
-    """Data and shifts chunked for the blockwise average.
+def _blockwise_frames(
+    kernel: Callable[..., np.ndarray],
+    data: da.Array,
+    shifts: np.ndarray,
+    scan_axes: tuple[int, int],
+    **blockwise: Any,
+) -> da.Array:
+    """``kernel(block, shifts_of_block, scan_axes=...)`` on every block of frames.
 
-    Returns the data with whole scan planes, the shifts chunked along its frames, the
-    blockwise index of the data (``f`` the frames), and the scan axes as positive
-    numbers.
+    The data get whole scan planes (the shift needs them) and the shifts the data's
+    chunks along the frames; ``blockwise`` (dtype, chunks, meta) goes to
+    :func:`dask.array.blockwise`, whose output index is the data's.
     """
     axes = normalize_axis_tuple(scan_axes, data.ndim)
     data = data.rechunk(dict.fromkeys(axes, -1))
     along = da.from_array(np.asarray(shifts, dtype=np.float64), chunks=(data.chunks[0], 2))
-    return data, along, "f" + "abcdefghijklmnop"[: data.ndim - 1], axes
+    index = "f" + "abcdefghijklmnop"[: data.ndim - 1]
+    return da.blockwise(
+        kernel, index, data, index, along, "fz", scan_axes=axes, concatenate=True, **blockwise
+    )
 
 
 def _block_sum(block: np.ndarray, shifts: np.ndarray, scan_axes: tuple[int, int]) -> np.ndarray:

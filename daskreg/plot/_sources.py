@@ -23,6 +23,7 @@ __all__ = [
     "EXAMPLE_VARIABLES",
     "RegistrationLike",
     "ResultLike",
+    "Source",
     "as_result",
     "as_stack_and_params",
     "example_pair",
@@ -30,6 +31,7 @@ __all__ = [
     "has_examples",
     "layout_of",
 ]
+
 
 @runtime_checkable
 class ResultLike(Protocol):
@@ -58,7 +60,11 @@ class RegistrationLike(Protocol):
         """Run the remaining steps and return the result."""
 
 
-def as_result(source: ResultLike | RegistrationLike) -> ResultLike:
+# What every figure of a registration takes.
+Source = ResultLike | RegistrationLike
+
+
+def as_result(source: Source) -> ResultLike:
     """The result itself, or a Registration's (running its remaining steps)."""
     # A result is tested first: it has .params and .average too, but no .stack.
     if isinstance(source, ResultLike):

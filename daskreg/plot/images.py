@@ -31,7 +31,7 @@ _MASK_ZOOM = 1.25
 
 
 def plot_frame(
-    source: _sources.ResultLike | _sources.RegistrationLike | Any,
+    source: _sources.Source | Any,
     frame: int | None = None,
     *,
     axes: Sequence[Axes] | None = None,
@@ -137,7 +137,7 @@ def _mask_panels(
 
 
 def plot_fourier_mask(
-    source: _sources.ResultLike | _sources.RegistrationLike,
+    source: _sources.Source,
     i: int | None = None,
     j: int | None = None,
     *,
@@ -231,9 +231,7 @@ def plot_fourier_mask(
     return fig
 
 
-def plot_average(
-    source: _sources.ResultLike | _sources.RegistrationLike, *, axes: Sequence[Axes] | None = None
-) -> Figure:
+def plot_average(source: _sources.Source, *, axes: Sequence[Axes] | None = None) -> Figure:
     """The average (cropped) and its FFT, above a single frame and its FFT.
 
     Parameters

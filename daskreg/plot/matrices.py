@@ -102,7 +102,7 @@ def _matrix_legend(ax: Axes, n_outliers: int, n_bad: int, corrected: bool) -> No
 
 
 def plot_shift_matrices(
-    source: _sources.ResultLike | _sources.RegistrationLike,
+    source: _sources.Source,
     *,
     corrected: bool = False,
     axes: Sequence[Axes] | None = None,
@@ -207,15 +207,13 @@ def plot_shift_matrices(
     return fig
 
 
-def plot_shifts(
-    source: _sources.ResultLike | _sources.RegistrationLike, *, axes: Sequence[Axes] | None = None
-) -> Figure:
+def plot_shifts(source: _sources.Source, *, axes: Sequence[Axes] | None = None) -> Figure:
     """Final shift of every frame along y and x, with error bars and bad frames marked.
 
     Parameters
     ----------
     source : RegistrationResult or Registration
-        A Registration is first run to its average.
+        As for :func:`plot_shift_matrices`.
     axes : sequence of 2 Axes, optional
         y then x panel; a new figure when omitted.
 
@@ -298,15 +296,13 @@ def plot_shifts(
     return fig
 
 
-def plot_transitivity(
-    source: _sources.ResultLike | _sources.RegistrationLike, *, ax: Axes | None = None
-) -> Figure:
+def plot_transitivity(source: _sources.Source, *, ax: Axes | None = None) -> Figure:
     """Histogram of the transitivity scores of all pairs, with the outlier threshold.
 
     Parameters
     ----------
     source : RegistrationResult or Registration
-        A Registration is first run to its average.
+        As for :func:`plot_shift_matrices`.
     ax : Axes, optional
         Where to draw; a new figure when omitted.
 
