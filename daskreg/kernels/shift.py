@@ -135,8 +135,7 @@ def aligned_frames(
 
     References
     ----------
-    The aligned frames of Savitzky et al., Ultramicroscopy 191, 56-65 (2018), DOI
-    10.1016/j.ultramic.2018.04.008; the shift theorem as in the module's References.
+    As for :func:`registered_sum`, whose per-frame terms these are.
 
     Examples
     --------
