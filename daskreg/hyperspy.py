@@ -442,12 +442,3 @@ def _spline_align(
     if bad.any():
         lazy = isinstance(target.data, da.Array)
         target.data = (da if lazy else np).where(bad[:, None, None], fill_value, target.data)
-
-
-def __getattr__(name: str) -> Any:
-    # The signal classes subclass HyperSpy's: importing them imports HyperSpy.
-    if name in ("STEMSeries", "LazySTEMSeries"):
-        from daskreg import _hyperspy_signals
-
-        return getattr(_hyperspy_signals, name)
-    raise AttributeError(f"module 'daskreg.hyperspy' has no attribute {name!r}")
