@@ -240,6 +240,20 @@ def test_align2d_shifts_have_hyperspy_s_sign_and_reference(sto):
 
 
 @pytest.mark.realdata
+def test_align2d_measures_on_the_roi_and_aligns_the_whole_frames(sto):
+    signal, truth = sto
+    expected = dh.register(signal.isig[40:200, 60:220], progress=False).metadata.daskreg.shifts
+    signal = signal.deepcopy()
+    x, y = signal.axes_manager.signal_axes
+    # HyperSpy's roi: (left, right, top, bottom); floats are axis values.
+    roi = (x.index2value(40), x.index2value(200), y.index2value(60), y.index2value(220))
+    shifts = dh.align2D(signal, roi=roi, crop=False, progress=False)
+    np.testing.assert_allclose(shifts, expected - expected[0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(shifts, truth - truth[0], rtol=0, atol=0.1)
+    assert signal.axes_manager.signal_shape == (256, 256)
+
+
+@pytest.mark.realdata
 def test_align2d_expand_keeps_every_frame_whole(sto):
     signal, truth = sto
     frames = np.asarray(signal.data, dtype=np.float64)
