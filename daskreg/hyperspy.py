@@ -269,7 +269,7 @@ def align2D(  # noqa: N802 - HyperSpy's name, so that a notebook switches by one
             "convention": _CONVENTION,
         }
     else:
-        measured = signal if roi is None else signal.isig[roi[0] : roi[1], roi[2] : roi[3]]
+        measured = signal if roi is None else _in_roi(signal, roi)
         record = _record(_register(measured, **params), None)
         zero, record["reference"] = _zero(record, reference, signal)
         record["shifts"] = record["shifts"] - zero
@@ -311,6 +311,18 @@ def _check_stack(signal: Any) -> None:
                 f"the signal axis {axis.name!r} is non-uniform; shifts in pixels need "
                 "uniform axes (convert it with axis.convert_to_uniform_axis())"
             )
+
+
+def _in_roi(signal: Any, roi: Any) -> Any:
+    """The part of ``signal`` in HyperSpy's ``roi`` ``(left, right, top, bottom)``."""
+    bounds = tuple(roi)
+    if len(bounds) != 4:
+        raise ParameterError(
+            f"roi={roi!r} has {len(bounds)} values; pass (left, right, top, bottom) as "
+            "HyperSpy does: ints are pixel indices, floats axis values"
+        )
+    left, right, top, bottom = bounds
+    return signal.isig[left:right, top:bottom]
 
 
 def _given_shifts(shifts: Any, n_frames: int) -> np.ndarray:
