@@ -297,8 +297,9 @@ def test_align2d_without_crop_fills_what_a_frame_does_not_cover():
 def test_align2d_with_an_interpolation_order_is_hyperspy_s_own_shift():
     series = lattice_series(5, (64, 64), seed=6)
     shifts = series.shifts - series.shifts[0]
-    ours = hs.signals.Signal2D(series.stack)
-    theirs = hs.signals.Signal2D(series.stack)
+    # Copies: HyperSpy's align2D writes into the array it was given.
+    ours = hs.signals.Signal2D(series.stack.copy())
+    theirs = hs.signals.Signal2D(series.stack.copy())
     dh.align2D(ours, shifts=shifts, interpolation_order=1)
     theirs.align2D(shifts=shifts, interpolation_order=1, show_progressbar=False)
     np.testing.assert_array_equal(ours.data, theirs.data)
