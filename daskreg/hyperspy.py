@@ -126,12 +126,12 @@ def register(
 
     Examples
     --------
-    >>> import hyperspy.api as hs  # doctest: +SKIP
+    >>> import hyperspy.api as hs
     >>> from daskreg.synthetic import lattice_series
-    >>> s = hs.signals.Signal2D(lattice_series(8, (96, 96), seed=1).stack)  # doctest: +SKIP
-    >>> aligned = register(s, window_radius=4)  # doctest: +SKIP
-    >>> aligned.metadata.daskreg.shifts.shape  # doctest: +SKIP
-    (8, 2)
+    >>> s = hs.signals.Signal2D(lattice_series(8, (96, 96), seed=1).stack)
+    >>> aligned = register(s, progress=False)
+    >>> aligned.metadata.daskreg.shifts.shape, aligned.axes_manager.signal_shape
+    ((8, 2), (90, 90))
     """
     _check_stack(signal)
     result = _register(signal, **params)
@@ -234,10 +234,13 @@ def align2D(  # noqa: N802 - HyperSpy's name, so that a notebook switches by one
 
     Examples
     --------
-    >>> import hyperspy.api as hs  # doctest: +SKIP
-    >>> import daskreg.hyperspy
-    >>> s = hs.load("series.dm4")  # doctest: +SKIP
-    >>> shifts = daskreg.hyperspy.align2D(s, crop=True)  # doctest: +SKIP
+    >>> import hyperspy.api as hs
+    >>> from daskreg.synthetic import lattice_series
+    >>> series = lattice_series(8, (96, 96), seed=1)
+    >>> s = hs.signals.Signal2D(series.stack)  # or hs.load("series.dm4")
+    >>> shifts = align2D(s, crop=True, progress=False)  # was: s.align2D(crop=True)
+    >>> bool(abs(shifts - (series.shifts - series.shifts[0])).max() < 0.1)
+    True
     """
     _check_stack(signal)
     if reference not in ("current", "cascade", "stat"):
