@@ -1,7 +1,7 @@
 """HyperSpy's ``align2D`` against daskreg's HyperSpy route on the same lattice series.
 
-Run from the repository root (about 10 minutes on the shared 2-core machine; HyperSpy's
-all-pairs ``reference="stat"`` dominates)::
+Run from the repository root (about 7 minutes on the shared 2-core machine, most of it
+HyperSpy's)::
 
     python benchmarks/bench_hyperspy.py              # the table of benchmarks/README.md
     python benchmarks/bench_hyperspy.py --seeds 1    # one seed per scenario
@@ -9,9 +9,10 @@ all-pairs ``reference="stat"`` dominates)::
 Each series (``daskreg.synthetic.lattice_series`` with 1 count of read noise, as
 ``tests/accuracy.py``) is a ``hyperspy.signals.Signal2D`` and goes through:
 
-- ``hs stat``: ``s.align2D(reference="stat")``, HyperSpy's all-pairs estimate
+- ``hs stat``: ``s.align2D(reference="stat")``, HyperSpy's all-pairs mode
   (``estimate_shift2D``; Sobel, median filter and Hann window on, its defaults), whole
-  pixels (``sub_pixel_factor=1``, its default);
+  pixels (``sub_pixel_factor=1``, its default). In HyperSpy 2.5.0 it measures only the
+  first frame's pairs (see :func:`_integer_check` and benchmarks/README.md);
 - ``hs stat sub10``: the same with ``sub_pixel_factor=10``;
 - ``hs current sub10``: the default reference (every frame against the first) at 1/10 px;
 - ``daskreg``: ``daskreg.hyperspy.align2D(s)`` with no other parameter.
