@@ -16,14 +16,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules whose examples need an optional dependency: left out where it is missing.
-OPTIONAL = {"hyperspy": "daskreg/io/hyperspy_out.py"}
+OPTIONAL = {
+    "hyperspy": (
+        "daskreg/io/hyperspy_out.py",
+        "daskreg/hyperspy.py",
+        "daskreg/_hyperspy_signals.py",
+    )
+}
 
 
 def test_docstring_examples_run():
     ignore = [
         f"--ignore={path}"
-        for package, path in OPTIONAL.items()
+        for package, paths in OPTIONAL.items()
         if importlib.util.find_spec(package) is None
+        for path in paths
     ]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

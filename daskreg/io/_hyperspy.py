@@ -36,8 +36,13 @@ _MEMORY_FRACTION = 0.25
 
 
 def is_hyperspy_signal(obj: object) -> bool:
-    """True for a HyperSpy signal (duck-typed: daskreg never imports HyperSpy)."""
-    return type(obj).__module__.split(".")[0] == "hyperspy" and hasattr(obj, "axes_manager")
+    """True for a HyperSpy signal (duck-typed: daskreg never imports HyperSpy).
+
+    Subclasses from extensions (daskreg's ``STEM_series``, exspy, pyxem) count too.
+    """
+    return hasattr(obj, "axes_manager") and any(
+        cls.__module__.split(".")[0] == "hyperspy" for cls in type(obj).__mro__
+    )
 
 
 def raw_from_hyperspy(signal: Any) -> RawStack:

@@ -42,6 +42,7 @@ __all__ = [
     "CropBounds",
     "crop_bounds",
     "coverage",
+    "frame_coverage",
 ]
 
 # float64 planes transformed at once (at least one). The work buffers hold about three
@@ -303,6 +304,45 @@ def crop_bounds(shifts: np.ndarray, shape: tuple[int, int]) -> CropBounds:
     return CropBounds(*bounds)
 
 
+def frame_coverage(
+    shifts: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    origin: tuple[int, int] = (0, 0),
+    size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows and columns of each aligned frame hold data of that frame.
+
+    Pixel ``p`` of aligned frame ``i`` comes from ``p - origin + s_i`` of the frame; it
+    holds data when that lies inside the frame (else it is wrapped-around content of
+    the periodic shift, or padding).
+
+    Parameters
+    ----------
+    shifts : ndarray, shape (F, 2)
+        ``(dy, dx)`` of each frame; a NaN row (unused frame) covers nothing.
+    shape : tuple of int
+        Frame shape ``(ny, nx)``.
+    origin : tuple of int, default (0, 0)
+        Where the frame's first pixel sits in the output grid (the padding before it).
+    size : tuple of int, optional
+        Output grid ``(ny, nx)``; default ``shape``.
+
+    Returns
+    -------
+    rows : ndarray of bool, shape (F, size[0])
+    cols : ndarray of bool, shape (F, size[1])
+        Pixel ``(y, x)`` of frame ``i`` holds data where ``rows[i, y] & cols[i, x]``.
+    """
+    shifts = np.asarray(shifts, dtype=np.float64)
+    size = shape if size is None else size
+    per_axis = []
+    for axis in range(2):
+        source = np.arange(size[axis])[None, :] - origin[axis] + shifts[:, axis][:, None]
+        per_axis.append((source >= 0) & (source <= shape[axis] - 1))
+    return per_axis[0], per_axis[1]
+
+
 def coverage(shifts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Number of aligned frames whose data covers each pixel of the uncropped average.
 
@@ -316,12 +356,5 @@ def coverage(shifts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     -------
     ndarray of int, shape (ny, nx)
     """
-    shifts = np.asarray(shifts, dtype=np.float64)
-    shifts = shifts[np.isfinite(shifts).all(axis=1)]
-    per_axis = []
-    for axis, size in enumerate(shape):
-        pos = np.arange(size)[None, :]
-        low = np.ceil(np.maximum(0.0, -shifts[:, axis]))[:, None]
-        high = size - np.ceil(np.maximum(0.0, shifts[:, axis]))[:, None]
-        per_axis.append((pos >= low) & (pos < high))
-    return np.einsum("fy,fx->yx", per_axis[0].astype(int), per_axis[1].astype(int))
+    rows, cols = frame_coverage(shifts, shape)
+    return np.einsum("fy,fx->yx", rows.astype(int), cols.astype(int))
