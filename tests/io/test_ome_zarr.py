@@ -99,7 +99,8 @@ def test_ome_zarr_is_still_the_daskreg_store(tmp_path: Path) -> None:
         ("s.ome.zarr", None, True),
         ("s.zarr", None, False),
         ("s.zarr", True, True),
-        ("s.OME.Zarr", False, False),
+        ("s.OME.ZARR", None, True),
+        ("s.ome.zarr", False, False),
     ],
 )
 def test_ome_metadata_follows_the_suffix_unless_asked(
