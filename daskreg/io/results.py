@@ -47,7 +47,7 @@ from daskreg.io.atomic import atomic_path
 from daskreg.io.ome_zarr import FRAME_TRANSFORMATIONS, result_attributes
 from daskreg.summary import RESULT_VARIABLES
 
-__all__ = ["RESULT_EXTENSIONS", "save_dataset", "load_dataset"]
+__all__ = ["RESULT_EXTENSIONS", "decode_dataset", "is_encoded", "load_dataset", "save_dataset"]
 
 #: Extensions of the result formats: a Zarr v3 store (directory) or a NetCDF-4 file.
 RESULT_EXTENSIONS: tuple[str, ...] = (".zarr", ".nc")
@@ -130,13 +130,30 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
             f"{str(path)!r} is a dataset but not a daskreg result (missing {missing}); pass "
             "a result written by daskreg register or RegistrationResult.save"
         )
-    for derived in _NGFF_ATTRS:
-        dataset.attrs.pop(derived, None)
-    stored = dataset.attrs.pop(_DIGEST, None)
-    decoded = _decoded(dataset.drop_encoding())
+    stored = dataset.attrs.get(_DIGEST)
+    decoded = decode_dataset(dataset)
     if stored is not None:
         _check_digests(path, stored, decoded)
     return decoded
+
+
+def is_encoded(dataset: xr.Dataset) -> bool:
+    """True for a result's dataset as a file stores it (opened by xarray, not daskreg)."""
+    return _ATTR_KINDS in dataset.attrs
+
+
+def decode_dataset(dataset: xr.Dataset) -> xr.Dataset:
+    """A result's dataset as :func:`save_dataset` wrote it, back to the dataset saved.
+
+    For a result opened with ``xarray.open_zarr`` or ``xarray.open_dataset``: the
+    attributes are decoded (JSON, tuples, booleans), text variables turned back into
+    fixed-width strings, and the checksums and OME-Zarr attributes, derived from the
+    rest, dropped. The checksums are not checked here: :func:`load_dataset` does.
+    """
+    derived = (*_NGFF_ATTRS, _DIGEST)
+    dataset = dataset.drop_encoding()
+    dataset.attrs = {k: v for k, v in dataset.attrs.items() if k not in derived}
+    return _decoded(dataset)
 
 
 def _digests(dataset: xr.Dataset) -> dict[str, str]:
