@@ -269,3 +269,42 @@ def test_frame_transformations_are_plain_json(tmp_path: Path) -> None:
     attributes = json.loads(text)["attributes"]
     assert attributes["ome"]["version"] == "0.5"
     assert attributes[FRAME_TRANSFORMATIONS][3] == {"frame": 3, "coordinateTransformations": None}
+
+
+def test_dask_engine_save_stack_writes_ome_zarr(tmp_path: Path) -> None:
+    _, stack, _ = registered(tmp_path)
+    target = tmp_path / "aligned.ome.zarr"
+    with pytest.warns(daskreg.errors.RegistrationWarning):
+        result = daskreg.register(
+            open_stack(stack),
+            scheduler="threads",
+            chunks=4,
+            save_stack=str(target),
+            window_radius=4,
+            progress=False,
+        )
+    validated_image(target)
+    aligned = open_stack(target)
+    # Uncropped, every frame (NaN where unused), on the input's physical grid.
+    np.testing.assert_allclose(aligned.y, stack.y, rtol=1e-9)
+    used = ~result.bad_frames.values
+    assert np.isnan(aligned.values[~used]).all()
+    mean = aligned.values[used].mean(axis=0)
+    # float32 storage: 1e-6 relative, as the plain store's test.
+    np.testing.assert_allclose(mean, result.average_full.values, atol=1e-6 * np.abs(mean).max())
+
+
+def test_dask_engine_refuses_an_ome_zarr_of_series_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    series = np.stack([lattice_series(4, (32, 32), seed=s).stack for s in (0, 1)])
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a cluster was opened before the store was checked")
+
+    monkeypatch.setattr("daskreg.parallel.engine.cluster.open_client", no_work)
+    with pytest.raises(StackShapeError, match="signal=k"):
+        daskreg.register_series(
+            series, scheduler="threads", save_stack=str(tmp_path / "a.ome.zarr"), progress=False
+        )
+    assert list(tmp_path.iterdir()) == []
