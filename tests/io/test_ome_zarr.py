@@ -308,3 +308,17 @@ def test_dask_engine_refuses_an_ome_zarr_of_series_before_any_work(
             series, scheduler="threads", save_stack=str(tmp_path / "a.ome.zarr"), progress=False
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "ending"), [("reg.ome.zarr", ".ome.zarr"), ("reg.zarr", ".zarr"), ("a.b.tif", ".tif")]
+)
+def test_cli_stages_an_ome_zarr_under_an_ome_zarr_name(
+    tmp_path: Path, name: str, ending: str
+) -> None:
+    # daskreg register --save-stack reg.ome.zarr writes to the staged name first.
+    from daskreg.cli.outputs import Transaction
+
+    staged = Transaction({"stack": tmp_path / name}, overwrite=False).staged("stack")
+    assert staged.parent == tmp_path and staged.name.startswith(".")
+    assert staged.name.endswith(ending) and staged.name.count(ending) == 1
