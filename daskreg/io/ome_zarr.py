@@ -1,6 +1,6 @@
 """OME-Zarr (OME-NGFF 0.5 on Zarr v3): stacks and results that NGFF-aware tools read.
 
-Three things, all in the ``"ome"`` attributes of a Zarr v3 group that stays a daskreg store:
+Three things, through the NGFF metadata of a Zarr v3 group that stays a daskreg store:
 
 - **A stack** (:func:`daskreg.ingest` or ``save_stack=`` to a ``.ome.zarr`` path) is the
   daskreg store (array ``stack`` with dimension names ``(frame, y, x)``, coordinate arrays
@@ -10,7 +10,7 @@ Three things, all in the ``"ome"`` attributes of a Zarr v3 group that stays a da
   (and the frame interval and start when frames are calibrated in time). Axis names are
   free in NGFF but MUST equal the array's ``dimension_names``: keeping daskreg's
   ``frame`` keeps ``xarray.open_zarr`` and :func:`daskreg.open_stack` reading the same
-  store as napari-ome-zarr, ome-zarr-py or Neuroglancer do.
+  store that NGFF readers (napari-ome-zarr, ome-zarr-py) open as an image.
 - **A result** saved as ``.zarr`` (:func:`daskreg.save_result`) is an NGFF image of the
   uncropped average (array ``average_full``, axes ``y``, ``x``, physical scale and
   origin), and records each frame's shift as NGFF coordinate transformations (see
@@ -27,7 +27,8 @@ NGFF 0.5 has no transformation that varies along an axis: a dataset's
 whole array, and that is all NGFF viewers apply. The draft of RFC-5 (released as NGFF
 0.6: ``coordinateSystems``, ``byDimension``, ``displacements``) can express a
 time-dependent translation only through a displacement field sampled on the array grid,
-no viewer reads it yet, and a hierarchy may not mix NGFF versions. So the result stays
+which the NGFF libraries at hand do not read (ome-zarr-models 1.7 validates 0.4 and 0.5
+only), and a hierarchy may not mix NGFF versions. So the result stays
 valid NGFF 0.5, and the attribute ``frame_transformations`` of its group lists, per
 frame, the 0.5 transformation list (``scale``, then ``translation``) that places that
 frame in the average's physical coordinates: exactly what a 0.5 reader applies to an
