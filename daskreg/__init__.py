@@ -1,5 +1,7 @@
 """daskreg: rigid registration of atomic-resolution STEM image series."""
 
+# Registers the xarray accessors DataArray.reg and Dataset.reg.
+from daskreg import accessor as accessor
 from daskreg._version import __version__ as __version__
 from daskreg.api import register, register_series
 from daskreg.apply import align_stack, apply_shifts

@@ -37,6 +37,7 @@ from daskreg.io._hyperspy import is_hyperspy_signal
 from daskreg.io._open import open_stack
 from daskreg.io._zarr import write_store
 from daskreg.io.atomic import atomic_path
+from daskreg.io.ome_zarr import is_ome_zarr_path
 from daskreg.kernels.shift import coverage, crop_bounds
 from daskreg.parallel import reduce
 
@@ -151,7 +152,8 @@ def apply_shifts(
     save_stack : path-like, optional
         Also write the aligned stack as float32 to this Zarr v3 store (array ``stack``
         of a group, with the coordinates beside it, as :func:`daskreg.ingest` writes),
-        in the same pass over the data as the average.
+        in the same pass over the data as the average; a path ending in ``.ome.zarr``
+        makes it an OME-Zarr (NGFF 0.5) image too (``(frame, y, x)`` data only).
     overwrite : bool, default True
         Replace an existing store at ``save_stack``.
 
@@ -182,14 +184,19 @@ def apply_shifts(
     if not average:
         if save_stack is not None:
             with atomic_path(Path(save_stack), overwrite=overwrite) as temp:
-                write_store(stack.astype(np.float32), temp)
+                write_store(stack.astype(np.float32), temp, ome_zarr=is_ome_zarr_path(save_stack))
         return stack
     mean = aligned.average
     if save_stack is None:
         mean = mean.compute()
     else:
         with atomic_path(Path(save_stack), overwrite=overwrite) as temp:
-            written = write_store(stack.astype(np.float32), temp, compute=False)
+            written = write_store(
+                stack.astype(np.float32),
+                temp,
+                compute=False,
+                ome_zarr=is_ome_zarr_path(save_stack),
+            )
             # One pass over the data: each block read feeds both the store and the sum.
             mean, _ = dask.compute(mean, written)
     mean.attrs = {**stack.attrs, "frames_averaged": stack.sizes[aligned.frame_dim]}

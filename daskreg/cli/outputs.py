@@ -21,6 +21,7 @@ from pathlib import Path
 from daskreg.cli.signals import deferred
 from daskreg.errors import OutputPathError
 from daskreg.io.atomic import writable_folder
+from daskreg.io.ome_zarr import OME_ZARR_SUFFIX, is_ome_zarr_path
 from daskreg.io.paths import check_apart, source_paths
 from daskreg.result import RegistrationResult, save_result
 
@@ -203,7 +204,10 @@ class Transaction:
     def staged(self, kind: str) -> Path:
         """Where the ``kind`` output is written before the commit (same folder, suffix)."""
         final = self.outputs[kind]
-        return final.with_name(f".{final.stem}.{self.token}{final.suffix}")
+        # ".ome.zarr" is kept whole: the writers make an OME-Zarr store from that ending.
+        suffix = OME_ZARR_SUFFIX if is_ome_zarr_path(final) else final.suffix
+        stem = final.name[: len(final.name) - len(suffix)]
+        return final.with_name(f".{stem}.{self.token}{suffix}")
 
     def _aside(self, path: Path) -> Path:
         return path.with_name(f".{path.name}.{self._aside_token}")

@@ -13,11 +13,15 @@
 :func:`ingest` writes a stack to a Zarr v3 store: a group whose array ``stack`` has
 dimension names ``(…, frame, y, x)``, is chunked along frames only and carries the
 calibration attributes, beside 1-D coordinate arrays ``frame``, ``y``, ``x``
-(``xarray.open_zarr(store)["stack"]`` reads it too).
+(``xarray.open_zarr(store)["stack"]`` reads it too); a store ending in ``.ome.zarr`` is
+also an OME-Zarr (NGFF 0.5) image (:mod:`daskreg.io.ome_zarr`), and :func:`open_stack`
+opens any OME-Zarr image. :func:`read_frame_shifts` reads the per-frame shifts a ``.zarr``
+result records as NGFF transformations.
 """
 
 from daskreg.io._files import natural_key
 from daskreg.io._ingest import ingest
 from daskreg.io._open import SUPPORTED_EXTENSIONS, open_stack
+from daskreg.io.ome_zarr import read_frame_shifts
 
-__all__ = ["SUPPORTED_EXTENSIONS", "ingest", "natural_key", "open_stack"]
+__all__ = ["SUPPORTED_EXTENSIONS", "ingest", "natural_key", "open_stack", "read_frame_shifts"]

@@ -12,6 +12,7 @@ from daskreg.io._chunks import ChunksSpec
 from daskreg.io._open import open_stack
 from daskreg.io._zarr import is_zarr_store, write_store
 from daskreg.io.atomic import atomic_path
+from daskreg.io.ome_zarr import is_ome_zarr_path
 
 __all__ = ["ingest"]
 
@@ -23,6 +24,7 @@ def ingest(
     chunks: ChunksSpec = None,
     frame_axis: int | None = None,
     overwrite: bool = False,
+    ome_zarr: bool | None = None,
 ) -> xr.DataArray:
     """Write a stack to a Zarr v3 store chunked along frames, with its calibration.
 
@@ -43,6 +45,10 @@ def ingest(
         As in :func:`~daskreg.io.open_stack`.
     overwrite : bool
         Replace an existing Zarr store at ``store``.
+    ome_zarr : bool or None
+        Also make the store an OME-Zarr (NGFF 0.5) image of the stack, with its axes,
+        units, pixel size and origin (:mod:`daskreg.io.ome_zarr`), which napari-ome-zarr
+        and other NGFF tools open. ``None``: when ``store`` ends in ``.ome.zarr``.
 
     Returns
     -------
@@ -54,14 +60,17 @@ def ingest(
     OutputPathError
         ``store`` exists and ``overwrite`` is False, exists and is not a Zarr store, or its
         parent directory does not exist.
+    StackShapeError
+        An OME-Zarr store is asked for a stack with leading (series) dims.
     DaskregError
         Any error of :func:`~daskreg.io.open_stack` for ``source``.
     """
     target = Path(store).expanduser().absolute()
     _refuse_to_replace_non_store(target, overwrite)
     stack = open_stack(source, frame_axis, chunks=chunks)
+    ome = is_ome_zarr_path(target) if ome_zarr is None else bool(ome_zarr)
     with atomic_path(target, overwrite=overwrite) as partial:
-        write_store(stack, partial)
+        write_store(stack, partial, ome_zarr=ome)
     return open_stack(target, chunks=dict(zip(stack.dims, stack.data.chunksize, strict=True)))
 
 

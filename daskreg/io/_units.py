@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LENGTH_IN_NM", "TIME_UNITS", "normalise_unit"]
+__all__ = ["LENGTH_IN_NM", "NGFF_UNITS", "TIME_UNITS", "normalise_unit"]
 
 #: Length units daskreg converts, with the factor that turns a value in that unit into nm.
 LENGTH_IN_NM: dict[str, float] = {
@@ -17,6 +17,23 @@ LENGTH_IN_NM: dict[str, float] = {
 
 #: Time units a frame axis may carry; only these make a physical ``frame`` coordinate.
 TIME_UNITS = frozenset({"h", "min", "s", "ms", "µs", "ns"})
+
+#: The UDUNITS-2 names OME-NGFF gives these units (its axes' ``"unit"``), by canonical name.
+NGFF_UNITS: dict[str, str] = {
+    "m": "meter",
+    "cm": "centimeter",
+    "mm": "millimeter",
+    "µm": "micrometer",
+    "nm": "nanometer",
+    "Å": "angstrom",
+    "pm": "picometer",
+    "h": "hour",
+    "min": "minute",
+    "s": "second",
+    "ms": "millisecond",
+    "µs": "microsecond",
+    "ns": "nanosecond",
+}
 
 # Keys are lower case: files disagree on case ("NM", "Nm"), but no unit we read depends on it.
 _ALIASES: dict[str, str] = {
@@ -43,6 +60,8 @@ _ALIASES: dict[str, str] = {
     "pixel": "px",
     "pixels": "px",
     "μs": "µs",
+    # OME-Zarr spells every unit out (UDUNITS-2 names).
+    **{name: canonical for canonical, name in NGFF_UNITS.items()},
 }
 
 # Lower-cased canonical names; the Angstrom sign U+212B also lower-cases to "å".

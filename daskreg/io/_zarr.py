@@ -4,7 +4,8 @@ Store layout written by :func:`write_store` (via ``xarray.Dataset.to_zarr``, Zar
 a group with the array ``stack`` (dimension names ``(…, frame, y, x)``, chunked along frames
 only), 1-D coordinate arrays ``frame``, ``y``, ``x``, and on ``stack`` the attributes
 ``pixel_size``, ``unit``, ``source``, ``signal_title``, ``original_metadata``. Later steps
-may add arrays (e.g. ``result``) beside ``stack``.
+may add arrays (e.g. ``result``) beside ``stack``. With ``ome_zarr=True`` the group is
+also an OME-Zarr (NGFF 0.5) image of ``stack`` (:mod:`daskreg.io.ome_zarr`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import zarr
 from daskreg.io._objects import raw_from_dataarray
 from daskreg.io._raw import RawStack, guarded, reading
 from daskreg.io._select import Candidate, choose_signal
+from daskreg.io.ome_zarr import ngff_multiscales, read_ngff, stack_attributes
 
 __all__ = ["STACK_NAME", "is_zarr_store", "read_zarr", "write_store"]
 
@@ -41,20 +43,27 @@ def read_zarr(path: Path, signal: int | str | None) -> RawStack:
     Parameters
     ----------
     path : pathlib.Path
-        A Zarr store directory: an array, or a group whose array ``stack`` or ``data``, or
-        else its largest array of 2 or more dimensions, is read.
+        A Zarr store directory: an OME-Zarr (NGFF) image group, whose first multiscale
+        image's level 0 is read (:func:`~daskreg.io.ome_zarr.read_ngff`); an array; or a
+        group whose array ``stack`` or ``data``, or else its largest array of 2 or more
+        dimensions, is read.
     signal : int, str or None
-        Name or index (among the group's arrays of 2 or more dimensions) of the array.
+        Name or index (among the group's arrays of 2 or more dimensions) of the array;
+        given for an OME-Zarr image, the group is read as a plain Zarr group.
 
     Returns
     -------
     RawStack
         Dimension names from the array's Zarr v3 ``dimension_names`` (or xarray's v2
         ``_ARRAY_DIMENSIONS``), coordinates from same-named 1-D arrays of the group,
-        calibration from the attributes daskreg writes.
+        calibration from the attributes daskreg writes; an OME-Zarr image's from its
+        NGFF axes and transformations.
     """
     with reading(path, _FORMAT):
         node = zarr.open(str(path), mode="r")
+        multiscales = ngff_multiscales(node.attrs) if isinstance(node, zarr.Group) else None
+        if multiscales is not None and signal is None:
+            return read_ngff(node, multiscales, path)
         if isinstance(node, zarr.Array):
             members: list[tuple[str, Any]] = [(path.name, node)]
         else:
@@ -78,7 +87,9 @@ def read_zarr(path: Path, signal: int | str | None) -> RawStack:
     return dataclasses.replace(raw, n_signals=len(candidates), own_chunks=True)
 
 
-def write_store(stack: xr.DataArray, path: Path, *, compute: bool = True) -> Any:
+def write_store(
+    stack: xr.DataArray, path: Path, *, compute: bool = True, ome_zarr: bool = False
+) -> Any:
     """Write a stack in the daskreg store layout, chunk by chunk.
 
     Parameters
@@ -91,13 +102,27 @@ def write_store(stack: xr.DataArray, path: Path, *, compute: bool = True) -> Any
     compute : bool, default True
         False: write the metadata now and return a ``dask.delayed`` object that writes
         the chunks, to compute together with other results of the same data.
+    ome_zarr : bool, default False
+        Also make the group an OME-Zarr (NGFF 0.5) image of the stack, which must then
+        be ``(frame, y, x)`` (:func:`~daskreg.io.ome_zarr.stack_attributes`).
 
     Returns
     -------
     dask.delayed.Delayed or None
+
+    Raises
+    ------
+    StackShapeError
+        ``ome_zarr`` and the stack has leading dims.
     """
+    # Checked before anything is written.
+    ngff = stack_attributes(stack, STACK_NAME) if ome_zarr else None
     dataset = stack.to_dataset(name=STACK_NAME)
-    return dataset.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, compute=compute)
+    written = dataset.to_zarr(path, mode="w-", zarr_format=3, consolidated=False, compute=compute)
+    if ngff is not None:
+        # The metadata exists once to_zarr returns, even with compute=False.
+        zarr.open_group(str(path), mode="r+").attrs.update(ngff)
+    return written
 
 
 def _dimension_names(array: Any) -> tuple[str, ...] | None:

@@ -19,6 +19,11 @@ checksum. A damaged file (a chunk missing, cut short, zeroed or with a bit flipp
 gives a :class:`~daskreg.errors.FileFormatError` naming the store and what is wrong,
 never other values; a missing Zarr chunk would otherwise read as the fill value.
 Results saved before the digest existed are read as they are.
+
+OME-Zarr: a ``.zarr`` result's group is also an OME-NGFF 0.5 image of the uncropped
+average, and records each frame's shift as NGFF transformations
+(:func:`daskreg.io.ome_zarr.result_attributes`); these group attributes are derived
+from the variables, so :func:`load_dataset` leaves them out of the dataset.
 """
 
 from __future__ import annotations
@@ -33,14 +38,16 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from daskreg.errors import FileFormatError, OutputPathError, StackFileNotFoundError
 from daskreg.io._zarr import is_zarr_store
 from daskreg.io.atomic import atomic_path
+from daskreg.io.ome_zarr import FRAME_TRANSFORMATIONS, result_attributes
 from daskreg.summary import RESULT_VARIABLES
 
-__all__ = ["RESULT_EXTENSIONS", "save_dataset", "load_dataset"]
+__all__ = ["RESULT_EXTENSIONS", "decode_dataset", "is_encoded", "load_dataset", "save_dataset"]
 
 #: Extensions of the result formats: a Zarr v3 store (directory) or a NetCDF-4 file.
 RESULT_EXTENSIONS: tuple[str, ...] = (".zarr", ".nc")
@@ -52,6 +59,8 @@ _ATTR_KINDS = "daskreg_attr_kinds"
 _TUPLE_TAG = "__tuple__"
 # Attribute holding the SHA-256 of each variable and of the attributes, as saved.
 _DIGEST = "daskreg_digest"
+# Group attributes of a Zarr result written for OME-Zarr readers, not part of the dataset.
+_NGFF_ATTRS = ("ome", FRAME_TRANSFORMATIONS)
 # Every Zarr chunk compressed as xarray does by default, then checksummed.
 _ZARR_CODECS = {"compressors": (ZstdCodec(level=3), Crc32cCodec())}
 
@@ -121,11 +130,30 @@ def load_dataset(path: str | os.PathLike) -> xr.Dataset:
             f"{str(path)!r} is a dataset but not a daskreg result (missing {missing}); pass "
             "a result written by daskreg register or RegistrationResult.save"
         )
-    stored = dataset.attrs.pop(_DIGEST, None)
-    decoded = _decoded(dataset.drop_encoding())
+    stored = dataset.attrs.get(_DIGEST)
+    decoded = decode_dataset(dataset)
     if stored is not None:
         _check_digests(path, stored, decoded)
     return decoded
+
+
+def is_encoded(dataset: xr.Dataset) -> bool:
+    """True for a result's dataset as a file stores it (opened by xarray, not daskreg)."""
+    return _ATTR_KINDS in dataset.attrs
+
+
+def decode_dataset(dataset: xr.Dataset) -> xr.Dataset:
+    """A result's dataset as :func:`save_dataset` wrote it, back to the dataset saved.
+
+    For a result opened with ``xarray.open_zarr`` or ``xarray.open_dataset``: the
+    attributes are decoded (JSON, tuples, booleans), text variables turned back into
+    fixed-width strings, and the checksums and OME-Zarr attributes, derived from the
+    rest, dropped. The checksums are not checked here: :func:`load_dataset` does.
+    """
+    derived = (*_NGFF_ATTRS, _DIGEST)
+    dataset = dataset.drop_encoding()
+    dataset.attrs = {k: v for k, v in dataset.attrs.items() if k not in derived}
+    return _decoded(dataset)
 
 
 def _digests(dataset: xr.Dataset) -> dict[str, str]:
@@ -189,6 +217,9 @@ def _write_zarr(dataset: xr.Dataset, path: Path) -> None:
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         encoding = {name: dict(_ZARR_CODECS) for name in dataset.variables}
         dataset.to_zarr(path, mode="w-", zarr_format=3, consolidated=True, encoding=encoding)
+    # Written after xarray's attributes, as JSON objects (xarray would store strings);
+    # updating the root keeps its consolidated metadata.
+    zarr.open_group(str(path), mode="r+").attrs.update(result_attributes(dataset))
 
 
 def _write_netcdf(dataset: xr.Dataset, path: Path) -> None:

@@ -36,6 +36,7 @@ from dask.delayed import Delayed
 from daskreg import autoparams
 from daskreg import progress as display
 from daskreg.errors import DaskregError, ParameterError, RegistrationWarning
+from daskreg.io.ome_zarr import is_ome_zarr_path
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.labelling import build_result
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
@@ -300,7 +301,7 @@ def register_dask(
     execution = replace(execution, progress=display.enabled(execution.progress))
     source = as_stack(stack)
     stack = prepare_stack(source, params, execution.chunks)
-    target = check_target(execution.save_stack)
+    target = check_target(execution.save_stack, stack)
     saved = None
     if execution.checkpoint is not None:
         saved = Checkpoint.open(
@@ -386,7 +387,11 @@ def register_dask(
         writes = (
             []
             if target is None
-            else [save_stack_graph(stack, repaired, shifts, partial(target))]
+            else [
+                save_stack_graph(
+                    stack, repaired, shifts, partial(target), ome_zarr=is_ome_zarr_path(target)
+                )
+            ]
         )
         parts = [averages, extra, examples, writes]
         second = time.perf_counter()

@@ -1,7 +1,8 @@
 """The aligned stack the Dask engine writes beside the average (``save_stack``).
 
 Written under a hidden ``.NAME.partial`` name and renamed when complete, so that a store
-under the asked name is always whole.
+under the asked name is always whole. A name ending in ``.ome.zarr`` makes the store an
+OME-Zarr (NGFF 0.5) image too (:mod:`daskreg.io.ome_zarr`).
 """
 
 from __future__ import annotations
@@ -15,16 +16,24 @@ import xarray as xr
 from dask.delayed import Delayed
 
 from daskreg.errors import OutputPathError
+from daskreg.io._zarr import STACK_NAME, write_store
+from daskreg.io.ome_zarr import is_ome_zarr_path, stack_attributes
 from daskreg.parallel import reduce
 
 __all__ = ["check_target", "partial", "save_stack_graph"]
 
 
-def check_target(path: str | None) -> Path | None:
-    """The store to write (None for none), refused if it exists or has no folder."""
+def check_target(path: str | None, stack: xr.DataArray) -> Path | None:
+    """The store to write (None for none), refused if it exists or has no folder.
+
+    An OME-Zarr store (``.ome.zarr``) of a stack with leading dims is refused here, before
+    any work, with :class:`~daskreg.errors.StackShapeError`.
+    """
     if path is None:
         return None
     target = Path(path)
+    if is_ome_zarr_path(target):
+        stack_attributes(stack, STACK_NAME)
     if target.exists():
         raise OutputPathError(
             f"save_stack={str(path)!r} exists already; daskreg never overwrites (it could be "
@@ -45,11 +54,17 @@ def partial(target: Path) -> Path:
 
 
 def save_stack_graph(
-    stack: xr.DataArray, series: list[da.Array], shifts: list[np.ndarray], path: Path
+    stack: xr.DataArray,
+    series: list[da.Array],
+    shifts: list[np.ndarray],
+    path: Path,
+    *,
+    ome_zarr: bool = False,
 ) -> Delayed:
     """Lazy write of the aligned stack (dims as the input; NaN frames where unused).
 
-    ``series`` holds the frames of each entry of the leading dims, as averaged.
+    ``series`` holds the frames of each entry of the leading dims, as averaged;
+    ``ome_zarr`` makes the store an OME-Zarr image too.
     """
     aligned = da.concatenate(
         [
@@ -59,6 +74,5 @@ def save_stack_graph(
     ).reshape(stack.shape)
     out = xr.DataArray(aligned, dims=stack.dims, coords=stack.coords, attrs=stack.attrs)
     out.attrs["registered_by"] = "daskreg"
-    return out.to_dataset(name="stack").to_zarr(
-        path, mode="w", compute=False, zarr_format=3, consolidated=False
-    )
+    # check_target removed any partial store left by an earlier run.
+    return write_store(out, path, compute=False, ome_zarr=ome_zarr)
