@@ -24,6 +24,7 @@ __all__ = [
     "MIB",
     "W",
     "describe",
+    "live_line",
     "local_progress",
     "one_line",
     "one_line_warnings",
@@ -112,6 +113,26 @@ def summary(
         *output_lines(outputs, replaced),
         f"{'time':<{W}}{seconds:.1f} s" + (f" ({timings} s)" if timings else ""),
     ]
+
+
+def live_line(summary: Mapping[str, Any], frames_per_second: float) -> str:
+    """One line of a live registration's state: frames, drift, rate, sigma, bad frames.
+
+    ``summary`` is :meth:`daskreg.live.LiveRegistration.summary`.
+    """
+    parts = [f"{label} {_value_text(value)}" for label, value in summary.items()]
+    return f"{'live':<{W}}" + "; ".join(parts) + f" ({frames_per_second:.1f} frames/s)"
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    array = np.asarray(value)
+    if array.size == 0:
+        return "none"
+    if array.dtype.kind == "f":
+        return " ".join(f"{v:+.3f}" for v in array.ravel()) if array.ndim else f"{value:.3g}"
+    return ", ".join(str(v) for v in array.ravel()) if array.ndim else str(value)
 
 
 def output_lines(outputs: Mapping[str, Path], replaced: Collection[str] = ()) -> list[str]:
