@@ -281,8 +281,9 @@ class LiveRegistration:
         self._resolved = autoparams.resolve(self._given, sample)
         self._params = self._resolved.params
         check_stack(
-            xr.DataArray(np.broadcast_to(frames[:1], (MIN_FRAMES, *self.frame_shape)),
-                         dims=FRAME_DIMS),
+            xr.DataArray(
+                np.broadcast_to(frames[:1], (MIN_FRAMES, *self.frame_shape)), dims=FRAME_DIMS
+            ),
             self._params.replace(band=None),
         )
         self._correction = correction
@@ -449,8 +450,11 @@ class LiveRegistration:
 
     @property
     def shifts(self) -> np.ndarray:
-        """``(n_frames, 2)`` running ``(dy, dx)`` of each frame, pixels (NaN: not yet
-        measured, or left out), relative to the mean of the frames used so far."""
+        """``(n_frames, 2)`` running ``(dy, dx)`` of each frame, pixels.
+
+        NaN for frames not measured yet or left out; relative to the mean of the frames
+        used so far.
+        """
         out = np.full((self.n_frames, 2), np.nan)
         used = self._used()
         out[: len(used)][used] = self._public(self._shifts[: len(used)][used])
