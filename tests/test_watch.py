@@ -331,7 +331,7 @@ def waiting_watch(tmp_path):
     lines = []
     for line in process.stdout:
         lines.append(line)
-        if line.startswith("live") and "12" in line:
+        if line.startswith("live") and " 12 frames" in line:
             break
     else:
         pytest.fail(f"the watch ended early: {lines} {process.communicate()}")

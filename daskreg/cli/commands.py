@@ -184,7 +184,6 @@ def watch(args: argparse.Namespace) -> int:
                 f"{why}; check the folder and --pattern, or wait longer with --quiet-seconds"
             )
         live = LiveRegistration(first.shape, **method)
-        clock = time.perf_counter()
 
         def snapshot(live: LiveRegistration) -> None:
             nonlocal overwrite
@@ -193,8 +192,7 @@ def watch(args: argparse.Namespace) -> int:
                 written.commit()
             # Later snapshots replace this run's own.
             overwrite = True
-            rate = live.n_frames / max(time.perf_counter() - clock, 1e-9)
-            print_lines([live_line(live.summary(), rate)])
+            print_lines([live_line(live.summary(), live.warmup)])
 
         feed(live, itertools.chain([first], frames), callback=snapshot, every=args.every)
         result = live.finish()

@@ -115,24 +115,24 @@ def summary(
     ]
 
 
-def live_line(summary: Mapping[str, Any], frames_per_second: float) -> str:
+def live_line(summary: Mapping[str, Any], warmup: int) -> str:
     """One line of a live registration's state: frames, drift, rate, sigma, bad frames.
 
-    ``summary`` is :meth:`daskreg.live.LiveRegistration.summary`.
+    ``summary`` is :meth:`daskreg.live.LiveRegistration.summary`; nothing is measured
+    before ``warmup`` frames have come (the parameters are chosen from them).
     """
-    parts = [f"{label} {_value_text(value)}" for label, value in summary.items()]
-    return f"{'live':<{W}}" + "; ".join(parts) + f" ({frames_per_second:.1f} frames/s)"
-
-
-def _value_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    array = np.asarray(value)
-    if array.size == 0:
-        return "none"
-    if array.dtype.kind == "f":
-        return " ".join(f"{v:+.3f}" for v in array.ravel()) if array.ndim else f"{value:.3g}"
-    return ", ".join(str(v) for v in array.ravel()) if array.ndim else str(value)
+    if summary["frames"] < warmup:
+        return (
+            f"{'live':<{W}}{summary['frames']} frames; the parameters are chosen from the "
+            f"first {warmup}, then the frames are registered"
+        )
+    (dy, dx), (sy, sx) = summary["next"], summary["next_sigma"]
+    return (
+        f"{'live':<{W}}{summary['frames']} frames ({summary['rate']:.1f}/s); drift "
+        f"{summary['drift']:.2f} px, {summary['velocity']:.3f} px/frame; sigma "
+        f"{summary['sigma']:.3f} px; {summary['bad_frames']} bad; next dy {dy:+.2f} "
+        f"+- {sy:.2f}, dx {dx:+.2f} +- {sx:.2f} px"
+    )
 
 
 def output_lines(outputs: Mapping[str, Path], replaced: Collection[str] = ()) -> list[str]:
