@@ -157,6 +157,21 @@ def test_it_stops_when_the_folder_is_quiet(tmp_path, n_files):
     assert quiet <= elapsed < quiet + 1.0, elapsed
 
 
+def test_the_time_the_consumer_spends_is_not_quiet(tmp_path):
+    stack = lattice_series(3, SHAPE, dose=2, seed=9).stack
+    tifffile.imwrite(tmp_path / "frame_0.tif", stack[0])
+    frames = follow_folder(tmp_path, quiet_seconds=0.3, **FAST)
+    got = []
+    for k, frame in enumerate(frames):
+        got.append(frame)
+        if k + 1 < len(stack):
+            # The next frame arrives while this one is processed, for twice the quiet
+            # time (a live registration's first refinement, a slow plot).
+            tifffile.imwrite(tmp_path / f"frame_{k + 1}.tif", stack[k + 1])
+            time.sleep(0.6)
+    np.testing.assert_array_equal(np.stack(got), stack)
+
+
 def test_the_stop_event_ends_it_at_once(tmp_path):
     collector = Collector(tmp_path, quiet_seconds=60.0)
     time.sleep(0.2)
@@ -306,13 +321,18 @@ def test_watch_equals_the_batch_registration_of_a_slowly_written_series(tmp_path
     result = daskreg.load_result(out / "avg.result.zarr")
     image, description = read_average_tif(out / "avg.tif")
     assert "live" not in description
+    # The frames written, read whole and in order: the same numbers as a live
+    # registration fed them in this process (a half-read or misplaced frame changes its
+    # pairs, hence every shift, by far more).
+    live = daskreg.LiveRegistration(SHAPE, band=band)
+    live.add_many(stack)
+    np.testing.assert_allclose(result.shifts.values, live.finish().shifts.values, atol=1e-9)
     # The parameters the live registration used (its mask and cutoff chosen from the
     # frames), as the result records them.
     params = {k: v for k, v in description["params"].items() if k not in ("extra", "theta_degrees")}
     batch = daskreg.register(stack, **params)
     assert batch.params.band == band
-    # The same frames (a half-read file would change its frame and every shift by far
-    # more), the same pairs, the same solve: equal up to the float32 spectra's rounding.
+    # The criterion: the batch registration of the same frames, to 1e-6 px.
     np.testing.assert_allclose(result.shifts.values, batch.shifts.values, atol=1e-6)
     np.testing.assert_array_equal(result.bad_frames.values, batch.bad_frames.values)
     np.testing.assert_allclose(image, batch.average.values, atol=1e-5)

@@ -73,8 +73,9 @@ def follow_folder(
         Glob pattern of the frame files inside the folder (hidden files, such as a
         writer's ``.name.tmp``, are never frames). Ignored when ``path`` is a file.
     quiet_seconds : float, default 60
-        Stop once nothing has happened for this long: no frame yielded, no file
-        appeared or changed size.
+        Stop once nothing has happened for this long while waiting for frames: no
+        file appeared or changed size, no frame was read (the time the caller spends
+        on a frame between two ``next`` does not count).
     poll : float, default 0.1
         Seconds between two looks at the folder.
     settle : float, default 0.5
@@ -195,8 +196,9 @@ def _follow(
                     first = first or (stack, followed.path)
                     for frame in stack.values:
                         followed.taken += 1
-                        last_event = time.monotonic()
                         yield frame
+                        # Quiet is time spent waiting here, not the consumer's work.
+                        last_event = time.monotonic()
                         if stop.is_set():
                             return
             done = followed.stamp == followed.read_stamp
