@@ -57,6 +57,7 @@ from daskreg.io import open_stack
 from daskreg.io.average_tif import write_average_tif
 from daskreg.io.follow import follow_folder
 from daskreg.io.lock import hold
+from daskreg.live import LiveRegistration
 from daskreg.live_sources import feed
 from daskreg.method.screening import initial_bad_frames, unusable_frames
 from daskreg.parallel.cluster import choose_engine
@@ -147,8 +148,6 @@ def watch(args: argparse.Namespace) -> int:
     then exits 130/143 as for the other commands; a second one abandons the final write,
     leaving the last running average.
     """
-    from daskreg.live import LiveRegistration
-
     started = time.perf_counter()
     output = tif_output(args.output)
     outputs = {"average": output}
