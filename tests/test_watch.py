@@ -305,6 +305,9 @@ def test_watch_equals_the_batch_registration_of_a_slowly_written_series(tmp_path
     folder.mkdir()
     out.mkdir()
     watcher = watch(folder, out, "--band", str(band), "--every", "10", "--quiet-seconds", "3")
+    # The acquisition starts once the watch is ready (its first line), so that the watch
+    # meets each file while it is being written, not after.
+    assert watcher.stdout.readline().startswith("watching"), watcher.communicate()
     writer = subprocess.run(
         [sys.executable, "-c", WRITER, str(tmp_path / "stack.npy"), str(folder), "0.25"],
         capture_output=True,
