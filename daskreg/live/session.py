@@ -61,6 +61,9 @@ __all__ = ["LiveRegistration"]
 _LIVE_PARAMS = tuple(name for name in PARAM_NAMES if name not in ("band", "frames"))
 # Recent adds whose times give the rate of the summary line.
 _RATE_FRAMES = 50
+# The checkerboard split (the per-frame noise, a statistic of the series that a batch run
+# measures on 16 frames) is measured on the warm-up frames and every this many after.
+_NOISE_EVERY = 8
 
 
 class LiveRegistration:
@@ -118,8 +121,9 @@ class LiveRegistration:
     per pair) and one float64 sum; every frame is also appended to a temporary file
     (``n_frames * ny * nx * itemsize`` bytes on disk, read only by :meth:`finish`).
 
-    Cost per frame: one spectrum, ``band`` pairs, the two half-frame splits of
-    :func:`~daskreg.method.pairs.half_shifts`, one Fourier shift for the average, and
+    Cost per frame: one spectrum, ``band`` pairs, the top/bottom split of
+    :func:`~daskreg.method.pairs.half_shifts` (for tears; the checkerboard split, for the
+    noise, on every 8th frame), one Fourier shift for the average, and
     every ``refine_every`` frames a robust solve of ``window`` frames with the
     re-shifting it asks for: flat in the length of the series.
 
@@ -327,7 +331,10 @@ class LiveRegistration:
         else:
             found = PeakResult.concatenate([])
         self._spectra[n % self.band] = spectrum[0]
-        split = half_shifts(prepared, self._setup, scale=scale, spectra=spectrum)[0]
+        noisy = np.array([n < self.warmup or n % _NOISE_EVERY == 0])
+        split = half_shifts(
+            prepared, self._setup, scale=scale, noise_frames=noisy, spectra=spectrum
+        )[0]
         self._table.append(found, float(self._setup.energy(spectrum)[0]), split)
         self._place(n, earlier, found)
         if (n + 1) % self.refine_every == 0:
@@ -360,7 +367,13 @@ class LiveRegistration:
         if stop - start < MIN_FRAMES:
             self._update_average(start, stop)
             return
-        pairs = self._table.measurements(start, stop, self._resolved.lattice_basis)
+        split = self._table.split[start:stop].copy()
+        # The noise sample of the uncertainties: the latest checkerboard splits measured,
+        # spread over the window's frames (the split of a frame says nothing else).
+        noise = self._table.split[:stop, 0]
+        noise = noise[np.isfinite(noise).all(axis=1)][-(stop - start) :]
+        split[:, 0] = np.resize(noise, (stop - start, 2)) if len(noise) else np.nan
+        pairs = self._table.measurements(start, stop, self._resolved.lattice_basis, split)
         initial = {k - start: r for k, r in self._unusable.items() if start <= k < stop}
         listed = [b - start for b in self._given.bad_frames if start <= b < stop]
         params = self._params.replace(bad_frames=tuple(listed))
@@ -613,7 +626,12 @@ class _Finish(Registration):
         n = self.n_frames
         # A batch run measures the checkerboard noise on its sample of frames only.
         split = live._table.split[:n].copy()
-        split[~np.isin(np.arange(n), autoparams.sample_indices(n)), 0] = np.nan
+        split[:, 0] = np.nan
+        sample = autoparams.sample_indices(n)
+        frames = loaded.frames[sample]
+        scale = loaded.correction.scale
+        spectra = live._setup.spectra(frames, scale=scale)
+        split[sample, 0] = half_shifts(frames, live._setup, scale=scale, spectra=spectra)[:, 0]
         self._raw = live._table.measurements(0, n, resolved.lattice_basis, split)
         self.timings["pairs"] = 0.0
         return self._raw
