@@ -313,7 +313,8 @@ class LiveRegistration:
         if bad:
             self._unusable[n] = bad[0]
         prepared = prepare_frames(frame[None], bad, self._correction)
-        self._store.append(prepared[0])
+        # The frames as given: finish() screens them again as a batch run does.
+        self._store.append(frame)
         self._frames[n % self.window] = prepared[0]
         scale = self._correction.scale
         spectrum = self._setup.spectra(prepared, scale=scale)
