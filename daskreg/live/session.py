@@ -86,8 +86,9 @@ class LiveRegistration:
         pair among them is measured, and the robust solve of a complete graph costs a
         few ms). Frames before the window keep their shift until :meth:`finish`.
     refine_every : int, optional
-        Frames between refinements (default ``max(1, band // 16)``); in between, a new
-        frame is placed from its own pairs (the consensus of ``s_k + r_kn``).
+        Frames between refinements (default ``max(1, band // 8)``); in between, a new
+        frame is placed from its own pairs (the consensus of ``s_k + r_kn``). The
+        running average takes in the new and the moved frames at each refinement.
     tolerance : float, default 0.05
         Pixels: a refinement re-shifts a frame in the running average only when its
         shift moved by more than this.
@@ -180,8 +181,13 @@ class LiveRegistration:
         )
         self.window = check_int("window", band + 1 if window is None else window, 3, "")
         self.refine_every = check_int(
-            "refine_every", max(1, band // 16) if refine_every is None else refine_every, 1, ""
+            "refine_every", max(1, band // 8) if refine_every is None else refine_every, 1, ""
         )
+        if self.refine_every > self.window:
+            raise ParameterError(
+                f"refine_every={self.refine_every} is longer than window={self.window}: frames "
+                "would leave the window before being solved; pass refine_every <= window"
+            )
         self.tolerance = check_positive("tolerance", tolerance)
         self._given = RegistrationParams(band=self.band, **params)
         # Frame size against the fit window, as a batch run checks it (no memory used).
@@ -298,11 +304,12 @@ class LiveRegistration:
         )[0]
         self._table.append(found, float(self._setup.energy(spectrum)[0]), split)
         running.place(n, earlier, found)
-        start = n
         if (n + 1) % self.refine_every == 0:
+            # The average follows at each refinement, for every frame that moved or
+            # came since: one inverse transform for all of them.
             start = max(0, n + 1 - self.window)
             running.refine(self._table, start, self._params, self._resolved.lattice_basis)
-        self._update_average(start, n + 1)
+            self._update_average(start, n + 1)
         self._forecast.record(running.shifts[: n + 1])
 
     def _update_average(self, start: int, stop: int) -> None:
