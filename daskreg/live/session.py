@@ -20,7 +20,6 @@ DOI 10.1016/j.ultramic.2018.04.008
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -28,19 +27,18 @@ import xarray as xr
 
 from daskreg import autoparams
 from daskreg.errors import (
-    NonFiniteError,
     ParameterError,
-    RegistrationWarning,
     StackDtypeError,
-    StackShapeError,
     TooFewFramesError,
 )
 from daskreg.kernels import shift as shift_kernels
 from daskreg.kernels.peak_result import PeakResult
-from daskreg.kernels.robust import _consensus
+from daskreg.live._checks import check_frame, check_int, check_positive, check_shape
+from daskreg.live.average import RunningAverage
+from daskreg.live.finish import finish_batch
 from daskreg.live.forecast import DriftForecast
+from daskreg.live.running import RunningShifts
 from daskreg.live.store import FrameStore, PairTable
-from daskreg.method.analyse import analyse_shift_matrix
 from daskreg.method.pairs import half_shifts, measure_pairs, pair_setup
 from daskreg.method.screening import (
     initial_bad_frames,
@@ -49,7 +47,6 @@ from daskreg.method.screening import (
     unusable_frames,
 )
 from daskreg.params import RegistrationParams
-from daskreg.registration import Registration
 from daskreg.result import RegistrationResult
 from daskreg.signatures import PARAM_NAMES, check_names
 from daskreg.validate import FRAME_DIMS, MIN_FRAMES, check_stack, frame_quality
@@ -61,6 +58,9 @@ __all__ = ["LiveRegistration"]
 _LIVE_PARAMS = tuple(name for name in PARAM_NAMES if name not in ("band", "frames"))
 # Recent adds whose times give the rate of the summary line.
 _RATE_FRAMES = 50
+# The checkerboard split (the per-frame noise, a statistic of the series that a batch run
+# measures on 16 frames) is measured on the warm-up frames and every this many after.
+_NOISE_EVERY = 8
 
 
 class LiveRegistration:
@@ -86,8 +86,9 @@ class LiveRegistration:
         pair among them is measured, and the robust solve of a complete graph costs a
         few ms). Frames before the window keep their shift until :meth:`finish`.
     refine_every : int, optional
-        Frames between refinements (default ``max(1, band // 16)``); in between, a new
-        frame is placed from its own pairs (the consensus of ``s_k + r_kn``).
+        Frames between refinements (default ``max(1, band // 8)``); in between, a new
+        frame is placed from its own pairs (the consensus of ``s_k + r_kn``). The
+        running average takes in the new and the moved frames at each refinement.
     tolerance : float, default 0.05
         Pixels: a refinement re-shifts a frame in the running average only when its
         shift moved by more than this.
@@ -118,8 +119,9 @@ class LiveRegistration:
     per pair) and one float64 sum; every frame is also appended to a temporary file
     (``n_frames * ny * nx * itemsize`` bytes on disk, read only by :meth:`finish`).
 
-    Cost per frame: one spectrum, ``band`` pairs, the two half-frame splits of
-    :func:`~daskreg.method.pairs.half_shifts`, one Fourier shift for the average, and
+    Cost per frame: one spectrum, ``band`` pairs, the top/bottom split of
+    :func:`~daskreg.method.pairs.half_shifts` (for tears; the checkerboard split, for the
+    noise, on every 8th frame), one Fourier shift for the average, and
     every ``refine_every`` frames a robust solve of ``window`` frames with the
     re-shifting it asks for: flat in the length of the series.
 
@@ -165,28 +167,33 @@ class LiveRegistration:
                 "registration uses every frame added. Leave frames out (pass bad_frames=[...] "
                 "to leave some out)"
             )
-        _check_int("band", band, 1, "e.g. band=32 (each new frame pairs with 32 before it)")
+        check_int("band", band, 1, "e.g. band=32 (each new frame pairs with 32 before it)")
         self.band = int(band)
-        self.frame_shape = _check_shape(frame_shape)
+        self.frame_shape = check_shape(frame_shape)
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":
             raise StackDtypeError(
                 f"dtype={self.dtype} cannot hold registered frames; pass dtype=np.float32 "
                 "(the default) or np.float64"
             )
-        self.warmup = _check_int(
+        self.warmup = check_int(
             "warmup", autoparams.SAMPLE_FRAMES if warmup is None else warmup, MIN_FRAMES, ""
         )
-        self.window = _check_int("window", band + 1 if window is None else window, 3, "")
-        self.refine_every = _check_int(
-            "refine_every", max(1, band // 16) if refine_every is None else refine_every, 1, ""
+        self.window = check_int("window", band + 1 if window is None else window, 3, "")
+        self.refine_every = check_int(
+            "refine_every", max(1, band // 8) if refine_every is None else refine_every, 1, ""
         )
-        self.tolerance = _check_positive("tolerance", tolerance)
+        if self.refine_every > self.window:
+            raise ParameterError(
+                f"refine_every={self.refine_every} is longer than window={self.window}: frames "
+                "would leave the window before being solved; pass refine_every <= window"
+            )
+        self.tolerance = check_positive("tolerance", tolerance)
         self._given = RegistrationParams(band=self.band, **params)
         # Frame size against the fit window, as a batch run checks it (no memory used).
         zeros = np.broadcast_to(np.zeros((), self.dtype), (MIN_FRAMES, *self.frame_shape))
         check_stack(xr.DataArray(zeros, dims=FRAME_DIMS), self._given.replace(band=None))
-        self._forecast = DriftForecast(_check_int("forecast_frames", forecast_frames, 2, ""))
+        self._forecast = DriftForecast(check_int("forecast_frames", forecast_frames, 2, ""))
         self._store = FrameStore(self.frame_shape, self.dtype, store_dir)
         self._table = PairTable(self.band)
         self._buffer: list[np.ndarray] = []
@@ -195,15 +202,9 @@ class LiveRegistration:
         self._resolved: autoparams.Resolved | None = None
         self._setup = None
         self._correction = None
-        self._unusable: dict[int, str] = {}
-        self._bad: dict[int, str] = {}
-        self._shifts = np.full((0, 2), np.nan)
-        self._sigma = np.full((0, 2), np.nan)
-        self._applied = np.full((0, 2), np.nan)
-        self._sum = np.zeros(self.frame_shape)
+        self._running = RunningShifts(self._given.bad_frames)
+        self._average = RunningAverage(self.frame_shape, self.window, self.dtype, self.tolerance)
         self._spectra: np.ndarray | None = None
-        self._frames = np.zeros((self.window, *self.frame_shape), self.dtype)
-        self._typical_sigma = np.full(2, np.nan)
         #: True when :meth:`finish` had to measure every pair again (see there).
         self.remeasured = False
 
@@ -241,31 +242,9 @@ class LiveRegistration:
             self.add(frame)
 
     def _check_frame(self, frame: Any) -> np.ndarray:
-        values = np.asarray(frame)
-        index = self.n_frames
-        if values.shape != self.frame_shape:
-            raise StackShapeError(
-                f"frame {index} has shape {values.shape}, but this live registration takes "
-                f"frames of {self.frame_shape}; pass frames of that shape (or start another "
-                f"LiveRegistration with frame_shape={values.shape})"
-            )
-        if values.dtype.kind not in "uif":
-            raise StackDtypeError(
-                f"frame {index} has dtype {values.dtype}; frames must hold real numbers. "
-                "Convert first, e.g. frame.astype('float32') (for complex data its abs())"
-            )
-        values = values.astype(self.dtype, copy=False)
-        if not self._given.detect_bad_frames:
-            finite, std = frame_quality(values[None])
-            reason = unusable_frames(finite, std).get(0)
-            if reason is not None:
-                raise NonFiniteError(
-                    f"frame {index} cannot be registered: it {reason}, and "
-                    "detect_bad_frames=False. Replace its invalid pixels first (e.g. "
-                    "np.nan_to_num(frame, nan=float(np.nanmedian(frame)))), skip it, or "
-                    "pass detect_bad_frames=True to keep it as a bad frame"
-                )
-        return values
+        return check_frame(
+            frame, self.frame_shape, self.dtype, self.n_frames, not self._given.detect_bad_frames
+        )
 
     def _start(self) -> None:
         """Fix the automatic parameters, scale and hot pixels from the warm-up frames."""
@@ -291,26 +270,18 @@ class LiveRegistration:
         for frame in frames:
             self._ingest(frame)
 
-    def _grow(self, n: int) -> None:
-        if n < len(self._shifts):
-            return
-        size = max(2 * len(self._shifts), 256)
-        for name in ("_shifts", "_sigma", "_applied"):
-            old = getattr(self, name)
-            new = np.full((size, 2), np.nan)
-            new[: len(old)] = old
-            setattr(self, name, new)
-
     def _ingest(self, frame: np.ndarray) -> None:
         """Measure a frame's pairs, place it, refine the window, update the average."""
         n = self._table.n_frames
-        self._grow(n)
+        running = self._running
+        running.grow(n)
         bad = unusable_frames(*frame_quality(frame[None]))
         if bad:
-            self._unusable[n] = bad[0]
+            running.unusable[n] = bad[0]
         prepared = prepare_frames(frame[None], bad, self._correction)
-        self._store.append(prepared[0])
-        self._frames[n % self.window] = prepared[0]
+        # The frames as given: finish() screens them again as a batch run does.
+        self._store.append(frame)
+        self._average.keep(n, prepared[0])
         scale = self._correction.scale
         spectrum = self._setup.spectra(prepared, scale=scale)
         if self._spectra is None:
@@ -327,90 +298,24 @@ class LiveRegistration:
         else:
             found = PeakResult.concatenate([])
         self._spectra[n % self.band] = spectrum[0]
-        split = half_shifts(prepared, self._setup, scale=scale, spectra=spectrum)[0]
+        noisy = np.array([n < self.warmup or n % _NOISE_EVERY == 0])
+        split = half_shifts(
+            prepared, self._setup, scale=scale, noise_frames=noisy, spectra=spectrum
+        )[0]
         self._table.append(found, float(self._setup.energy(spectrum)[0]), split)
-        self._place(n, earlier, found)
+        running.place(n, earlier, found)
         if (n + 1) % self.refine_every == 0:
-            self._refine()
-        else:
-            self._update_average(n, n + 1)
-        self._forecast.record(self._shifts[: n + 1])
-
-    def _excluded(self, k: int) -> bool:
-        return k in self._unusable or k in self._bad or k in self._given.bad_frames
-
-    def _place(self, n: int, earlier: np.ndarray, found: PeakResult) -> None:
-        """The new frame's shift from its own pairs: consensus of ``s_k + r_kn``."""
-        if self._excluded(n):
-            return
-        if n == 0:
-            self._shifts[0] = 0.0
-            return
-        keep = found.ok & np.isfinite(self._shifts[earlier]).all(axis=1)
-        keep &= np.array([not self._excluded(int(k)) for k in earlier], bool)
-        if keep.any():
-            estimates = self._shifts[earlier[keep]] + found.shifts[keep]
-            self._shifts[n] = _consensus(estimates[None])[0]
-            self._sigma[n] = self._typical_sigma
-
-    def _refine(self) -> None:
-        """Solve the last ``window`` frames again (batch analysis), older ones fixed."""
-        stop = self._table.n_frames
-        start = max(0, stop - self.window)
-        if stop - start < MIN_FRAMES:
-            self._update_average(start, stop)
-            return
-        pairs = self._table.measurements(start, stop, self._resolved.lattice_basis)
-        initial = {k - start: r for k, r in self._unusable.items() if start <= k < stop}
-        listed = [b - start for b in self._given.bad_frames if start <= b < stop]
-        params = self._params.replace(bad_frames=tuple(listed))
-        try:
-            with warnings.catch_warnings():
-                # Said once, by finish(), as a batch run says it.
-                warnings.simplefilter("ignore", RegistrationWarning)
-                analysis = analyse_shift_matrix(pairs, params, initial)
-        except TooFewFramesError:
-            self._update_average(start, stop)
-            return
-        old = self._shifts[start:stop]
-        new = analysis.shifts
-        both = np.isfinite(old).all(axis=1) & np.isfinite(new).all(axis=1)
-        # The window's solve is relative to its own mean: put it where the frames it
-        # shares with the previous estimate were.
-        offset = (old[both] - new[both]).mean(axis=0) if both.any() else np.zeros(2)
-        self._shifts[start:stop] = new + offset
-        self._sigma[start:stop] = analysis.uncertainty
-        for k in range(start, stop):
-            reason = analysis.bad_reason.get(k - start)
-            if reason is None or k in self._unusable:
-                self._bad.pop(k, None)
-            else:
-                self._bad[k] = reason
-        if np.isfinite(analysis.uncertainty).any():
-            self._typical_sigma = np.nanmedian(analysis.uncertainty, axis=0)
-        self._update_average(start, stop)
+            # The average follows at each refinement, for every frame that moved or
+            # came since: one inverse transform for all of them.
+            start = max(0, n + 1 - self.window)
+            running.refine(self._table, start, self._params, self._resolved.lattice_basis)
+            self._update_average(start, n + 1)
+        self._forecast.record(running.shifts[: n + 1])
 
     def _update_average(self, start: int, stop: int) -> None:
-        """Re-shift the frames of ``[start, stop)`` whose shift moved beyond the tolerance."""
-        current = self._shifts[start:stop].copy()
-        for k in range(start, stop):
-            if self._excluded(k):
-                current[k - start] = np.nan
-        applied = self._applied[start:stop]
-        has_now, had = np.isfinite(current).all(axis=1), np.isfinite(applied).all(axis=1)
-        with np.errstate(invalid="ignore"):
-            moved = np.abs(current - applied).max(axis=1) > self.tolerance
-        changed = (has_now != had) | (has_now & had & moved)
-        if not changed.any():
-            return
-        index = start + np.flatnonzero(changed)
-        frames = self._frames[index % self.window]
-        add, remove = has_now[changed], had[changed]
-        # Linear: the old contribution is subtracted by adding the negated frame.
-        stack = np.concatenate([frames[add], -frames[remove]])
-        shifts = np.concatenate([current[changed][add], applied[changed][remove]])
-        self._sum += shift_kernels.registered_sum(stack, shifts)
-        self._applied[index] = current[changed]
+        current = self._running.shifts[start:stop].copy()
+        current[[self._running.excluded(k) for k in range(start, stop)]] = np.nan
+        self._average.update(start, current)
 
     # -- what is known so far ------------------------------------------------------------
     @property
@@ -436,17 +341,16 @@ class LiveRegistration:
 
     def _public(self, values: np.ndarray) -> np.ndarray:
         """Internal positions relative to the mean of the frames used so far."""
-        used = self._used()
-        mean = self._shifts[: len(used)][used].mean(axis=0) if used.any() else np.zeros(2)
-        return values - mean
+        used = self._running.used(self._table.n_frames)
+        shifts = self._running.shifts[: len(used)][used]
+        return values - (shifts.mean(axis=0) if len(shifts) else np.zeros(2))
 
-    def _used(self) -> np.ndarray:
-        n = self._table.n_frames
-        used = np.isfinite(self._shifts[:n]).all(axis=1)
-        for k in (*self._unusable, *self._bad, *self._given.bad_frames):
-            if k < n:
-                used[k] = False
-        return used
+    def _per_frame(self, values: np.ndarray) -> np.ndarray:
+        """``(n_frames, 2)``: ``values`` of the used frames, NaN for the others."""
+        out = np.full((self.n_frames, 2), np.nan)
+        used = self._running.used(self._table.n_frames)
+        out[: len(used)][used] = values[: len(used)][used]
+        return out
 
     @property
     def shifts(self) -> np.ndarray:
@@ -455,27 +359,17 @@ class LiveRegistration:
         NaN for frames not measured yet or left out; relative to the mean of the frames
         used so far.
         """
-        out = np.full((self.n_frames, 2), np.nan)
-        used = self._used()
-        out[: len(used)][used] = self._public(self._shifts[: len(used)][used])
-        return out
+        return self._per_frame(self._public(self._running.shifts))
 
     @property
     def shift_uncertainty(self) -> np.ndarray:
         """``(n_frames, 2)`` one-sigma of :attr:`shifts` (the last refinement's; NaN before one)."""
-        out = np.full((self.n_frames, 2), np.nan)
-        used = self._used()
-        out[: len(used)][used] = self._sigma[: len(used)][used]
-        return out
+        return self._per_frame(self._running.sigma)
 
     @property
     def bad_reason(self) -> dict[int, str]:
         """Frames left out so far, and why."""
-        n = self.n_frames
-        reasons = {b: "listed in bad_frames" for b in self._given.bad_frames if b < n}
-        reasons.update(self._bad)
-        reasons.update(self._unusable)
-        return dict(sorted(reasons.items()))
+        return self._running.reasons(self.n_frames)
 
     @property
     def bad_frames(self) -> np.ndarray:
@@ -485,13 +379,8 @@ class LiveRegistration:
     @property
     def average(self) -> np.ndarray:
         """The running registered average ``(ny, nx)``, uncropped (zeros before any frame)."""
-        count = np.isfinite(self._applied[: self._table.n_frames]).all(axis=1).sum()
-        if not count:
-            return np.zeros(self.frame_shape)
-        # The sum is aligned on the internal origin; the shifts are reported about the
-        # mean of the used frames, so the average is moved there once.
-        origin = self._public(np.zeros(2))
-        return shift_kernels.registered_sum(self._sum[None], origin[None]) / count
+        # The shifts are reported about the mean of the used frames.
+        return self._average.value(self._public(np.zeros(2)))
 
     @property
     def coverage(self) -> np.ndarray:
@@ -515,10 +404,10 @@ class LiveRegistration:
         predicted, sigma : ndarray, shape (k, 2)
             ``(dy, dx)`` in the gauge of :attr:`shifts`; NaN until frames are measured.
         """
-        k = _check_int("k", k, 1, "e.g. forecast(1) for the next frame")
+        k = check_int("k", k, 1, "e.g. forecast(1) for the next frame")
         n = self._table.n_frames
-        internal = self._shifts[:n].copy()
-        internal[~self._used()] = np.nan
+        internal = self._running.shifts[:n].copy()
+        internal[~self._running.used(n)] = np.nan
         predicted, sigma = self._forecast.forecast(internal, k)
         return self._public(predicted), sigma
 
@@ -580,68 +469,12 @@ class LiveRegistration:
                     "added. Add more frames before finish()"
                 )
             self._start()
-        frames = self._store.frames()
-        n = len(frames)
-        stack = xr.DataArray(
-            frames,
-            dims=FRAME_DIMS,
-            coords={d: np.arange(s) for d, s in zip(FRAME_DIMS, frames.shape, strict=True)},
+        result, self.remeasured = finish_batch(
+            self._store.frames(),
+            self._table,
+            self._setup,
+            self._correction,
+            self.band,
+            self.params_used,
         )
-        band = self.band if self.band < n - 1 else None
-        finishing = _Finish(stack, self, band=band, **self.params_used)
-        return finishing.run()
-
-
-class _Finish(Registration):
-    """The batch flow on the kept frames, its pair stage replaced by the live one's."""
-
-    def __init__(self, stack: xr.DataArray, live: LiveRegistration, **params: Any) -> None:
-        super().__init__(stack, **params)
-        self._live = live
-
-    def _measure(self):
-        if self._raw is not None:
-            return self._raw
-        live = self._live
-        loaded, resolved = self._load(), self._resolve()
-        same = loaded.correction.scale == live._correction.scale and np.array_equal(
-            loaded.correction.hot_pixels, live._correction.hot_pixels
-        )
-        if not same:
-            live.remeasured = True
-            return super()._measure()
-        n = self.n_frames
-        # A batch run measures the checkerboard noise on its sample of frames only.
-        split = live._table.split[:n].copy()
-        split[~np.isin(np.arange(n), autoparams.sample_indices(n)), 0] = np.nan
-        self._raw = live._table.measurements(0, n, resolved.lattice_basis, split)
-        self.timings["pairs"] = 0.0
-        return self._raw
-
-
-def _check_int(name: str, value: Any, minimum: int, example: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ParameterError(
-            f"{name} must be an integer >= {minimum}; got {value!r}. "
-            + (f"Pass {example}" if example else f"Pass e.g. {name}={max(minimum, 16)}")
-        )
-    return int(value)
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
-        raise ParameterError(f"{name} must be a positive number of pixels; got {value!r}")
-    return float(value)
-
-
-def _check_shape(shape: Any) -> tuple[int, int]:
-    try:
-        ny, nx = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        ny = nx = -1
-    if ny < 4 or nx < 4:
-        raise StackShapeError(
-            f"frame_shape must be (ny, nx) with at least 4 pixels each; got {shape!r}. "
-            "Pass the shape of one frame, e.g. frame_shape=frame.shape"
-        )
-    return ny, nx
+        return result
