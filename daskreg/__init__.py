@@ -8,12 +8,14 @@ from daskreg.apply import align_stack, apply_shifts
 from daskreg.io import ingest, open_stack
 from daskreg.io.average_tif import read_average_tif
 from daskreg.kernels.masks import fourier_grids
+from daskreg.live import LiveRegistration
 from daskreg.parallel.fourd import register_4dstem
 from daskreg.planning import RegistrationPlan, plan
 from daskreg.registration import Registration
 from daskreg.result import RegistrationResult, load_result, save_result
 
 __all__ = [
+    "LiveRegistration",
     "Registration",
     "RegistrationPlan",
     "RegistrationResult",

@@ -12,6 +12,10 @@ Subcommands
     (``<OUT stem>.checkpoint.zarr`` beside OUT, or ``--checkpoint``), removed once every
     output is written; after an interruption the same command with ``--resume``
     computes only the missing blocks.
+``watch FOLDER -o OUT.tif``
+    Register the frames an acquisition writes into a folder as they arrive; the running
+    average every ``--every`` frames, the final average and result when the folder is
+    quiet for ``--quiet-seconds`` or at the first Ctrl-C/SIGTERM (exit 130/143).
 ``ingest IN OUT.zarr``
     Convert any supported stack to a chunked Zarr v3 store, out of core.
 ``apply RESULT OTHER -o OUT.tif``

@@ -7,6 +7,10 @@ Each takes the parsed arguments and returns the exit code; bad input raises a
 from __future__ import annotations
 
 import argparse
+import itertools
+import signal
+import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -26,13 +30,16 @@ from daskreg.cli.outputs import (
     demo_folder,
     remove,
     tif_output,
+    write_live_average,
     write_outputs,
 )
+from daskreg.cli.signals import stopping_gently
 from daskreg.cli.text import (
     EXIT_OK,
     MIB,
     W,
     describe,
+    live_line,
     local_progress,
     output_lines,
     print_lines,
@@ -48,7 +55,10 @@ from daskreg.errors import (
 from daskreg.io import ingest as ingest_stack
 from daskreg.io import open_stack
 from daskreg.io.average_tif import write_average_tif
+from daskreg.io.follow import follow_folder
 from daskreg.io.lock import hold
+from daskreg.live import LiveRegistration
+from daskreg.live_sources import feed
 from daskreg.method.screening import initial_bad_frames, unusable_frames
 from daskreg.parallel.cluster import choose_engine
 from daskreg.parallel.execution import LOCAL_SCHEDULER_NAMES
@@ -57,7 +67,7 @@ from daskreg.planning import RegistrationPlan, dask_layout, plan
 from daskreg.result import load_result
 from daskreg.validate import frame_quality
 
-__all__ = ["apply", "demo", "info", "ingest", "register", "report"]
+__all__ = ["apply", "demo", "info", "ingest", "register", "report", "watch"]
 
 # ``info`` reads every frame of stacks up to this size unless told (--scan/--no-scan).
 _SCAN_BYTES = 2 * 2**30
@@ -125,6 +135,78 @@ def register(args: argparse.Namespace) -> int:
                 remove(checkpoint)
             raise
     print_lines(summary(result, outputs, time.perf_counter() - started, replaced))
+    return EXIT_OK
+
+
+def watch(args: argparse.Namespace) -> int:
+    """``daskreg watch``: register a folder's frames as they arrive; the result at the end.
+
+    Every ``--every`` frames the running average is written (with the state so far in
+    its Info) and a summary line printed; when the folder stays quiet for
+    ``--quiet-seconds``, or at the first Ctrl-C/SIGTERM, the final result of the frames
+    received is written (:meth:`~daskreg.live.LiveRegistration.finish`). A stop signal
+    then exits 130/143 as for the other commands; a second one abandons the final write,
+    leaving the last running average.
+    """
+    started = time.perf_counter()
+    output = tif_output(args.output)
+    outputs = {"average": output}
+    if not args.no_result:
+        outputs["result"] = args.save_result or output.with_name(output.stem + RESULT_SUFFIX)
+    method = params(args, 0)
+    stop = threading.Event()
+    # Checked here, before any output is locked: a missing folder or bad timing is bad input.
+    frames = follow_folder(
+        args.folder,
+        pattern=args.pattern,
+        quiet_seconds=args.quiet_seconds,
+        settle=args.settle,
+        stop=stop,
+    )
+    replaced = check_outputs(outputs, [args.folder], args.overwrite)
+    print_lines(
+        [
+            f"{'watching':<{W}}{args.folder}"
+            + (f" ({args.pattern})" if args.folder.is_dir() else " (appended pages)"),
+            f"{'until':<{W}}no frame for {args.quiet_seconds:g} s, or Ctrl-C; the average "
+            f"is written every {args.every} frames",
+        ]
+    )
+    overwrite = args.overwrite
+    with hold(outputs), stopping_gently(stop) as received:
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            why = "before a frame arrived" if received else f"for {args.quiet_seconds:g} s"
+            raise TooFewFramesError(
+                f"no complete frame matching {args.pattern!r} appeared in {str(args.folder)!r} "
+                f"{why}; check the folder and --pattern, or wait longer with --quiet-seconds"
+            )
+        live = LiveRegistration(first.shape, **method)
+
+        def snapshot(live: LiveRegistration) -> None:
+            nonlocal overwrite
+            with Transaction({"average": output}, overwrite=overwrite) as written:
+                write_live_average(live, written)
+                written.commit()
+            # Later snapshots replace this run's own.
+            overwrite = True
+            print_lines([live_line(live.summary(), live.warmup)])
+
+        feed(live, itertools.chain([first], frames), callback=snapshot, every=args.every)
+        result = live.finish()
+        with Transaction(outputs, overwrite=overwrite) as written:
+            write_outputs(result, written)
+            written.commit()
+    print_lines(summary(result, outputs, time.perf_counter() - started, replaced))
+    if received:
+        signum = received[0]
+        print(
+            f"daskreg watch: stopped by {signal.Signals(signum).name} after "
+            f"{live.n_frames} frames; their final result was written",
+            file=sys.stderr,
+        )
+        return 128 + signum
     return EXIT_OK
 
 

@@ -17,10 +17,14 @@ import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from daskreg.cli.signals import deferred
 from daskreg.errors import OutputPathError
 from daskreg.io.atomic import writable_folder
+from daskreg.io.average_tif import write_average_tif
 from daskreg.io.ome_zarr import OME_ZARR_SUFFIX, is_ome_zarr_path
 from daskreg.io.paths import check_apart, source_paths
 from daskreg.result import RegistrationResult, save_result
@@ -34,6 +38,7 @@ __all__ = [
     "demo_folder",
     "remove",
     "tif_output",
+    "write_live_average",
     "write_outputs",
 ]
 
@@ -140,6 +145,27 @@ def write_outputs(result: RegistrationResult, outputs: Transaction) -> None:
         save_result(result, outputs.staged("result"))
     if "report" in final:
         result.save_report(outputs.staged("report"))
+
+
+def write_live_average(live: Any, outputs: Transaction) -> None:
+    """Stage the running average of a live registration, its state so far in the Info.
+
+    The Info's JSON (:func:`daskreg.read_average_tif`) holds ``"live": true``, the frames
+    added, their shifts, uncertainties and bad frames so far, the forecast of the next
+    frame and the parameters: what an acquisition can act on before the result is final.
+    """
+    prediction, sigma = live.forecast(1)
+    description = {
+        "live": True,
+        "n_frames": live.n_frames,
+        "params": live.params_used,
+        "bad_frames": np.asarray(live.bad_frames).tolist(),
+        "shifts": np.asarray(live.shifts),
+        "shift_uncertainty": np.asarray(live.shift_uncertainty),
+        "forecast": np.asarray(prediction[0]),
+        "forecast_sigma": np.asarray(sigma[0]),
+    }
+    write_average_tif(outputs.staged("average"), np.asarray(live.average), description)
 
 
 def remove(path: Path) -> None:

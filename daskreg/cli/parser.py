@@ -23,6 +23,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number of ``kind`` above 0."""
+    what = "a whole number" if kind is int else "a number"
+
+    def convert(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} above 0")
+        return value
+
+    return convert
+
+
 def _add_input(parser: argparse.ArgumentParser, name: str = "input") -> None:
     parser.add_argument(name, type=Path, help="stack file or Zarr store")
     parser.add_argument("--frame-axis", type=int, help="axis holding the frames, e.g. -1")
@@ -35,10 +51,11 @@ def _add_input(parser: argparse.ArgumentParser, name: str = "input") -> None:
     )
 
 
-def _add_params(parser: argparse.ArgumentParser) -> None:
+def _add_params(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     group = parser.add_argument_group("registration parameters (see register)")
     for name, options in PARAM_FLAGS:
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, **options)
+        if name not in exclude:
+            group.add_argument(f"--{name.replace('_', '-')}", dest=name, **options)
     group.add_argument(
         "--no-crop", dest="crop", action="store_const", const=False, help="keep the full frame"
     )
@@ -172,6 +189,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_params(p)
     _add_execution(p)
+
+    p = command(
+        "watch",
+        commands.watch,
+        "register the frames an acquisition writes into a folder as they arrive; write the "
+        "running average every few frames and the result at the end (quiet folder or Ctrl-C)",
+    )
+    p.add_argument(
+        "folder",
+        type=Path,
+        help="folder the acquisition writes one file per frame into, or one multi-page TIFF "
+        "it appends pages to",
+    )
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT.tif", help="the average"
+    )
+    p.add_argument(
+        "--save-result",
+        type=Path,
+        metavar="PATH",
+        help=f"full result at the end, .zarr or .nc (default: <OUT stem>{RESULT_SUFFIX})",
+    )
+    p.add_argument("--no-result", action="store_true", help="do not write the full result")
+    p.add_argument(
+        "--pattern", default="*.tif", help="glob pattern of the frame files (default *.tif)"
+    )
+    p.add_argument(
+        "--every",
+        type=_positive(int),
+        default=10,
+        metavar="N",
+        help="write the running average and print a summary line every N frames (default 10)",
+    )
+    p.add_argument(
+        "--quiet-seconds",
+        type=_positive(float),
+        default=60.0,
+        metavar="T",
+        help="finish when no frame arrived and no file changed for T seconds (default 60)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="a file is read once its size has not changed for S seconds and it parses "
+        "completely (default 0.5)",
+    )
+    _add_overwrite(p, "replace existing outputs")
+    _add_params(p, exclude=("frames", "band"))
+    p.add_argument(
+        "--band",
+        type=_positive(int),
+        help="correlate each new frame with the BAND frames before it (default 32)",
+    )
 
     p = command(
         "ingest", commands.ingest, "convert a stack to a chunked Zarr v3 store, out of core"

@@ -9,7 +9,10 @@ rolled back, and :func:`daskreg.cli.main` prints the resume line and exits with
 128 + the signal's number (130, 143, 129), as a shell reports a process killed by it.
 
 Inside :func:`deferred` (the few renames that commit the outputs) a signal is held and
-raised when the block ends, so that the outputs are never left half replaced.
+raised when the block ends, so that the outputs are never left half replaced. Inside
+:func:`stopping_gently` (``daskreg watch``, whose normal end is Ctrl-C) the first signal
+only sets an event, so that the work ends at its next check and writes its result; a
+second one stops it as above.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "deferred", "stopping_on_signals"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "deferred", "stopping_gently", "stopping_on_signals"]
 
 #: The signals that stop a command cleanly.
 STOP_SIGNALS = tuple(
@@ -100,3 +103,36 @@ def deferred() -> Iterator[None]:
             signum, _state.pending = _state.pending, None
             _state.stopping = signum
             raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stopping_gently(stop: threading.Event) -> Iterator[list[int]]:
+    """Inside the block, the first stop signal sets ``stop`` instead of raising.
+
+    The yielded list receives that signal's number. A second signal raises
+    :class:`Interrupted` as :func:`stopping_on_signals` does, so an impatient user can
+    still abandon the work. Outside the main thread the block runs unchanged.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def first(signum: int, frame: object) -> None:
+        if received:
+            _handler(signum, frame)
+            return
+        received.append(signum)
+        stop.set()
+
+    # Only the signals this command stops on: one ignored on entry stays ignored.
+    previous = {
+        signum: signal.signal(signum, first)
+        for signum in STOP_SIGNALS
+        if signal.getsignal(signum) is not signal.SIG_IGN
+    }
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

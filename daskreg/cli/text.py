@@ -24,6 +24,7 @@ __all__ = [
     "MIB",
     "W",
     "describe",
+    "live_line",
     "local_progress",
     "one_line",
     "one_line_warnings",
@@ -112,6 +113,26 @@ def summary(
         *output_lines(outputs, replaced),
         f"{'time':<{W}}{seconds:.1f} s" + (f" ({timings} s)" if timings else ""),
     ]
+
+
+def live_line(summary: Mapping[str, Any], warmup: int) -> str:
+    """One line of a live registration's state: frames, drift, rate, sigma, bad frames.
+
+    ``summary`` is :meth:`daskreg.live.LiveRegistration.summary`; nothing is measured
+    before ``warmup`` frames have come (the parameters are chosen from them).
+    """
+    if summary["frames"] < warmup:
+        return (
+            f"{'live':<{W}}{summary['frames']} frames; the parameters are chosen from the "
+            f"first {warmup}, then the frames are registered"
+        )
+    (dy, dx), (sy, sx) = summary["next"], summary["next_sigma"]
+    return (
+        f"{'live':<{W}}{summary['frames']} frames ({summary['rate']:.1f}/s); drift "
+        f"{summary['drift']:.2f} px, {summary['velocity']:.3f} px/frame; sigma "
+        f"{summary['sigma']:.3f} px; {summary['bad_frames']} bad; next dy {dy:+.2f} "
+        f"+- {sy:.2f}, dx {dx:+.2f} +- {sx:.2f} px"
+    )
 
 
 def output_lines(outputs: Mapping[str, Path], replaced: Collection[str] = ()) -> list[str]:

@@ -36,9 +36,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from daskreg.kernels import shiftmatrix as sm
+from daskreg.kernels._blas import one_blas_thread
 from daskreg.kernels.frame_shifts import solve_shifts
 from daskreg.kernels.lattice import nearest_translation
 from daskreg.kernels.layout import DenseLayout, PairLayout, layout_for
@@ -271,7 +271,7 @@ def robust_solve(
     """
     # The systems are small: BLAS threads only fight each other (and a busy machine's
     # other work), measured 0.8 s instead of 5 ms for a band Cholesky of 2,000 frames.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _robust_solve(matrix, candidates, used, layout, translations, cap, floor, quality)
 
 

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from daskreg._pieces import frame_slices
 from daskreg.errors import ParameterError
 from daskreg.kernels import correlate, peaks
+from daskreg.kernels._blas import one_blas_thread
 from daskreg.kernels._scratch import scratch
 from daskreg.kernels.band import BandGeometry, band_geometry
 from daskreg.kernels.peak_result import PeakResult
@@ -250,7 +250,7 @@ def measure_pairs(
     # BLAS's own threads cost more than they give on these small products, and they
     # fight ours (two threads of pairs then ran slower than one); Dask workers get the
     # same limit from distributed's environment.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         if threads > 1 and len(starts) > 1:
             with ThreadPoolExecutor(threads) as pool:
                 return PeakResult.concatenate(list(pool.map(counted, starts)))
