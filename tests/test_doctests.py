@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules whose examples need an optional dependency: left out where it is missing.
-OPTIONAL = {"hyperspy": "daskreg/io/hyperspy_out.py"}
+OPTIONAL = {"hyperspy": "daskreg/io/hyperspy_out.py", "napari": "daskreg/napari/_widget.py"}
 
 
 def test_docstring_examples_run():
