@@ -42,7 +42,9 @@ PARAMS = {"mask": "bandpass", "n": 5.0, "threshold": 3.0}
 
 @pytest.fixture(scope="module")
 def series():
-    return lattice_series(8, (96, 96), dose=100, seed=11, bad_frames={BAD: "blank"})
+    # Non-square, and a crop whose ymin and xmin differ (4 and 2): the placement of
+    # every layer is checked axis by axis.
+    return lattice_series(8, (96, 112), dose=100, seed=12, bad_frames={BAD: "blank"})
 
 
 @pytest.fixture(scope="module")
@@ -178,16 +180,28 @@ def test_reader_gives_the_result_layers(saved, store):
     pixel = tuple(result.dataset.attrs["pixel_size"])
     assert kwargs["scale"] == pixel and kwargs["units"] == ("nm", "nm")
     crop = result.crop
+    assert crop.ymin != crop.xmin
     np.testing.assert_allclose(kwargs["translate"], (crop.ymin * pixel[0], crop.xmin * pixel[1]))
     aligned, kwargs, _ = layers["run aligned"]
     assert type(aligned).__module__.startswith("dask")  # lazy: nothing shifted yet
     frames = np.asarray(aligned)
     assert frames.shape == (8, *average.shape) and np.isnan(frames[BAD]).all()
-    # The used aligned frames average to the result's average: float32 frames, so
-    # within 1e-6 of its range.
+    # Frame k is raw frame k shifted back by its shift and cropped: the Fourier shift
+    # theorem on the half plane (so the Nyquist terms stay real, as in the method),
+    # written here with numpy's FFT. float32 frames: within 1e-6 of the frame's range.
+    raw = np.asarray(saved["frames"], dtype=np.float64)
+    ny, nx = raw.shape[1:]
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.rfftfreq(nx)[None, :]
+    for k in (0, BAD + 1, 7):
+        dy, dx = result.shifts.values[k]
+        phase = np.exp(2j * np.pi * (ky * dy + kx * dx))
+        back = np.fft.irfft2(np.fft.rfft2(raw[k]) * phase, s=(ny, nx))
+        expected = back[crop.ymin : crop.ymax, crop.xmin : crop.xmax]
+        np.testing.assert_allclose(frames[k], expected, atol=1e-6 * np.ptp(raw[k]))
+    # And the used frames average to the result's average.
     mean = np.delete(frames, BAD, axis=0).astype(np.float64).mean(axis=0)
-    span = np.ptp(average)
-    np.testing.assert_allclose(mean, average, atol=1e-6 * span)
+    np.testing.assert_allclose(mean, average, atol=1e-6 * np.ptp(average))
     _check_track(layers, result, "run")
 
 
@@ -198,7 +212,12 @@ def test_reader_opens_the_average_tif_and_stacks(saved):
     layers = _by_name(get_reader(str(saved["tif"]))(str(saved["tif"])))
     image, kwargs, _ = layers["run-average average"]
     np.testing.assert_array_equal(image, result.average.values.astype(np.float32))
-    np.testing.assert_allclose(kwargs["scale"], result.dataset.attrs["pixel_size"], rtol=1e-6)
+    pixel = result.dataset.attrs["pixel_size"]
+    np.testing.assert_allclose(kwargs["scale"], pixel, rtol=1e-6)  # TIFF stores 1/size
+    crop = result.crop
+    np.testing.assert_allclose(
+        kwargs["translate"], (crop.ymin * pixel[0], crop.xmin * pixel[1]), rtol=1e-6
+    )
     _check_track(layers, result, "run-average")
     ((data, kwargs, kind),) = get_reader(str(saved["stack"]))(str(saved["stack"]))
     assert kind == "image" and type(data).__module__.startswith("dask")
@@ -353,6 +372,11 @@ def plugin():
 @requires_napari
 def test_viewer_opens_a_result_through_the_plugin(viewer, plugin, saved):
     from napari.components import ViewerModel
+
+    # The manifest's file patterns offer daskreg's reader for each of its files.
+    for kind in ("zarr", "nc", "tif", "stack"):
+        readers = {r.plugin_name for r in plugin.iter_compatible_readers([str(saved[kind])])}
+        assert "daskreg" in readers, (kind, readers)
 
     layers = viewer.open(str(saved["zarr"]), plugin="daskreg")
     assert [layer.name for layer in layers] == [
