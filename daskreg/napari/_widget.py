@@ -110,7 +110,7 @@ def registration_steps(
     """
     if choose_engine(stack, "auto", ()) == "dask":
         yield 0, "registering on the Dask engine"
-        return register(stack, **params)
+        return register(stack, progress=False, **params)
     reg = Registration(stack, **params) if registration is None else registration
     yield 0, STEPS[0]
     reg.params  # noqa: B018 - resolving the automatic parameters is this step
