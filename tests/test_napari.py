@@ -2,10 +2,10 @@
 
 Qt runs on its offscreen platform (set below, before any Qt import makes an application).
 Reader and widget are tested on napari's ``ViewerModel`` (no canvas, so no OpenGL) and,
-where an OpenGL context can be made, on napari's real viewer from ``make_napari_viewer``:
-Qt's offscreen platform has OpenGL only through an X server, which pytest-xvfb starts
-when Xvfb is installed (``apt-get install xvfb``); without one those cases are skipped,
-saying so.
+where an OpenGL context can be made, on napari's real viewer from ``make_napari_viewer``.
+Qt's offscreen platform has OpenGL only through an X server: run under ``xvfb-run -a``
+(``apt-get install xvfb``) on a machine without a display; without one those cases are
+skipped, saying so.
 """
 
 from __future__ import annotations
@@ -270,8 +270,8 @@ def viewer(request, qapp):
         return ViewerModel()
     if not _opengl(qapp):
         pytest.skip(
-            "no OpenGL context on Qt's offscreen platform without an X server: install "
-            "Xvfb (apt-get install xvfb), which pytest-xvfb then starts"
+            "no OpenGL context on Qt's offscreen platform without an X server: run the "
+            "tests under xvfb-run -a (apt-get install xvfb)"
         )
     return request.getfixturevalue("make_napari_viewer")()
 
