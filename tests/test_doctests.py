@@ -21,7 +21,8 @@ OPTIONAL = {
         "daskreg/io/hyperspy_out.py",
         "daskreg/hyperspy.py",
         "daskreg/_hyperspy_signals.py",
-    )
+    ),
+    "napari": ("daskreg/napari/_widget.py",),
 }
 
 

@@ -165,12 +165,12 @@ def test_base_install_has_no_extras(fresh, tmp_path):
         """
         import importlib.util, json, daskreg
         print(json.dumps({"file": daskreg.__file__, "missing": [m for m in
-            ("ipywidgets", "hyperspy", "nbclient", "ipykernel", "dask_jobqueue")
+            ("ipywidgets", "hyperspy", "nbclient", "ipykernel", "dask_jobqueue", "napari")
             if importlib.util.find_spec(m) is None]}))
         """,
     )
     assert Path(found["file"]).is_relative_to(fresh.path), found["file"]
-    assert len(found["missing"]) == 5, found
+    assert len(found["missing"]) == 6, found
 
 
 # -- (a) the README's snippet, as a plain script -----------------------------------------------
