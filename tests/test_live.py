@@ -264,3 +264,13 @@ def test_bad_input_names_the_value_and_the_fix(make, error, words):
     assert isinstance(caught.value, DaskregError)
     for word in words:
         assert word in str(caught.value)
+
+
+def test_close_removes_the_kept_frames(tmp_path):
+    series = lattice_series(6, (64, 64), dose=5.0, seed=9)
+    with LiveRegistration((64, 64), band=2, warmup=3, store_dir=tmp_path) as live:
+        live.add_many(series.stack)
+        assert len(list(tmp_path.iterdir())) == 1
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(DaskregError, match="closed"):
+        live.add(series.stack[0])
