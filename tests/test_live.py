@@ -128,11 +128,13 @@ def test_finish_measures_again_when_the_series_scale_changes():
 
 
 @pytest.mark.parametrize(
-    ("lattice", "seed"), [("perovskite", 11), ("hexagonal", 12), ("anisotropic", 13)]
+    ("lattice", "seed", "band"),
+    # band 16 refines every second frame: the others are placed from their own pairs.
+    [("perovskite", 11, 16), ("hexagonal", 12, 8), ("anisotropic", 13, 8)],
 )
-def test_running_shifts_follow_the_truth(lattice, seed):
+def test_running_shifts_follow_the_truth(lattice, seed, band):
     series = lattice_series(60, (128, 128), lattice=lattice, dose=5.0, seed=seed)
-    live = LiveRegistration((128, 128), band=8)
+    live = LiveRegistration((128, 128), band=band)
     worst = 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RegistrationWarning)
@@ -146,8 +148,8 @@ def test_running_shifts_follow_the_truth(lattice, seed):
             truth = _aligned(series.shifts[: t + 1], used)
             worst = max(worst, float(np.sqrt(np.mean((shifts[used] - truth[used]) ** 2))))
         final = live.finish()
-    # Measured 0.06-0.10 px RMS at every step, as the batch result's own error (the
-    # running shifts are the batch analysis of a trailing window): 2x margin.
+    # Measured 0.04-0.10 px RMS at every step, as the final result's own error (0.05-0.09
+    # px; the running shifts are the batch analysis of a trailing window): 2x margin.
     assert worst < 0.2
     # Refinements still to come move the running shifts by little (measured <= 0.02 px).
     assert np.nanmax(np.abs(live.shifts - final.shifts.values)) < 0.1

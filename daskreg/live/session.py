@@ -129,6 +129,10 @@ class LiveRegistration:
     the final ones by the refinements still to come (frames before the window are solved
     again only by :meth:`finish`).
 
+    One thread at a time: ``add`` and the readers share state without locks. The
+    temporary file goes with :meth:`close` (or the end of a ``with`` block, or the
+    object).
+
     References
     ----------
     .. [1] B. H. Savitzky et al., Ultramicroscopy 191, 56-65 (2018),
@@ -442,6 +446,16 @@ class LiveRegistration:
         }
 
     # -- the end -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Remove the temporary file of the kept frames (:meth:`finish` needs it)."""
+        self._store.close()
+
+    def __enter__(self) -> LiveRegistration:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def finish(self) -> RegistrationResult:
         """The batch result on every frame added: ``register(stack, band=band, **params_used)``.
 
@@ -451,7 +465,11 @@ class LiveRegistration:
         the whole series' scale or hot pixels differ from those of the warm-up frames,
         every pair is measured again from the kept frames (:attr:`remeasured`), so the
         result is still the batch one. A series no longer than the band registers all
-        pairs (``band=None``), as a batch run must.
+        pairs (``band=None``), as a batch run must. The frames are those kept (in
+        ``dtype``); more frames may be added after, and ``finish`` called again.
+
+        Its cost is a batch run's without the pair stage: the analysis of every pair and
+        one Fourier shift per frame for the average.
 
         Returns
         -------
