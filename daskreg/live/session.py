@@ -231,7 +231,8 @@ class LiveRegistration:
         NonFiniteError
             NaN/inf pixels or no contrast while ``detect_bad_frames=False``.
         """
-        frame = self._check_frame(frame)
+        strict = not self._given.detect_bad_frames
+        frame = check_frame(frame, self.frame_shape, self.dtype, self.n_frames, strict)
         self._times.append(time.perf_counter())
         if self._setup is None:
             self._buffer.append(frame)
@@ -244,11 +245,6 @@ class LiveRegistration:
         """:meth:`add` each frame of ``frames`` (an array ``(F, ny, nx)`` or an iterable)."""
         for frame in frames:
             self.add(frame)
-
-    def _check_frame(self, frame: Any) -> np.ndarray:
-        return check_frame(
-            frame, self.frame_shape, self.dtype, self.n_frames, not self._given.detect_bad_frames
-        )
 
     def _start(self) -> None:
         """Fix the automatic parameters, scale and hot pixels from the warm-up frames."""
@@ -383,6 +379,9 @@ class LiveRegistration:
     @property
     def average(self) -> np.ndarray:
         """The running registered average ``(ny, nx)``, uncropped (zeros before any frame)."""
+        n = self._table.n_frames
+        # Frames placed since the last refinement join it now.
+        self._update_average(max(0, n - self.window), n)
         # The shifts are reported about the mean of the used frames.
         return self._average.value(self._public(np.zeros(2)))
 
