@@ -61,6 +61,11 @@ CASES = {
     "short-all-pairs": dict(
         n=10, shape=(128, 128), lattice="perovskite", dose=4.0, band=16, seed=4,
     ),
+    # The reference's path: fixed mask and fit window, transitivity outliers, row means.
+    "reference-transitivity": dict(
+        n=30, shape=(128, 128), lattice="perovskite", dose=5.0, band=6, seed=21,
+        params=daskreg.params.REFERENCE,
+    ),
 }  # fmt: skip
 
 
@@ -83,7 +88,7 @@ def _stack(case: dict) -> tuple[np.ndarray, np.ndarray]:
 def test_finish_equals_batch_register(name):
     case = CASES[name]
     stack, _ = _stack(case)
-    live = _live(stack, case["band"])
+    live = _live(stack, case["band"], **case.get("params", {}))
     result, said = _recorded(live.finish)
     assert not live.remeasured
     # Every automatic parameter was fixed from the warm-up frames.

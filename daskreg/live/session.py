@@ -387,7 +387,10 @@ class LiveRegistration:
 
     @property
     def coverage(self) -> np.ndarray:
-        """Frames in the running average covering each pixel ``(ny, nx)``."""
+        """Frames in the running average covering each pixel ``(ny, nx)``.
+
+        Counted afresh from the shifts: ``n_frames * ny * nx`` operations.
+        """
         return shift_kernels.coverage(self.shifts, self.frame_shape)
 
     def forecast(self, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
