@@ -129,6 +129,10 @@ class LiveRegistration:
     the final ones by the refinements still to come (frames before the window are solved
     again only by :meth:`finish`).
 
+    One thread at a time: ``add`` and the readers share state without locks. The
+    temporary file goes with :meth:`close` (or the end of a ``with`` block, or the
+    object).
+
     References
     ----------
     .. [1] B. H. Savitzky et al., Ultramicroscopy 191, 56-65 (2018),
@@ -227,7 +231,8 @@ class LiveRegistration:
         NonFiniteError
             NaN/inf pixels or no contrast while ``detect_bad_frames=False``.
         """
-        frame = self._check_frame(frame)
+        strict = not self._given.detect_bad_frames
+        frame = check_frame(frame, self.frame_shape, self.dtype, self.n_frames, strict)
         self._times.append(time.perf_counter())
         if self._setup is None:
             self._buffer.append(frame)
@@ -240,11 +245,6 @@ class LiveRegistration:
         """:meth:`add` each frame of ``frames`` (an array ``(F, ny, nx)`` or an iterable)."""
         for frame in frames:
             self.add(frame)
-
-    def _check_frame(self, frame: Any) -> np.ndarray:
-        return check_frame(
-            frame, self.frame_shape, self.dtype, self.n_frames, not self._given.detect_bad_frames
-        )
 
     def _start(self) -> None:
         """Fix the automatic parameters, scale and hot pixels from the warm-up frames."""
@@ -379,12 +379,18 @@ class LiveRegistration:
     @property
     def average(self) -> np.ndarray:
         """The running registered average ``(ny, nx)``, uncropped (zeros before any frame)."""
+        n = self._table.n_frames
+        # Frames placed since the last refinement join it now.
+        self._update_average(max(0, n - self.window), n)
         # The shifts are reported about the mean of the used frames.
         return self._average.value(self._public(np.zeros(2)))
 
     @property
     def coverage(self) -> np.ndarray:
-        """Frames in the running average covering each pixel ``(ny, nx)``."""
+        """Frames in the running average covering each pixel ``(ny, nx)``.
+
+        Counted afresh from the shifts: ``n_frames * ny * nx`` operations.
+        """
         return shift_kernels.coverage(self.shifts, self.frame_shape)
 
     def forecast(self, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -442,6 +448,16 @@ class LiveRegistration:
         }
 
     # -- the end -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Remove the temporary file of the kept frames (:meth:`finish` needs it)."""
+        self._store.close()
+
+    def __enter__(self) -> LiveRegistration:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def finish(self) -> RegistrationResult:
         """The batch result on every frame added: ``register(stack, band=band, **params_used)``.
 
@@ -451,7 +467,11 @@ class LiveRegistration:
         the whole series' scale or hot pixels differ from those of the warm-up frames,
         every pair is measured again from the kept frames (:attr:`remeasured`), so the
         result is still the batch one. A series no longer than the band registers all
-        pairs (``band=None``), as a batch run must.
+        pairs (``band=None``), as a batch run must. The frames are those kept (in
+        ``dtype``); more frames may be added after, and ``finish`` called again.
+
+        Its cost is a batch run's without the pair stage: the analysis of every pair and
+        one Fourier shift per frame for the average.
 
         Returns
         -------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from daskreg.errors import OutputPathError
 from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.measurements import PairMeasurements, assemble_pairs
 
@@ -48,6 +49,11 @@ class FrameStore:
 
     def append(self, frame: np.ndarray) -> None:
         """Add one frame ``(ny, nx)`` (converted to the store's dtype)."""
+        if not self._closer.alive:
+            raise OutputPathError(
+                "this live registration was closed (its kept frames are gone); start a new "
+                "LiveRegistration to register more frames"
+            )
         self._file.write(np.ascontiguousarray(frame, dtype=self.dtype).tobytes())
         self.n_frames += 1
 
