@@ -175,6 +175,13 @@ def register(stack: Any, **kwargs: Any) -> RegistrationResult:
         Final shifts from the robust solve's weighted least squares, as row means of
         the corrected matrix (the reference), or as an unweighted least-squares solve
         over the valid pairs.
+    refine : bool, default True
+        Refine each frame's shift against the average of the other frames (two
+        Gauss-Newton steps over every pixel the frames share, no window; see
+        :mod:`daskreg.kernels.refine`), with its least-squares uncertainty. Halves the
+        error of the pair solve at low dose; never moves a frame by more than a pixel.
+        Skipped (with the solve's shifts kept) when the registration is unreliable or
+        fewer than 3 frames are used. False gives the reference method's shifts.
     band : int, optional
         Correlate only pairs with ``|i - j| <= band`` (long time series).
     detect_bad_frames : bool, default True

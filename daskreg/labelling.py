@@ -117,6 +117,7 @@ def build_result(
         daskreg_version=__version__,
         pair_layout="dense" if pairs.layout.band is None else "band",
         reliable=int(analysis.reliable),
+        refined_frames=0 if analysis.refined is None else int(analysis.refined.sum()),
         hops_corrected=0 if analysis.hops is None else int(analysis.hops.sum() // 2),
         pair_scatter=np.nan if analysis.scale is None else float(analysis.scale),
         **bounds._asdict(),

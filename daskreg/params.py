@@ -50,6 +50,7 @@ REFERENCE = {
     "window_radius": 6,
     "outliers": "transitivity",
     "solver": "mean",
+    "refine": False,
 }
 _NONE_MEANS = {
     "n": "chosen from the lattice with mask='auto', else 4",
@@ -85,6 +86,7 @@ class RegistrationParams:
     frames: tuple[int, int] | None = None
     crop: bool = True
     solver: Solver = "robust"
+    refine: bool = True
     band: int | None = None
     detect_bad_frames: bool = True
     precision: Literal["single", "double"] = "single"

@@ -298,7 +298,7 @@ class Registration:
         frames = self.frames
         start = time.perf_counter()
         with display.Counter("frames", len(frames), show=self.progress) as counter:
-            average = local.registered_average(frames, analysis.shifts, analysis.used)
+            analysis, average = local.refined_average(frames, analysis, self.params)
             counter.advance(len(frames))
         self.timings["average"] = time.perf_counter() - start
         # The steps may run apart (the tutorial's flow): the total is their sum, recorded

@@ -88,6 +88,7 @@ PARAM_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
 FLAG_PARAMS: tuple[str, ...] = (
     *(name for name, _ in PARAM_FLAGS),
     "crop",
+    "refine",
     "detect_bad_frames",
 )
 

@@ -60,6 +60,13 @@ def _add_params(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) 
         "--no-crop", dest="crop", action="store_const", const=False, help="keep the full frame"
     )
     group.add_argument(
+        "--no-refine",
+        dest="refine",
+        action="store_const",
+        const=False,
+        help="keep the pair solve's shifts (no refinement against the average)",
+    )
+    group.add_argument(
         "--keep-bad-frames",
         dest="detect_bad_frames",
         action="store_const",
@@ -101,8 +108,7 @@ def _add_execution(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temp-dir", help="folder for spectra spilled to disk")
     _add_progress(
         group,
-        "show progress, and the dashboard link on Dask (default: when the terminal is "
-        "interactive)",
+        "show progress, and the dashboard link on Dask (default: when the terminal is interactive)",
     )
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "registered_sum",
     "aligned_frames",
     "fourier_shift_frames",
+    "phase_ramp",
     "CropBounds",
     "crop_bounds",
     "coverage",
@@ -246,6 +247,25 @@ def _ramps(shifts: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.n
     )
 
 
+def phase_ramp(shift: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The real-FFT-layout factor ``(ny, nx // 2 + 1)`` that moves content by ``+shift``.
+
+    Parameters
+    ----------
+    shift : ndarray, shape (2,)
+        ``(dy, dx)`` in pixels.
+    shape : tuple of int
+        Frame shape ``(ny, nx)``.
+
+    Returns
+    -------
+    ndarray of complex128
+        ``exp(-2 pi i (ky dy + kx dx))``: multiply a frame's ``rfft2`` by it.
+    """
+    ey, ex = _ramps(np.asarray(shift, dtype=np.float64).reshape(1, 2), shape)
+    return ey[0][:, None] * ex[0][None, :]
+
+
 @numba.njit(cache=True, nogil=True)
 def _phase_ramps(
     spectra: np.ndarray, ey: np.ndarray, ex: np.ndarray, total: np.ndarray, add: bool
@@ -266,6 +286,17 @@ def _phase_ramps(
                         total[t, i, k] += value
                     else:
                         spectra[f, t, i, k] = value
+
+
+# Shifts within this of a whole pixel count as whole: the same solve run on another path
+# (compiled or not, another summation order) lands a round-off either side of it, and
+# the crop would move by a pixel.
+_ROUND_OFF = 1e-6
+
+
+def _ceil(value: float) -> int:
+    """``math.ceil`` of ``value``, a round-off above a whole number counting as it."""
+    return math.ceil(value - _ROUND_OFF)
 
 
 class CropBounds(NamedTuple):
@@ -298,8 +329,8 @@ def crop_bounds(shifts: np.ndarray, shape: tuple[int, int]) -> CropBounds:
     shifts = shifts[np.isfinite(shifts).all(axis=1)]
     bounds = []
     for axis, size in enumerate(shape):
-        low = math.ceil(max(0.0, float(-shifts[:, axis].min()))) if len(shifts) else 0
-        high = size - math.ceil(max(0.0, float(shifts[:, axis].max()))) if len(shifts) else size
+        low = _ceil(max(0.0, float(-shifts[:, axis].min()))) if len(shifts) else 0
+        high = size - _ceil(max(0.0, float(shifts[:, axis].max()))) if len(shifts) else size
         bounds.extend([low, max(low, high)])
     return CropBounds(*bounds)
 
@@ -339,7 +370,7 @@ def frame_coverage(
     per_axis = []
     for axis in range(2):
         source = np.arange(size[axis])[None, :] - origin[axis] + shifts[:, axis][:, None]
-        per_axis.append((source >= 0) & (source <= shape[axis] - 1))
+        per_axis.append((source >= -_ROUND_OFF) & (source <= shape[axis] - 1 + _ROUND_OFF))
     return per_axis[0], per_axis[1]
 
 

@@ -84,6 +84,9 @@ class MatrixAnalysis:
         False when the data cannot support the registration (the robust solve's
         scatter reached the cap, or most pairs disagree): shifts are then a guess and
         their uncertainty is large.
+    refined : (N,) bool or None
+        Frames whose shift was refined against the average of the others
+        (:mod:`daskreg.method.refinement`); None before that step.
     """
 
     measured: np.ndarray
@@ -99,6 +102,7 @@ class MatrixAnalysis:
     hops: np.ndarray | None = None
     scale: float | None = None
     reliable: bool = True
+    refined: np.ndarray | None = None
 
 
 def auto_threshold(
@@ -261,9 +265,7 @@ def analyse_shift_matrix(
         )
     weights = None if robust is None or params.solver != "robust" else robust.weights
     lstsq_shifts, uncertainty = solve_shifts(matrix, valid, used, layout, weights=weights)
-    shifts = (
-        shifts_from_rows(corrected, used, layout) if params.solver == "mean" else lstsq_shifts
-    )
+    shifts = shifts_from_rows(corrected, used, layout) if params.solver == "mean" else lstsq_shifts
     reliable = _reliable(robust)
     basis = pairs.lattice_basis
     cell = 0.0 if basis is None else float(np.linalg.norm(basis, axis=1).min())

@@ -9,7 +9,9 @@ core: the FFTs run on all of them, the pairs in one thread per core.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
@@ -17,12 +19,16 @@ from dask.system import CPU_COUNT
 
 from daskreg import autoparams
 from daskreg.kernels import detector, shift
+from daskreg.method import refinement
 from daskreg.method.measurements import PairMeasurements, assemble_pairs
 from daskreg.method.pairs import half_shifts, measure_pairs, pair_indices, pair_setup
 from daskreg.method.screening import initial_bad_frames, prepare_frames, survey_frames
 from daskreg.params import RegistrationParams
 
-__all__ = ["LoadedFrames", "load_frames", "measure", "registered_average"]
+if TYPE_CHECKING:
+    from daskreg.method.analyse import MatrixAnalysis
+
+__all__ = ["LoadedFrames", "load_frames", "measure", "refined_average"]
 
 
 @dataclass(frozen=True)
@@ -102,9 +108,7 @@ def measure(
     with scipy.fft.set_workers(-1):
         spectra = setup.spectra(frames, scale=scale)
     i, j = pair_indices(n_frames, params.band)
-    found = measure_pairs(
-        spectra, spectra, i, j, setup, threads=CPU_COUNT, on_batch=on_batch
-    )
+    found = measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT, on_batch=on_batch)
     with scipy.fft.set_workers(-1):
         split = half_shifts(
             frames,
@@ -118,20 +122,40 @@ def measure(
     return pairs
 
 
-def registered_average(frames: np.ndarray, shifts: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """Shift the used frames by the Fourier shift theorem and average them (uncropped).
+def refined_average(
+    frames: np.ndarray, analysis: MatrixAnalysis, params: RegistrationParams
+) -> tuple[MatrixAnalysis, np.ndarray]:
+    """The average, after refining the shifts when the parameters ask for it.
 
     Parameters
     ----------
     frames : ndarray, shape (N, ny, nx)
-    shifts : ndarray, shape (N, 2)
-        Displacement of each frame (NaN for frames left out).
-    used : ndarray of bool, shape (N,)
+    analysis : MatrixAnalysis
+        The solve's.
+    params : RegistrationParams
 
     Returns
     -------
-    ndarray, shape (ny, nx)
+    analysis : MatrixAnalysis
+        With the refined shifts and uncertainties (:mod:`daskreg.method.refinement`),
+        or ``analysis`` itself when not refined.
+    average : ndarray, shape (ny, nx)
+        Uncropped.
     """
-    # One process: the transforms may use every core.
     with scipy.fft.set_workers(-1):
-        return shift.registered_sum(frames, shifts) / used.sum()
+        total = shift.registered_sum(frames, analysis.shifts)
+    if not refinement.wanted(analysis, params):
+        return analysis, total / analysis.used.sum()
+    shared = refinement.template(total, analysis, params)
+    # Blocks of frames on every core: the kernel's transforms are single frames.
+    bounds = np.linspace(0, len(frames), min(CPU_COUNT, len(frames)) + 1).astype(int)
+    with ThreadPoolExecutor(len(bounds) - 1) as pool:
+        blocks = list(
+            pool.map(
+                lambda ab: refinement.refine_block(
+                    frames[ab[0] : ab[1]], analysis.shifts[ab[0] : ab[1]], shared
+                ),
+                zip(bounds[:-1], bounds[1:], strict=True),
+            )
+        )
+    return refinement.combine(analysis, blocks, frames.shape[1:])

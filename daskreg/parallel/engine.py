@@ -48,6 +48,7 @@ from daskreg.parallel.checkpoint import Checkpoint, describe, identity
 from daskreg.parallel.execution import Execution
 from daskreg.parallel.guard import guarded
 from daskreg.parallel.pairs import assemble, pair_blocks
+from daskreg.parallel.refine import refine_series
 from daskreg.parallel.saved_stack import check_target, partial, save_stack_graph
 from daskreg.parallel.spectra import spectra_blocks, spill_store
 from daskreg.parallel.survey import survey_graph
@@ -374,11 +375,25 @@ def register_dask(
         timings.update(pairs=max(time.perf_counter() - measuring - solve, 0.0), solve=solve)
         _raise_or_warn(stack, leading, analysed)
 
-        shifts = [outcome.analysis.shifts for outcome in analysed]
         # The average and the aligned stack are made of the repaired frames too: a hot
         # pixel, fixed on the detector, would otherwise trail along the drift in them.
         repaired = [_repaired(one.data, c) for one, c in zip(series, corrections, strict=True)]
-        averages = [average_graph(data, s) for data, s in zip(repaired, shifts, strict=True)]
+        second = time.perf_counter()
+        analysed, refined = refine_series(
+            repaired,
+            analysed,
+            [chosen.params for chosen in resolved],
+            client,
+            progress=execution.progress,
+            retries=execution.retries,
+        )
+        shifts = [outcome.analysis.shifts for outcome in analysed]
+        # Refined series have their average already (from the refinement's blocks).
+        averages = [
+            average_graph(data, s)
+            for data, s, done in zip(repaired, shifts, refined, strict=True)
+            if done is None
+        ]
         extra = [average_graph(e.data, shifts[0]) for e in (extras or {}).values()]
         examples = [
             data[np.flatnonzero(outcome.analysis.used)[:2]]
@@ -394,7 +409,6 @@ def register_dask(
             ]
         )
         parts = [averages, extra, examples, writes]
-        second = time.perf_counter()
         computed = cluster.compute(
             [c for part in parts for c in part],
             client,
@@ -402,9 +416,11 @@ def register_dask(
             retries=execution.retries,
         )
         ends = np.cumsum([0] + [len(part) for part in parts])
-        averaged, extra_values, example_frames, _ = (
+        unrefined, extra_values, example_frames, _ = (
             computed[a:b] for a, b in zip(ends[:-1], ends[1:], strict=True)
         )
+        remaining = iter(unrefined)
+        averaged = [next(remaining) if done is None else done for done in refined]
         timings["average"] = time.perf_counter() - second
         if target is not None:
             partial(target).rename(target)

@@ -1,0 +1,99 @@
+"""The refinement step on a Dask graph: two passes over the frames, one task per block.
+
+The method is :mod:`daskreg.method.refinement`: the registered sum with the solve's
+shifts (the one lazy builder, :func:`daskreg.parallel.reduce.aligned_average`), then
+:func:`~daskreg.method.refinement.refine_block` on every chunk of frames with the
+shared template sent once, then :func:`~daskreg.method.refinement.combine` in the
+client. The refined blocks carry their part of the final average's spectrum, so the
+average needs no third pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from daskreg.method import refinement
+from daskreg.parallel import cluster, reduce
+from daskreg.params import RegistrationParams
+
+__all__ = ["refine_series"]
+
+
+def refine_series(
+    data: list[da.Array],
+    analysed: list[Any],
+    params: list[RegistrationParams],
+    client: Any,
+    *,
+    progress: bool,
+    retries: int,
+) -> tuple[list[Any], list[np.ndarray | None]]:
+    """Refine every series that asks for it; the others are passed through.
+
+    Parameters
+    ----------
+    data : list of dask.array.Array, each shape (N, ny, nx)
+        The frames as they are averaged, chunked along frames (whole frames).
+    analysed : list of Analysed
+        The engine's outcome of each series' solve.
+    params : list of RegistrationParams
+    client : distributed.Client or None
+    progress : bool
+    retries : int
+
+    Returns
+    -------
+    analysed : list of Analysed
+        With the refined analysis where refined.
+    averages : list of ndarray or None
+        The uncropped average of each refined series (None: not refined, to be averaged
+        as before).
+    """
+    todo = [
+        k
+        for k, (outcome, p) in enumerate(zip(analysed, params, strict=True))
+        if outcome.analysis is not None and refinement.wanted(outcome.analysis, p)
+    ]
+    averages: list[np.ndarray | None] = [None] * len(analysed)
+    if not todo:
+        return analysed, averages
+    sums = cluster.compute(
+        [reduce.aligned_average(data[k], analysed[k].analysis.shifts) for k in todo],
+        client,
+        progress=progress,
+        retries=retries,
+    )
+    graphs = []
+    for k, mean in zip(todo, sums, strict=True):
+        analysis = analysed[k].analysis
+        shared = refinement.template(np.asarray(mean) * analysis.used.sum(), analysis, params[k])
+        # One copy of the template, whatever the number of blocks: on a cluster sent to
+        # every worker ahead (a spectrum of the frame's size would make the graph large),
+        # else one node of the graph.
+        if client is not None:
+            shared = client.scatter(shared, broadcast=True, hash=False)
+        else:
+            shared = dask.delayed(shared, traverse=False)
+        frames = data[k].rechunk({1: -1, 2: -1})
+        bounds = np.cumsum([0, *frames.chunks[0]])
+        blocks = frames.to_delayed().ravel()
+        graphs.append(
+            [
+                dask.delayed(refinement.refine_block, pure=True)(
+                    block, analysis.shifts[a:b], shared
+                )
+                for block, a, b in zip(blocks, bounds[:-1], bounds[1:], strict=True)
+            ]
+        )
+    computed = cluster.compute(graphs, client, progress=progress, retries=retries)
+    analysed = list(analysed)
+    for k, blocks in zip(todo, computed, strict=True):
+        frame_shape = data[k].shape[-2:]
+        analysis, averages[k] = refinement.combine(analysed[k].analysis, blocks, frame_shape)
+        analysed[k] = replace(analysed[k], analysis=analysis)
+    return analysed, averages
