@@ -19,6 +19,7 @@ __all__ = [
     "FileFormatError",
     "StackFileNotFoundError",
     "CalibrationError",
+    "ExternalDataError",
     "OutputPathError",
     "OutputInUseError",
     "RegistrationWarning",
@@ -68,6 +69,14 @@ class StackFileNotFoundError(DaskregError, FileNotFoundError):
 
 class CalibrationError(DaskregError):
     """Files read as one stack disagree on the pixel size or its unit."""
+
+
+class ExternalDataError(DaskregError):
+    """The input points to data outside its folder; refused unless ``allow_external=True``.
+
+    HDF5 external links, external storage and virtual datasets, OME-TIFF file names and
+    Zarr symlinks that lead out of the input's folder (:mod:`daskreg.io.containment`).
+    """
 
 
 class OutputPathError(DaskregError):

@@ -23,6 +23,7 @@ def ingest(
     chunks: ChunksSpec = None,
     frame_axis: int | None = None,
     overwrite: bool = False,
+    allow_external: bool = False,
 ) -> xr.DataArray:
     """Write a stack to a Zarr v3 store chunked along frames, with its calibration.
 
@@ -43,6 +44,9 @@ def ingest(
         As in :func:`~daskreg.io.open_stack`.
     overwrite : bool
         Replace an existing Zarr store at ``store``.
+    allow_external : bool
+        As in :func:`~daskreg.io.open_stack`: read data ``source`` points to outside its
+        folder.
 
     Returns
     -------
@@ -59,7 +63,7 @@ def ingest(
     """
     target = Path(store).expanduser().absolute()
     _refuse_to_replace_non_store(target, overwrite)
-    stack = open_stack(source, frame_axis, chunks=chunks)
+    stack = open_stack(source, frame_axis, chunks=chunks, allow_external=allow_external)
     with atomic_path(target, overwrite=overwrite) as partial:
         write_store(stack, partial)
     return open_stack(target, chunks=dict(zip(stack.dims, stack.data.chunksize, strict=True)))
