@@ -7,6 +7,8 @@ under the asked name is always whole.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask.array as da
@@ -17,7 +19,7 @@ from dask.delayed import Delayed
 from daskreg.errors import OutputPathError
 from daskreg.parallel import reduce
 
-__all__ = ["check_target", "partial", "save_stack_graph"]
+__all__ = ["check_target", "partial", "removed_on_failure", "save_stack_graph"]
 
 
 def check_target(path: str | None) -> Path | None:
@@ -42,6 +44,21 @@ def check_target(path: str | None) -> Path | None:
 def partial(target: Path) -> Path:
     """Where a store is written before it is renamed to ``target``."""
     return target.with_name(f".{target.name}.partial")
+
+
+@contextmanager
+def removed_on_failure(path: str | None) -> Iterator[None]:
+    """The partial store of ``path`` (None: none) removed if the block fails or is stopped.
+
+    Around the whole run, cluster included: tasks still writing when Ctrl-C arrives have
+    finished (the threads pool is joined, a local cluster closed) before it is removed.
+    """
+    try:
+        yield
+    except BaseException:
+        if path is not None:
+            shutil.rmtree(partial(Path(path)), ignore_errors=True)
+        raise
 
 
 def save_stack_graph(
