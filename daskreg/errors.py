@@ -24,6 +24,7 @@ __all__ = [
     "OutputInUseError",
     "RegistrationWarning",
     "CheckpointError",
+    "ClusterLostError",
 ]
 
 
@@ -93,3 +94,11 @@ class RegistrationWarning(UserWarning):
 
 class CheckpointError(DaskregError):
     """A checkpoint cannot be resumed: it exists already, or was written for another run."""
+
+
+class ClusterLostError(RuntimeError):
+    """The Dask scheduler stopped, or could no longer be reached, during a run.
+
+    Not a :class:`DaskregError`: nothing is wrong with the input or the parameters, and
+    the run can be resumed from its checkpoint once the cluster runs again.
+    """

@@ -51,6 +51,7 @@ from daskreg.io.average_tif import write_average_tif
 from daskreg.io.lock import hold
 from daskreg.method.screening import initial_bad_frames, unusable_frames
 from daskreg.parallel.cluster import choose_engine
+from daskreg.parallel.cluster_faults import distributed_logs
 from daskreg.parallel.execution import LOCAL_SCHEDULER_NAMES
 from daskreg.params import RegistrationParams
 from daskreg.planning import RegistrationPlan, dask_layout, plan
@@ -118,7 +119,11 @@ def register(args: argparse.Namespace) -> int:
             options.update(checkpoint=str(checkpoint), resume=args.resume, keep_checkpoint=True)
         started_checkpoint = checkpoint is not None and not checkpoint.exists()
         try:
-            with Transaction(outputs, overwrite=args.overwrite) as written:
+            with (
+                Transaction(outputs, overwrite=args.overwrite) as written,
+                # One line on a lost scheduler or worker, not distributed's tracebacks.
+                distributed_logs(show=args.debug or checkpoint is None),
+            ):
                 if "stack" in outputs:
                     options["save_stack"] = str(written.staged("stack"))
                 result = register_stack(stack, **method, **options)
@@ -262,7 +267,8 @@ def demo(args: argparse.Namespace) -> int:
     series = lattice_series(args.n_frames, (args.size, args.size), seed=args.seed)
     stack = ingest_stack(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
     print_lines(describe(outputs["series"], stack, label="series"))
-    result = register_stack(stack, **execution(args))
+    with distributed_logs(show=args.debug):
+        result = register_stack(stack, **execution(args))
     written = {kind: path for kind, path in outputs.items() if kind != "series"}
     with Transaction(written, overwrite=args.overwrite) as staged:
         write_outputs(result, staged)
