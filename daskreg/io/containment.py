@@ -102,8 +102,9 @@ def _refuse_outside(path: Path, what: str, target: Path, folder: Path, where: st
         raise ExternalDataError(
             f"{str(path)!r} reads data from {str(resolved)!r} ({what}), outside {where} "
             f"{str(folder)!r}; daskreg reads nothing the input only points to, so that no "
-            "other file ends up in its outputs. If you trust this file, pass "
-            "allow_external=True; else copy the data it points to beside it"
+            "other file ends up in its outputs. If you trust this file, open it with "
+            "daskreg.open_stack(source, allow_external=True); else copy the data it points "
+            "to beside it"
         )
 
 
