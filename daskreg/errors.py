@@ -19,10 +19,12 @@ __all__ = [
     "FileFormatError",
     "StackFileNotFoundError",
     "CalibrationError",
+    "ExternalDataError",
     "OutputPathError",
     "OutputInUseError",
     "RegistrationWarning",
     "CheckpointError",
+    "ClusterLostError",
 ]
 
 
@@ -70,6 +72,14 @@ class CalibrationError(DaskregError):
     """Files read as one stack disagree on the pixel size or its unit."""
 
 
+class ExternalDataError(DaskregError):
+    """The input points to data outside its folder; refused unless ``allow_external=True``.
+
+    HDF5 external links, external storage and virtual datasets, OME-TIFF file names and
+    Zarr symlinks that lead out of the input's folder (:mod:`daskreg.io.containment`).
+    """
+
+
 class OutputPathError(DaskregError):
     """An output path cannot be written."""
 
@@ -84,3 +94,11 @@ class RegistrationWarning(UserWarning):
 
 class CheckpointError(DaskregError):
     """A checkpoint cannot be resumed: it exists already, or was written for another run."""
+
+
+class ClusterLostError(RuntimeError):
+    """The Dask scheduler stopped, or could no longer be reached, during a run.
+
+    Not a :class:`DaskregError`: nothing is wrong with the input or the parameters, and
+    the run can be resumed from its checkpoint once the cluster runs again.
+    """

@@ -61,6 +61,7 @@ from daskreg.live import LiveRegistration
 from daskreg.live_sources import feed
 from daskreg.method.screening import initial_bad_frames, unusable_frames
 from daskreg.parallel.cluster import choose_engine
+from daskreg.parallel.cluster_faults import distributed_logs
 from daskreg.parallel.execution import LOCAL_SCHEDULER_NAMES
 from daskreg.params import RegistrationParams
 from daskreg.planning import RegistrationPlan, dask_layout, plan
@@ -109,7 +110,13 @@ def register(args: argparse.Namespace) -> int:
     # One run per output and checkpoint: a second (a requeued job) refuses, naming this one.
     with hold({**outputs, "checkpoint": planned}):
         # Opened with the chunks the registration uses, so that the header shows them.
-        stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
+        stack = open_stack(
+            args.input,
+            args.frame_axis,
+            chunks=args.chunks,
+            signal=args.signal,
+            allow_external=args.allow_external,
+        )
         require_one_series(stack, args.input)
         method = params(args, stack.sizes["frame"])
         print_lines(describe(args.input, stack))
@@ -122,7 +129,11 @@ def register(args: argparse.Namespace) -> int:
             options.update(checkpoint=str(checkpoint), resume=args.resume, keep_checkpoint=True)
         started_checkpoint = checkpoint is not None and not checkpoint.exists()
         try:
-            with Transaction(outputs, overwrite=args.overwrite) as written:
+            with (
+                Transaction(outputs, overwrite=args.overwrite) as written,
+                # One line on a lost scheduler or worker, not distributed's tracebacks.
+                distributed_logs(show=args.debug or checkpoint is None),
+            ):
                 if "stack" in outputs:
                     options["save_stack"] = str(written.staged("stack"))
                 result = register_stack(stack, **method, **options)
@@ -214,7 +225,9 @@ def ingest(args: argparse.Namespace) -> int:
     """``daskreg ingest``: a chunked Zarr store of the input (``--signal`` narrowed)."""
     started = time.perf_counter()
     replaced = check_outputs({"store": args.store}, [args.input], args.overwrite)
-    source = open_stack(args.input, args.frame_axis, signal=args.signal)
+    source = open_stack(
+        args.input, args.frame_axis, signal=args.signal, allow_external=args.allow_external
+    )
     with local_progress(args.progress):
         stack = ingest_stack(source, args.store, chunks=args.chunks, overwrite=args.overwrite)
     print_lines(describe(args.store, stack, label="store"))
@@ -235,7 +248,9 @@ def apply(args: argparse.Namespace) -> int:
     replaced = check_outputs(outputs, [args.result, args.other], args.overwrite)
     with hold(outputs), Transaction(outputs, overwrite=args.overwrite) as written:
         result = load_result(args.result)
-        other = open_stack(args.other, args.frame_axis, signal=args.signal)
+        other = open_stack(
+            args.other, args.frame_axis, signal=args.signal, allow_external=args.allow_external
+        )
         require_one_series(other, args.other)
         print_lines(describe(args.other, other))
         stack = written.staged("stack") if args.save_stack else None
@@ -266,7 +281,13 @@ def apply(args: argparse.Namespace) -> int:
 
 def info(args: argparse.Namespace) -> int:
     """``daskreg info``: the stack, the plan of its registration, and why it cannot run."""
-    stack = open_stack(args.input, args.frame_axis, chunks=args.chunks, signal=args.signal)
+    stack = open_stack(
+        args.input,
+        args.frame_axis,
+        chunks=args.chunks,
+        signal=args.signal,
+        allow_external=args.allow_external,
+    )
     # What the file holds is shown even when it cannot be registered (the error follows).
     print_lines(describe(args.input, stack))
     p = plan(stack, chunks=args.chunks, **params(args, int(stack.sizes["frame"])))
@@ -328,7 +349,8 @@ def demo(args: argparse.Namespace) -> int:
     series = lattice_series(args.n_frames, (args.size, args.size), seed=args.seed)
     stack = ingest_stack(series.to_xarray(), outputs["series"], overwrite=args.overwrite)
     print_lines(describe(outputs["series"], stack, label="series"))
-    result = register_stack(stack, **execution(args))
+    with distributed_logs(show=args.debug):
+        result = register_stack(stack, **execution(args))
     written = {kind: path for kind, path in outputs.items() if kind != "series"}
     with Transaction(written, overwrite=args.overwrite) as staged:
         write_outputs(result, staged)

@@ -49,6 +49,13 @@ def _add_input(parser: argparse.ArgumentParser, name: str = "input") -> None:
         help="signal index or title, for files with several signals; for one signal with "
         "several series (an ImageJ hyperstack's channels, a 4-D store), the series index",
     )
+    parser.add_argument(
+        "--allow-external-files",
+        dest="allow_external",
+        action="store_true",
+        help="read data the input points to outside its folder (HDF5 external links or "
+        "storage, OME-TIFF parts, Zarr symlinks); refused by default",
+    )
 
 
 def _add_params(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:

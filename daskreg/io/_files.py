@@ -170,6 +170,7 @@ def open_files(
     signal: int | str | None,
     *,
     source: str,
+    allow_external: bool = False,
 ) -> xr.DataArray:
     """Open files of frames as one lazy stack, calibrated as the first file.
 
@@ -182,6 +183,9 @@ def open_files(
         every file, ``chunks`` to the whole stack.
     source : str
         What the user passed (folder, pattern or list), for the ``source`` attribute.
+    allow_external : bool
+        As for :func:`~daskreg.io.open_stack`; checked for each file here, not again
+        when its pixels are read.
 
     Returns
     -------
@@ -200,13 +204,18 @@ def open_files(
         A file has another pixel size or unit than the first file.
     """
     if len(files) == 1:
-        return assemble(read_path(files[0], signal), frame_axis, chunks)
-    first = _open_file(files[0], frame_axis, signal)
+        return assemble(
+            read_path(files[0], signal, allow_external=allow_external), frame_axis, chunks
+        )
+    first = _open_file(files[0], frame_axis, signal, allow_external=allow_external)
     # The first file's warnings (signal chosen, calibration assumed) stand for all files;
     # repeating them for each of hundreds of files would bury them.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rest = [_open_file(path, frame_axis, signal) for path in files[1:]]
+        rest = [
+            _open_file(path, frame_axis, signal, allow_external=allow_external)
+            for path in files[1:]
+        ]
     for path, stack in zip(files[1:], rest, strict=True):
         _check_agrees(stack, path, first, files[0])
     stacks = [first, *rest]
@@ -247,8 +256,10 @@ def describe_files(files: Sequence[Path]) -> str:
     return f"{files[0]}, ..., {files[-1]} ({len(files)} files)"
 
 
-def _open_file(path: Path, frame_axis: int | None, signal: int | str | None) -> xr.DataArray:
-    stack = assemble(read_path(path, signal), frame_axis, None)
+def _open_file(
+    path: Path, frame_axis: int | None, signal: int | str | None, *, allow_external: bool
+) -> xr.DataArray:
+    stack = assemble(read_path(path, signal, allow_external=allow_external), frame_axis, None)
     if _is_daskreg_average(stack):
         # An average written into the folder of its frames (register frames -o frames/avg.tif)
         # is found by the next run; uncropped, it even has the frames' size.
@@ -325,7 +336,8 @@ def _read_file(
     with warnings.catch_warnings():
         # Reported when the stack was opened.
         warnings.simplefilter("ignore")
-        stack = _open_file(path, frame_axis, signal)
+        # Checked for data outside its folder when the stack was opened.
+        stack = _open_file(path, frame_axis, signal, allow_external=True)
     if expected is not None and stack.shape != expected:
         raise StackShapeError(
             f"{str(path)!r} changed after the stack was opened: it now holds "

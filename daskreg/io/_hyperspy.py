@@ -132,8 +132,12 @@ def _same_array(path: Path, data: da.Array) -> da.Array | None:
         with warnings.catch_warnings():
             # Which signal of a several-signal file is found here, not asked of the user.
             warnings.simplefilter("ignore")
-            first = read_path(path, None)
-            raws = [first] + [read_path(path, k) for k in range(1, first.n_signals)]
+            # The signal holds what HyperSpy read through the file already, external
+            # data included: reading it through the file reads nothing more.
+            first = read_path(path, None, allow_external=True)
+            raws = [first] + [
+                read_path(path, k, allow_external=True) for k in range(1, first.n_signals)
+            ]
     except DaskregError:
         return None
     for raw in raws:

@@ -25,6 +25,7 @@ def ingest(
     frame_axis: int | None = None,
     overwrite: bool = False,
     ome_zarr: bool | None = None,
+    allow_external: bool = False,
 ) -> xr.DataArray:
     """Write a stack to a Zarr v3 store chunked along frames, with its calibration.
 
@@ -49,6 +50,9 @@ def ingest(
         Also make the store an OME-Zarr (NGFF 0.5) image of the stack, with its axes,
         units, pixel size and origin (:mod:`daskreg.io.ome_zarr`), which napari-ome-zarr
         and other NGFF tools open. ``None``: when ``store`` ends in ``.ome.zarr``.
+    allow_external : bool
+        As in :func:`~daskreg.io.open_stack`: read data ``source`` points to outside its
+        folder.
 
     Returns
     -------
@@ -67,7 +71,7 @@ def ingest(
     """
     target = Path(store).expanduser().absolute()
     _refuse_to_replace_non_store(target, overwrite)
-    stack = open_stack(source, frame_axis, chunks=chunks)
+    stack = open_stack(source, frame_axis, chunks=chunks, allow_external=allow_external)
     ome = is_ome_zarr_path(target) if ome_zarr is None else bool(ome_zarr)
     with atomic_path(target, overwrite=overwrite) as partial:
         write_store(stack, partial, ome_zarr=ome)

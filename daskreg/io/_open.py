@@ -18,6 +18,7 @@ from daskreg.io._files import check_file_order, describe_files, expand_path, ope
 from daskreg.io._hyperspy import is_hyperspy_signal, raw_from_hyperspy
 from daskreg.io._objects import raw_from_object
 from daskreg.io._readers import SUPPORTED_EXTENSIONS, read_path
+from daskreg.io.containment import check_folder
 
 __all__ = ["SUPPORTED_EXTENSIONS", "open_stack"]
 
@@ -28,6 +29,7 @@ def open_stack(
     *,
     chunks: ChunksSpec = None,
     signal: int | str | None = None,
+    allow_external: bool = False,
 ) -> xr.DataArray:
     """Open an image stack lazily as a calibrated, dask-backed DataArray.
 
@@ -57,6 +59,12 @@ def open_stack(
         holding one signal with leading dims (an ImageJ hyperstack's channels, a 4-D
         store's series), an index picks one series (in C order over the leading dims):
         the result is one ``(frame, y, x)`` stack.
+    allow_external : bool, default False
+        Read data a file points to outside its folder: HDF5 external links, external
+        storage or virtual datasets, OME-TIFF parts named in its OME-XML, symlinks in a
+        Zarr store leading out of it. Refused by default, so that a file made to point
+        at another file (a key, another user's data) cannot pull it into the outputs
+        (:mod:`daskreg.io.containment`).
 
     Returns
     -------
@@ -99,6 +107,8 @@ def open_stack(
         ``frame_axis`` is invalid, or a 3-D array looks like frames last.
     ParameterError
         ``chunks`` or ``signal`` is invalid, or the source is of an unsupported type.
+    ExternalDataError
+        A file points to data outside its folder, and ``allow_external`` is False.
 
     Examples
     --------
@@ -111,13 +121,24 @@ def open_stack(
         path = Path(source).expanduser().absolute()
         files = expand_path(path)
         if files is not None:
-            several = open_files(files, frame_axis, chunks, signal, source=str(path))
+            if path.is_dir():
+                check_folder(path, files, allow_external=allow_external)
+            several = open_files(
+                files, frame_axis, chunks, signal, source=str(path), allow_external=allow_external
+            )
             return _read_from(several, path)
-        raw = read_path(path, signal)
+        raw = read_path(path, signal, allow_external=allow_external)
     elif _is_path_list(source):
         files = [Path(p).expanduser().absolute() for p in source]
         check_file_order(files)
-        return open_files(files, frame_axis, chunks, signal, source=describe_files(files))
+        return open_files(
+            files,
+            frame_axis,
+            chunks,
+            signal,
+            source=describe_files(files),
+            allow_external=allow_external,
+        )
     elif signal is not None:
         raise ParameterError(
             f"signal={signal!r} selects one of several signals in a file; a "
@@ -159,4 +180,3 @@ def _is_path_list(source: Any) -> bool:
         and len(source) > 0
         and all(isinstance(p, str | os.PathLike) for p in source)
     )
-

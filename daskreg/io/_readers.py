@@ -12,6 +12,7 @@ from daskreg.io._raw import RawStack
 from daskreg.io._rsciio import RSCIIO_EXTENSIONS, read_rsciio
 from daskreg.io._tiff import TIFF_EXTENSIONS, read_tiff
 from daskreg.io._zarr import is_zarr_store, read_zarr
+from daskreg.io.containment import check_inside
 
 __all__ = ["FILE_EXTENSIONS", "SUPPORTED_EXTENSIONS", "read_path"]
 
@@ -30,7 +31,7 @@ FILE_EXTENSIONS: tuple[str, ...] = tuple(sorted(_FILE_READERS))
 SUPPORTED_EXTENSIONS: tuple[str, ...] = tuple(sorted((*_FILE_READERS, ".zarr")))
 
 
-def read_path(path: Path, signal: int | str | None) -> RawStack:
+def read_path(path: Path, signal: int | str | None, *, allow_external: bool = False) -> RawStack:
     """Read one file or Zarr store with the reader its extension names.
 
     Parameters
@@ -39,6 +40,9 @@ def read_path(path: Path, signal: int | str | None) -> RawStack:
         Absolute path of a file or a Zarr store.
     signal : int, str or None
         Which signal of a file holding several; see :func:`~daskreg.io.open_stack`.
+    allow_external : bool
+        Read data the file points to outside its folder
+        (:func:`~daskreg.io.containment.check_inside`).
 
     Returns
     -------
@@ -51,12 +55,16 @@ def read_path(path: Path, signal: int | str | None) -> RawStack:
     FileFormatError
         A directory that is not a Zarr store, an unsupported extension, or what the
         reader raises for a damaged file.
+    ExternalDataError
+        The file points to data outside its folder and ``allow_external`` is False.
     """
     if not path.exists():
         raise StackFileNotFoundError(
             f"no such file or directory: {str(path)!r}; check the path (relative paths are "
             f"taken from the working directory {os.getcwd()!r})"
         )
+    # Before any reader: no byte from outside is read, even for its metadata.
+    check_inside(path, allow_external=allow_external)
     if is_zarr_store(path):
         return read_zarr(path, signal)
     suffix = path.suffix.lower()

@@ -56,8 +56,11 @@ def writable_folder(target: str | os.PathLike, label: str) -> Path:
 def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``target``; rename it to ``target`` on success.
 
-    On any exception the temporary file or folder is removed and ``target`` is left as
-    it was. The temporary name is in the same folder, so the rename is atomic.
+    On any exception, KeyboardInterrupt included, the temporary file or folder is
+    removed and ``target`` is left as it was. The temporary name is in the same folder,
+    so the rename is atomic; an existing folder (a Zarr store), which no rename
+    replaces, is first moved aside, put back if the new one's rename fails, and removed
+    after it.
 
     Raises
     ------
@@ -71,14 +74,21 @@ def atomic_path(target: str | os.PathLike, *, overwrite: bool = True) -> Iterato
         raise OutputPathError(
             f"{target} already exists; remove it or pass overwrite=True (--overwrite)"
         )
-    temp = folder / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    temp = folder / f".{target.name}.partial-{tag}"
+    old = folder / f".{target.name}.old-{tag}"
     try:
         yield temp
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
+            os.replace(target, old)
         os.replace(temp, target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
     finally:
-        if temp.is_dir():
-            shutil.rmtree(temp, ignore_errors=True)
-        elif temp.exists():
-            temp.unlink()
+        for leftover in (temp, old):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover.exists() or leftover.is_symlink():
+                leftover.unlink()

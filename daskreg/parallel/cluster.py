@@ -33,6 +33,7 @@ import psutil
 import yaml
 
 from daskreg.errors import DaskregError, ParameterError
+from daskreg.parallel.cluster_faults import on_cluster
 
 __all__ = [
     "LOCAL_SCHEDULERS",
@@ -406,7 +407,8 @@ def cluster_memory(client: Any) -> int:
     """Bytes of memory the workers may use (this machine's available memory locally)."""
     if client is None:
         return int(psutil.virtual_memory().available)
-    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    with on_cluster(client):
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
     limits = [w.get("memory_limit") or psutil.virtual_memory().total for w in workers]
     return int(sum(limits))
 
@@ -415,7 +417,8 @@ def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries:
     """Compute Dask collections on ``client`` (or the local scheduler) and return the values.
 
     Tasks are pure, so each may be retried ``retries`` times after an error; tasks
-    lost with a worker are recomputed by the scheduler from their inputs.
+    lost with a worker are recomputed by the scheduler from their inputs. A lost
+    scheduler raises :class:`~daskreg.errors.ClusterLostError`.
     """
     if client is None:
         from dask.diagnostics import ProgressBar
@@ -424,12 +427,12 @@ def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries:
             return list(dask.compute(*collections))
     from distributed import progress as show_progress
 
-    futures = client.compute(list(collections), retries=retries)
-    if progress:
-        # A widget in notebooks that have ipywidgets (it is not a dependency), a text bar
-        # elsewhere.
-        show_progress(futures, notebook=None if _has_widgets() else False)
-    return client.gather(futures)
+    with on_cluster(client):
+        futures = client.compute(list(collections), retries=retries)
+        if progress:
+            # A widget in notebooks with ipywidgets (not a dependency), a text bar elsewhere.
+            show_progress(futures, notebook=None if _has_widgets() else False)
+        return client.gather(futures)
 
 
 def _has_widgets() -> bool:

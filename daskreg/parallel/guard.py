@@ -4,7 +4,8 @@
 ``save_stack`` and ``temp_dir`` may not be, hold or lie inside the stack's source or
 each other (:func:`daskreg.io.paths.check_apart`), and the checkpoint and ``save_stack``
 are locked for the run (:func:`daskreg.io.lock.hold`), so that a second run on them
-refuses instead of deleting the first one's unfinished entries.
+refuses instead of deleting the first one's unfinished entries; a run that fails or is
+interrupted removes its partial ``save_stack``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from daskreg.io.lock import hold
 from daskreg.io.paths import check_apart, input_paths
+from daskreg.parallel.saved_stack import removed_on_failure
 from daskreg.stack import as_stack
 
 __all__ = ["guarded"]
@@ -45,7 +47,8 @@ def guarded(register: _F) -> _F:
             input_paths(source.attrs),
             folders={"temp_dir": execution.temp_dir},
         )
-        with hold(written):
+        # An interrupted or failed run leaves no partial aligned stack behind.
+        with hold(written), removed_on_failure(execution.save_stack):
             return register(source, params, execution, **kwargs)
 
     return run  # type: ignore[return-value]

@@ -8,6 +8,8 @@ OME-Zarr (NGFF 0.5) image too (:mod:`daskreg.io.ome_zarr`).
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dask.array as da
@@ -20,7 +22,7 @@ from daskreg.io._zarr import STACK_NAME, write_store
 from daskreg.io.ome_zarr import is_ome_zarr_path, stack_attributes
 from daskreg.parallel import reduce
 
-__all__ = ["check_target", "partial", "save_stack_graph"]
+__all__ = ["check_target", "partial", "removed_on_failure", "save_stack_graph"]
 
 
 def check_target(path: str | None, stack: xr.DataArray) -> Path | None:
@@ -51,6 +53,21 @@ def check_target(path: str | None, stack: xr.DataArray) -> Path | None:
 def partial(target: Path) -> Path:
     """Where a store is written before it is renamed to ``target``."""
     return target.with_name(f".{target.name}.partial")
+
+
+@contextmanager
+def removed_on_failure(path: str | None) -> Iterator[None]:
+    """The partial store of ``path`` (None: none) removed if the block fails or is stopped.
+
+    Around the whole run, cluster included: tasks still writing when Ctrl-C arrives have
+    finished (the threads pool is joined, a local cluster closed) before it is removed.
+    """
+    try:
+        yield
+    except BaseException:
+        if path is not None:
+            shutil.rmtree(partial(Path(path)), ignore_errors=True)
+        raise
 
 
 def save_stack_graph(
