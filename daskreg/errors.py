@@ -23,6 +23,7 @@ __all__ = [
     "OutputInUseError",
     "RegistrationWarning",
     "CheckpointError",
+    "WorkerMemoryError",
 ]
 
 
@@ -84,3 +85,7 @@ class RegistrationWarning(UserWarning):
 
 class CheckpointError(DaskregError):
     """A checkpoint cannot be resumed: it exists already, or was written for another run."""
+
+
+class WorkerMemoryError(DaskregError):
+    """The Dask workers have too little memory for a task, or stalled paused at their limit."""

@@ -33,6 +33,7 @@ import psutil
 import yaml
 
 from daskreg.errors import DaskregError, ParameterError
+from daskreg.parallel import memory
 
 __all__ = [
     "LOCAL_SCHEDULERS",
@@ -415,7 +416,8 @@ def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries:
     """Compute Dask collections on ``client`` (or the local scheduler) and return the values.
 
     Tasks are pure, so each may be retried ``retries`` times after an error; tasks
-    lost with a worker are recomputed by the scheduler from their inputs.
+    lost with a worker are recomputed by the scheduler from their inputs. A cluster
+    that stalls with paused workers (or none) ends the wait (:func:`.memory.gather`).
     """
     if client is None:
         from dask.diagnostics import ProgressBar
@@ -429,7 +431,7 @@ def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries:
         # A widget in notebooks that have ipywidgets (it is not a dependency), a text bar
         # elsewhere.
         show_progress(futures, notebook=None if _has_widgets() else False)
-    return client.gather(futures)
+    return memory.gather(client, futures)
 
 
 def _has_widgets() -> bool:
