@@ -242,3 +242,26 @@ def test_a_cluster_without_workers_ends_with_an_error(quick_stall):
         with pytest.raises(WorkerMemoryError, match="the cluster has no workers"):
             cluster.compute([dask.delayed(sum)([1, 2])], client, progress=False, retries=0)
         assert time.perf_counter() - start < 20
+
+
+def _hspy(path, frames, chunks):
+    hs = pytest.importorskip("hyperspy.api")
+    hs.signals.Signal2D(frames).save(path, chunks=chunks)
+
+
+def _netcdf(path, frames, chunks):
+    stack = xr.DataArray(frames, dims=("frame", "y", "x")).to_dataset(name="stack")
+    stack.to_netcdf(path, engine="h5netcdf", encoding={"stack": {"chunksizes": chunks}})
+
+
+@pytest.mark.parametrize("write, suffix", [(_netcdf, ".nc"), (_hspy, ".hspy")])
+def test_hdf5_stores_keep_their_chunks(tmp_path, write, suffix):
+    """An HDF5 dataset stored in 8-frame chunks is read in them (it was one 64 MiB chunk)."""
+    frames = np.random.default_rng(0).random((40, 64, 64)).astype(np.float32)
+    write(tmp_path / f"c{suffix}", frames, (8, 64, 64))
+    stack = daskreg.open_stack(tmp_path / f"c{suffix}")
+    assert stack.data.chunks[0] == (8,) * 5
+    np.testing.assert_array_equal(stack.values, frames)
+    # Tiles of a frame are no frame chunk to keep: whole frames, up to 64 MiB.
+    write(tmp_path / f"t{suffix}", frames, (8, 32, 32))
+    assert daskreg.open_stack(tmp_path / f"t{suffix}").data.chunks[0] == (40,)
