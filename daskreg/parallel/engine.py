@@ -294,7 +294,7 @@ def register_dask(
         ``checkpoint`` exists but ``resume`` is False, or it was written for another
         input, chunking or measuring parameters.
     WorkerMemoryError
-        The workers cannot hold a task of one frame, or ``chunks`` frames (naming the
+        The workers cannot hold tasks of a few frames, or ``chunks`` frames (naming the
         memory or chunks that would do); or the run stalled with workers paused for
         memory (:mod:`~daskreg.parallel.memory`), its checkpoint kept.
     """

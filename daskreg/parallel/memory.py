@@ -7,8 +7,8 @@ compiled kernels it loads (about 220 MiB) and the temporaries of the task it run
 worker paused by them stays paused, and a run waiting on it hangs silently.
 So :func:`fit_stack` measures each worker once the kernels' modules are loaded, cuts the
 frames into chunks whose tasks fit beside that with a margin, and refuses at once a
-cluster whose workers cannot hold a task of one frame, naming the memory limit that
-would; and :func:`gather` ends a run whose workers make no progress while paused (or
+cluster whose workers cannot hold tasks of :data:`MIN_FRAMES` frames, naming the memory
+limit that would; and :func:`gather` ends a run whose workers make no progress while paused (or
 that has no worker left) for :func:`stall_seconds` with :class:`WorkerMemoryError`.
 """
 
@@ -28,6 +28,7 @@ from daskreg.errors import WorkerMemoryError
 __all__ = [
     "TASK_BYTES_PER_PIXEL",
     "WORKER_MARGIN_BYTES",
+    "MIN_FRAMES",
     "SPECTRA_FRACTION",
     "STALL_SECONDS",
     "WorkerMemory",
@@ -45,9 +46,14 @@ TASK_BYTES_PER_PIXEL = 24
 #: Memory a worker needs beyond what it holds once daskreg is imported and beyond its
 #: tasks: the compiled kernels loaded at their first call (about 30 MiB), the heap
 #: glibc keeps for reuse (trim threshold 32 MiB, :data:`.cluster.WORKER_ENV`), transfers
-#: and small results. Measured on 500 x 256^2, band 16, 2 workers: peaks of 100-108 MiB
-#: above the imports with 1-frame chunks, 2-3 MiB more per frame (benchmarks/README.md).
-WORKER_MARGIN_BYTES = 112 * 2**20
+#: and small results. Measured on 500 x 256^2, band 16, 2 workers: peaks of 140-150 MiB
+#: above the imports with 8- and 16-frame chunks (benchmarks/README.md).
+WORKER_MARGIN_BYTES = 120 * 2**20
+#: Fewest frames per chunk the workers are fitted with. Smaller chunks make so many
+#: tasks, and results held until the analysis, that a worker's memory grows with their
+#: number instead: 1-frame chunks of 500 x 256^2, band 16, paused 423 MiB workers at
+#: 340 MiB, 20 MiB above 16-frame chunks.
+MIN_FRAMES = 8
 #: Share of the workers' room (beyond :data:`WORKER_MARGIN_BYTES`) left to the frame
 #: spectra kept in memory; larger spectra are spilled to Zarr, and the tasks get the rest.
 SPECTRA_FRACTION = 0.25
@@ -162,15 +168,16 @@ def fit_stack(
     -------
     stack : xarray.DataArray
         Rechunked along frames only if its chunks' tasks would not fit, to the largest
-        number of frames that fits (a divisor of the chunk when one is close).
+        number of frames that fits (a divisor of the chunk when one is close), never
+        below :data:`MIN_FRAMES` (nor below its own chunks).
     spectra_room : float
         Bytes of spectra the workers may keep in memory together; more are spilled.
 
     Raises
     ------
     WorkerMemoryError
-        A worker cannot run the task of one frame (naming the memory limit that would
-        do), or ``explicit`` chunks do not fit (naming the largest that do).
+        A worker cannot run tasks of :data:`MIN_FRAMES` frames (naming the memory limit
+        that would do), or ``explicit`` chunks do not fit (naming the largest that do).
     """
     if client is None:
         return stack, SPECTRA_FRACTION * psutil.virtual_memory().available
@@ -181,20 +188,21 @@ def fit_stack(
     chunk = int(max(stack.data.chunks[-3]))
     spectra_room = SPECTRA_FRACTION * sum(w.room() for w in workers)
     tight = min(workers, key=lambda w: w.room() / (w.nthreads + 1))
-    if not _fits(tight, _task_bytes(1, pixels)):
+    fewest = min(MIN_FRAMES, chunk)
+    if not _fits(tight, _task_bytes(fewest, pixels)):
         raise WorkerMemoryError(
             f"the Dask workers have too little memory for one task: worker {tight.address} "
             f"has a memory limit of {_mib(tight.limit)} and is paused by distributed at "
             f"{tight.pause:.0%} of it ({_mib(tight.limit * tight.pause)}); it holds "
-            f"{_mib(tight.held)} with daskreg loaded, and a task of one "
-            f"{stack.shape[-2]}x{stack.shape[-1]} frame needs "
-            f"{_mib(WORKER_MARGIN_BYTES + (tight.nthreads + 1) * _task_bytes(1, pixels))} "
-            f"more with its margin. Give each worker at least "
-            f"{_mib(tight.minimum_limit(_task_bytes(1, pixels)))} (memory_limit=...)"
+            f"{_mib(tight.held)} with daskreg loaded, and tasks of {fewest} "
+            f"{stack.shape[-2]}x{stack.shape[-1]} frames need "
+            f"{_mib(WORKER_MARGIN_BYTES + (tight.nthreads + 1) * _task_bytes(fewest, pixels))}"
+            f" more with their margin. Give each worker at least "
+            f"{_mib(tight.minimum_limit(_task_bytes(fewest, pixels)))} (memory_limit=...)"
         )
     if _fits(tight, _task_bytes(chunk, pixels)):
         return stack, spectra_room
-    largest = max(f for f in range(1, chunk) if _fits(tight, _task_bytes(f, pixels)))
+    largest = max(f for f in range(fewest, chunk) if _fits(tight, _task_bytes(f, pixels)))
     if explicit:
         raise WorkerMemoryError(
             f"chunks={chunk} frames per chunk is too large for the Dask workers: worker "
@@ -206,7 +214,9 @@ def fit_stack(
         )
     # A divisor of the chunk within 3/4 of the largest keeps every new chunk inside one
     # chunk of the source (each read once).
-    divisors = [f for f in range(largest, 0, -1) if chunk % f == 0 and 4 * f >= 3 * largest]
+    divisors = [
+        f for f in range(largest, fewest - 1, -1) if chunk % f == 0 and 4 * f >= 3 * largest
+    ]
     size = divisors[0] if divisors else largest
     return stack.chunk({"frame": size}), spectra_room
 

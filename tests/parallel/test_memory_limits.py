@@ -160,15 +160,15 @@ class _Probe:
         self.worker = worker
 
 
-@pytest.mark.parametrize("shape", [(256, 256), (512, 384)])
-def test_chunks_are_cut_to_fit_the_workers(monkeypatch, shape):
-    _Probe(monkeypatch, limit_mib=512, held_mib=220)
+@pytest.mark.parametrize("shape, limit", [((256, 256), 512), ((512, 384), 1024)])
+def test_chunks_are_cut_to_fit_the_workers(monkeypatch, shape, limit):
+    _Probe(monkeypatch, limit_mib=limit, held_mib=220)
     stack = xr.DataArray(
         dask.array.zeros((200, *shape), np.float32, chunks=(64, -1, -1)), dims=("frame", "y", "x")
     )
     fitted, _ = memory.fit_stack(stack, client=object())
     size = fitted.data.chunks[0][0]
-    room = (512 * 0.8 - 220 - memory.WORKER_MARGIN_BYTES / 2**20) * 2**20
+    room = (limit * 0.8 - 220 - memory.WORKER_MARGIN_BYTES / 2**20) * 2**20
     task = memory.TASK_BYTES_PER_PIXEL * shape[0] * shape[1]
     # Two tasks per single-threaded worker (one running, one queued) in 3/4 of the room.
     assert 2 * size * task <= 0.75 * room
@@ -192,11 +192,12 @@ def test_too_little_memory_names_a_minimum_that_fits(monkeypatch):
     with pytest.raises(WorkerMemoryError, match=r"at least (\d+) MiB") as caught:
         memory.fit_stack(stack, client=object())
     minimum = int(re.search(r"at least (\d+) MiB", str(caught.value)).group(1))
-    # That minimum is enough for one frame per chunk, and one MiB less is not.
+    # That minimum is enough for the fewest frames per chunk, and one MiB less is not.
     for limit, fits in ((minimum, True), (minimum - 1, False)):
         _Probe(monkeypatch, limit_mib=limit, held_mib=220)
         if fits:
-            assert memory.fit_stack(stack, client=object())[0].data.chunks[0][0] >= 1
+            size = memory.fit_stack(stack, client=object())[0].data.chunks[0][0]
+            assert size == memory.MIN_FRAMES
         else:
             with pytest.raises(WorkerMemoryError):
                 memory.fit_stack(stack, client=object())
