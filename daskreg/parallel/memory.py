@@ -41,14 +41,15 @@ __all__ = [
 #: Peak bytes a task holds per pixel of its chunk of frames. The spectra task peaks
 #: highest: 12-16 bytes per pixel measured with tracemalloc (4-32 frames of 256^2 and
 #: 512^2: the frames as float32, zeroed/repaired copy, transforms); the survey and the
-#: average pieces less, a pair task under 1 MiB. 24 leaves room for the chunk as read.
-TASK_BYTES_PER_PIXEL = 24
+#: average pieces less, a pair task under 1 MiB. Workers' peaks grew by about 1.6 MiB
+#: per frame of 256^2 from 8- to 16-frame chunks (bench_memory.py).
+TASK_BYTES_PER_PIXEL = 16
 #: Memory a worker needs beyond what it holds once daskreg is imported and beyond its
 #: tasks: the compiled kernels loaded at their first call (about 30 MiB), the heap
 #: glibc keeps for reuse (trim threshold 32 MiB, :data:`.cluster.WORKER_ENV`), transfers
-#: and small results. Measured on 500 x 256^2, band 16, 2 workers: peaks of 140-150 MiB
-#: above the imports with 8- and 16-frame chunks (benchmarks/README.md).
-WORKER_MARGIN_BYTES = 120 * 2**20
+#: and small results. Measured on 500 x 256^2, band 16, 2 workers: peaks of 140-155 MiB
+#: above the imports with 8- and 16-frame chunks (benchmarks/README.md), tasks included.
+WORKER_MARGIN_BYTES = 144 * 2**20
 #: Fewest frames per chunk the workers are fitted with. Smaller chunks make so many
 #: tasks, and results held until the analysis, that a worker's memory grows with their
 #: number instead: 1-frame chunks of 500 x 256^2, band 16, paused 423 MiB workers at
@@ -61,8 +62,9 @@ SPECTRA_FRACTION = 0.25
 #: before it stops (:func:`gather`); the environment variable ``DASKREG_STALL_SECONDS``
 #: overrides it.
 STALL_SECONDS = 120.0
-# How often the cluster's state is read while waiting.
+# How often the cluster's state is read while waiting, and the futures looked at.
 _POLL_SECONDS = 1.0
+_DONE_POLL_SECONDS = 0.02
 _MIB = 2**20
 
 
@@ -96,10 +98,13 @@ class WorkerMemory:
         return self.limit * self.pause - self.held - WORKER_MARGIN_BYTES
 
     def minimum_limit(self, task: int) -> int:
-        """The memory limit, in whole MiB, at which this worker could run ``task`` bytes."""
+        """The memory limit at which this worker could run tasks of ``task`` bytes.
+
+        Rounded up to 16 MiB: what a worker holds varies by a few MiB between runs.
+        """
         per_worker = (self.nthreads + 1) * task / (1 - SPECTRA_FRACTION)
         need = (self.held + WORKER_MARGIN_BYTES + per_worker) / self.pause
-        return math.ceil(need / _MIB) * _MIB
+        return math.ceil(need / (16 * _MIB)) * 16 * _MIB
 
 
 def _probe(dask_worker: Any) -> dict[str, Any]:
@@ -191,7 +196,7 @@ def fit_stack(
     fewest = min(MIN_FRAMES, chunk)
     if not _fits(tight, _task_bytes(fewest, pixels)):
         raise WorkerMemoryError(
-            f"the Dask workers have too little memory for one task: worker {tight.address} "
+            f"the Dask workers have too little memory for the registration: worker {tight.address} "
             f"has a memory limit of {_mib(tight.limit)} and is paused by distributed at "
             f"{tight.pause:.0%} of it ({_mib(tight.limit * tight.pause)}); it holds "
             f"{_mib(tight.held)} with daskreg loaded, and tasks of {fewest} "
@@ -260,17 +265,18 @@ def gather(client: Any, futures: list[Any]) -> list[Any]:
         memory and none executed, or while there was no worker. The futures are
         cancelled; a checkpoint keeps the pair blocks saved so far.
     """
-    from distributed import wait
-
     limit = stall_seconds()
     since: float | None = None
     last = None
-    while True:
-        try:
-            wait(futures, timeout=_POLL_SECONDS)
-            return client.gather(futures)
-        except TimeoutError:
-            pass
+    check = time.monotonic() + _POLL_SECONDS
+    # Polled, not distributed.wait(timeout=): with waits that time out, the next
+    # phase's graph of a rechunked stack met keys the scheduler still knew ("Detected
+    # different run_spec" warnings, 500 frames in chunks of 14); polling gives none.
+    while not all(future.done() for future in futures):
+        time.sleep(_DONE_POLL_SECONDS)
+        if time.monotonic() < check:
+            continue
+        check = time.monotonic() + _POLL_SECONDS
         try:
             count = client.run_on_scheduler(_transitions)
         except Exception:  # noqa: BLE001 - a scheduler that refuses it: state only
@@ -287,3 +293,4 @@ def gather(client: Any, futures: list[Any]) -> list[Any]:
                 "worker more memory (memory_limit=...), use fewer frames per chunk "
                 "(chunks=...), or set DASKREG_STALL_SECONDS to wait longer"
             )
+    return client.gather(futures)
