@@ -56,12 +56,6 @@ def store_500(tmp_path_factory):
     return path, _tiled_store(path, 500)
 
 
-@pytest.fixture(scope="module")
-def store_96(tmp_path_factory):
-    path = tmp_path_factory.mktemp("memory") / "s96.zarr"
-    return path, _tiled_store(path, 96)
-
-
 def _run(path, limit: str, **kwargs):
     """Register on a fresh daskreg LocalCluster of 2 workers of ``limit``.
 
@@ -109,19 +103,16 @@ def _check_outcome(outcome, elapsed, killed, path, truth):
     return outcome
 
 
-def test_512_mib_workers_complete(store_96):
-    """The issue's case at 96 frames (CI; 300 MiB: the command-line test below)."""
-    path, truth = store_96
-    outcome, elapsed, killed = _run(path, "512MiB")
-    assert _check_outcome(outcome, elapsed, killed, path, truth) is not None
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("limit", ["512MiB", "300MiB"])
 def test_issue_case_500_frames(store_500, limit):
-    """The issue's case itself: 500 x 256^2, band 16, 2 workers of 512 MiB and 300 MiB."""
+    """The issue's case itself: 500 x 256^2, band 16, 2 workers of 512 MiB and 300 MiB.
+
+    18 s and 5 s here: 512 MiB completes (the store's chunks kept); 300 MiB fails at once.
+    """
     path, truth = store_500
-    _check_outcome(*_run(path, limit), path, truth)
+    done = _check_outcome(*_run(path, limit), path, truth)
+    # Measured: workers hold ~220 MiB with daskreg loaded and pause at 80 % of the limit.
+    assert (done is None) == (limit == "300MiB")
 
 
 @pytest.mark.slow
@@ -135,9 +126,9 @@ def test_the_named_minimum_is_enough(store_500):
     _check_outcome(outcome, elapsed, killed, path, truth)
 
 
-def test_300_mib_workers_fail_at_once_in_the_cli(store_96, tmp_path, capsys):
+def test_300_mib_workers_fail_at_once_in_the_cli(store_500, tmp_path, capsys):
     """Workers hold ~220 MiB with daskreg loaded and pause at 80 % of 300 MiB: refused."""
-    path, _ = store_96
+    path, _ = store_500
     start = time.perf_counter()
     args = ["register", str(path), "-o", str(tmp_path / "avg.tif"), "--band", str(BAND)]
     code = cli.main([*args, "--workers", "2", "--memory-limit", "300MiB", "--no-progress"])
