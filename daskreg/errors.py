@@ -25,6 +25,7 @@ __all__ = [
     "RegistrationWarning",
     "CheckpointError",
     "ClusterLostError",
+    "WorkerMemoryError",
 ]
 
 
@@ -102,3 +103,7 @@ class ClusterLostError(RuntimeError):
     Not a :class:`DaskregError`: nothing is wrong with the input or the parameters, and
     the run can be resumed from its checkpoint once the cluster runs again.
     """
+
+
+class WorkerMemoryError(DaskregError):
+    """The Dask workers have too little memory for a task, or stalled paused at their limit."""

@@ -18,7 +18,7 @@ from daskreg.cli.text import (
     one_line_warnings,
 )
 from daskreg.cli.words import cli_words
-from daskreg.errors import DaskregError
+from daskreg.errors import DaskregError, WorkerMemoryError
 
 __all__ = ["main"]
 
@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         # The fix is named in the flags of this subcommand, not as Python keywords.
         message = cli_words(one_line(exc), args.command_parser)
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        # Workers short of memory stop a run midway; its saved blocks are worth resuming.
+        hint = _resume_hint(args) if isinstance(exc, WorkerMemoryError) else ""
+        print(f"{prog}: error: {message}{hint}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         # SIGTERM (a batch system's end of job) and SIGHUP stop the run as Ctrl-C does;

@@ -56,8 +56,10 @@ def assemble(raw: RawStack, frame_axis: int | None, chunks: ChunksSpec) -> xr.Da
         data = data[np.newaxis]
         axes.insert(0, Axis(name="frame"))
     dims = _leading_dims(axes[:-3]) + _STACK_DIMS
-    if chunks is None and raw.own_chunks:
-        # The store's frames per chunk (its last chunk may be shorter).
+    whole_frames = len(data.chunks[-2]) == len(data.chunks[-1]) == 1
+    if chunks is None and raw.own_chunks and whole_frames:
+        # The store's frames per chunk (its last chunk may be shorter). A store tiled
+        # along y/x holds no whole frame per chunk: its frame count means nothing here.
         chunks = {"frame": int(data.chunks[-3][0])}
     data = data.rechunk(frame_chunks(dims, data.shape, dtype.itemsize, chunks))
 

@@ -43,6 +43,9 @@ def read_netcdf(path: Path, signal: int | str | None) -> RawStack:
     ]
     index = choose_signal(candidates, signal, source=str(path), preferred=("stack", "data"))
     raw = raw_from_dataarray(dataset[names[index]], default_source=str(path))
+    # An HDF5 variable stored in chunks is read in them (xarray's preferred chunks):
+    # kept, as a Zarr store's. A contiguous one arrives whole and is chunked later.
+    stored = dataset[names[index]].encoding.get("chunksizes") is not None
     return dataclasses.replace(
-        raw, data=guarded(raw.data, path, _FORMAT), n_signals=len(candidates)
+        raw, data=guarded(raw.data, path, _FORMAT), n_signals=len(candidates), own_chunks=stored
     )

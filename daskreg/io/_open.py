@@ -49,9 +49,11 @@ def open_stack(
         else axis 0 (axis ``ndim - 3`` for 4-D and 5-D arrays, whose leading axes become
         ``series``).
     chunks : int, dict or None
-        Frames per dask chunk, or a chunk size per dimension name. ``None``: a Zarr
-        store's own frames per chunk, else as many whole frames as fit in 64 MiB. y and
-        x are never split.
+        Frames per dask chunk, or a chunk size per dimension name. ``None``: the
+        frames per chunk of a Zarr store or of an HDF5 dataset stored in chunks
+        (``.nc``, ``.hspy``) whose chunks hold whole frames, else as many whole frames
+        as fit in 64 MiB. y and x are never split. The Dask engine makes chunks
+        smaller if their tasks would not fit its workers' memory.
     signal : int, str or None
         For a file holding several signals (images, plots, arrays), the index or title of
         the one to read. ``None`` takes the largest image stack, with a

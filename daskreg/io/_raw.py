@@ -65,8 +65,9 @@ class RawStack:
         Signals the source holds; with one, an integer ``signal`` picks one of its series
         (:func:`~daskreg.io.open_stack`).
     own_chunks : bool
-        ``data`` is chunked as the source stores it (a Zarr store chosen for the data):
-        its frame chunks are kept unless ``chunks`` says otherwise.
+        ``data`` is chunked as the source stores it (a Zarr store, or an HDF5 dataset
+        of an ``.nc`` or ``.hspy`` file stored in chunks): its frame chunks are kept,
+        when whole along y and x, unless ``chunks`` says otherwise.
     """
 
     data: Any

@@ -66,8 +66,13 @@ def read_rsciio(path: Path, signal: int | str | None) -> RawStack:
     ]
     index = choose_signal(candidates, signal, source=str(path))
     raw = raw_from_signal_dict(signals[index], source=str(path))
+    # RosettaSciIO reads an .hspy file's dataset in its HDF5 chunks: kept, as a Zarr
+    # store's. The other formats' chunks are the reader's choice, not the file's.
     return dataclasses.replace(
-        raw, data=guarded(raw.data, path, format_name), n_signals=len(candidates)
+        raw,
+        data=guarded(raw.data, path, format_name),
+        n_signals=len(candidates),
+        own_chunks=path.suffix.lower() == ".hspy",
     )
 
 

@@ -33,6 +33,7 @@ import psutil
 import yaml
 
 from daskreg.errors import DaskregError, ParameterError
+from daskreg.parallel import memory
 from daskreg.parallel.cluster_faults import on_cluster
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "choose_engine",
     "local_cluster",
     "open_client",
-    "cluster_memory",
     "compute",
     "hpc_cluster",
 ]
@@ -403,22 +403,14 @@ def open_client(
         yield started
 
 
-def cluster_memory(client: Any) -> int:
-    """Bytes of memory the workers may use (this machine's available memory locally)."""
-    if client is None:
-        return int(psutil.virtual_memory().available)
-    with on_cluster(client):
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
-    limits = [w.get("memory_limit") or psutil.virtual_memory().total for w in workers]
-    return int(sum(limits))
-
-
 def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries: int) -> list:
     """Compute Dask collections on ``client`` (or the local scheduler) and return the values.
 
     Tasks are pure, so each may be retried ``retries`` times after an error; tasks
     lost with a worker are recomputed by the scheduler from their inputs. A lost
     scheduler raises :class:`~daskreg.errors.ClusterLostError`.
+    A cluster that stalls with paused workers (or none) ends the wait
+    (:func:`.memory.gather`).
     """
     if client is None:
         from dask.diagnostics import ProgressBar
@@ -432,7 +424,7 @@ def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries:
         if progress:
             # A widget in notebooks with ipywidgets (not a dependency), a text bar elsewhere.
             show_progress(futures, notebook=None if _has_widgets() else False)
-        return client.gather(futures)
+        return memory.gather(client, futures)
 
 
 def _has_widgets() -> bool:

@@ -43,7 +43,7 @@ from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.measurements import PairMeasurements
 from daskreg.method.pairs import pair_setup
 from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
-from daskreg.parallel import cluster, reduce
+from daskreg.parallel import cluster, memory, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe, identity
 from daskreg.parallel.execution import Execution
 from daskreg.parallel.guard import guarded
@@ -64,8 +64,6 @@ __all__ = ["Analysed", "prepare_stack", "build_graph", "average_graph", "registe
 _CHUNK_BYTES = 64 * 2**20
 # ... and at least this many chunks, so that the pair stage has blocks to spread.
 _MIN_CHUNKS = 8
-# Spectra larger than this fraction of the workers' memory are spilled to Zarr.
-_SPECTRA_MEMORY_FRACTION = 0.25
 
 
 @dataclass
@@ -297,17 +295,17 @@ def register_dask(
     CheckpointError
         ``checkpoint`` exists but ``resume`` is False, or it was written for another
         input, chunking or measuring parameters.
+    WorkerMemoryError
+        The workers cannot hold tasks of a few frames, or ``chunks`` frames (naming the
+        memory or chunks that would do); or the run stalled with workers paused for
+        memory (:mod:`~daskreg.parallel.memory`), its checkpoint kept.
     """
     start = time.perf_counter()
     execution = replace(execution, progress=display.enabled(execution.progress))
     source = as_stack(stack)
     stack = prepare_stack(source, params, execution.chunks)
     target = check_target(execution.save_stack, stack)
-    saved = None
-    if execution.checkpoint is not None:
-        saved = Checkpoint.open(
-            execution.checkpoint, describe(identity(source), stack, params), resume=execution.resume
-        )
+    token = None if execution.checkpoint is None else identity(source)
     leading = list(np.ndindex(stack.shape[:-3]))
     timings: dict[str, float] = {}
     with cluster.open_client(
@@ -318,6 +316,14 @@ def register_dask(
         memory_limit=execution.memory_limit,
         progress=execution.progress,
     ) as client:
+        # Chunks whose tasks fit the workers' memory (refused at once if none does),
+        # before the checkpoint, which records them.
+        stack, spectra_room = memory.fit_stack(stack, client, explicit=execution.chunks is not None)
+        saved = None
+        if execution.checkpoint is not None:
+            saved = Checkpoint.open(
+                execution.checkpoint, describe(token, stack, params), resume=execution.resume
+            )
         loading = time.perf_counter()
         if client is not None and not isinstance(source.data, da.Array):
             stack = _sent_once(stack, client)
@@ -341,8 +347,7 @@ def register_dask(
         ]
         timings["load"] = time.perf_counter() - loading
         measuring = time.perf_counter()
-        memory = cluster.cluster_memory(client)
-        spill = spectra_nbytes(stack, resolved[0].params) > _SPECTRA_MEMORY_FRACTION * memory
+        spill = spectra_nbytes(stack, resolved[0].params) > spectra_room
         scratch = Path(tempfile.mkdtemp(prefix="daskreg-", dir=execution.temp_dir))
         try:
             graphs = [

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import daskreg
-from daskreg.parallel import engine
+from daskreg.parallel import engine, memory
 
 from .conftest import N_FRAMES, assert_same_result
 
@@ -54,7 +54,7 @@ def test_zarr_input_on_distributed(zarr_stack, numpy_results, client, band):
 
 
 def test_spectra_spilled_to_zarr(series, numpy_results, monkeypatch, tmp_path):
-    monkeypatch.setattr(engine, "_SPECTRA_MEMORY_FRACTION", 0.0)
+    monkeypatch.setattr(memory, "SPECTRA_FRACTION", 0.0)
     got = daskreg.register(
         series.stack,
         engine="dask",

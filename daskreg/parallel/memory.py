@@ -1,0 +1,296 @@
+"""Worker memory: frame chunks sized to the workers' limits, the minimum named, no pause forever.
+
+distributed pauses a worker whose process passes a fraction of its memory limit
+(``distributed.worker.memory.pause``, 80 % by default) and resumes it below that. Most
+of a daskreg worker's memory is not task results it could spill but the modules and
+compiled kernels it loads (about 220 MiB) and the temporaries of the task it runs: a
+worker paused by them stays paused, and a run waiting on it hangs silently.
+So :func:`fit_stack` measures each worker once the kernels' modules are loaded, cuts the
+frames into chunks whose tasks fit beside that with a margin, and refuses at once a
+cluster whose workers cannot hold tasks of :data:`MIN_FRAMES` frames, naming the memory
+limit that would; and :func:`gather` ends a run whose workers make no progress while paused (or
+that has no worker left) for :func:`stall_seconds` with :class:`WorkerMemoryError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import xarray as xr
+
+from daskreg.errors import WorkerMemoryError
+
+__all__ = [
+    "TASK_BYTES_PER_PIXEL",
+    "WORKER_MARGIN_BYTES",
+    "MIN_FRAMES",
+    "SPECTRA_FRACTION",
+    "STALL_SECONDS",
+    "WorkerMemory",
+    "worker_memory",
+    "fit_stack",
+    "stall_seconds",
+    "gather",
+]
+
+#: Peak bytes a task holds per pixel of its chunk of frames. The spectra task peaks
+#: highest: 12-16 bytes per pixel measured with tracemalloc (4-32 frames of 256^2 and
+#: 512^2: the frames as float32, zeroed/repaired copy, transforms); the survey and the
+#: average pieces less, a pair task under 1 MiB. Workers' peaks grew by about 1.6 MiB
+#: per frame of 256^2 from 8- to 16-frame chunks (bench_memory.py).
+TASK_BYTES_PER_PIXEL = 16
+#: Memory a worker needs beyond what it holds once daskreg is imported and beyond its
+#: tasks: the compiled kernels loaded at their first call (about 30 MiB), the heap
+#: glibc keeps for reuse (trim threshold 32 MiB, :data:`.cluster.WORKER_ENV`), transfers
+#: and small results. Measured on 500 x 256^2, band 16, 2 workers: peaks of 140-155 MiB
+#: above the imports with 8- and 16-frame chunks (benchmarks/README.md), tasks included.
+WORKER_MARGIN_BYTES = 144 * 2**20
+#: Fewest frames per chunk the workers are fitted with. Smaller chunks make so many
+#: tasks, and results held until the analysis, that a worker's memory grows with their
+#: number instead: 1-frame chunks of 500 x 256^2, band 16, paused 423 MiB workers at
+#: 340 MiB, 20 MiB above 16-frame chunks.
+MIN_FRAMES = 8
+#: Share of the workers' room (beyond :data:`WORKER_MARGIN_BYTES`) left to the frame
+#: spectra kept in memory; larger spectra are spilled to Zarr, and the tasks get the rest.
+SPECTRA_FRACTION = 0.25
+#: Seconds a run may make no progress while a worker is paused or no worker is left,
+#: before it stops (:func:`gather`); the environment variable ``DASKREG_STALL_SECONDS``
+#: overrides it.
+STALL_SECONDS = 120.0
+# How often the cluster's state is read while waiting, and the futures looked at.
+_POLL_SECONDS = 1.0
+_DONE_POLL_SECONDS = 0.02
+_MIB = 2**20
+
+
+@dataclass(frozen=True)
+class WorkerMemory:
+    """One worker's memory, as :func:`worker_memory` measures it.
+
+    Attributes
+    ----------
+    address : str
+    limit : int
+        Its memory limit in bytes (0: none).
+    pause : float
+        Fraction of ``limit`` at which distributed pauses it (1.0 if it never does).
+    held : int
+        Resident bytes of its process once daskreg's task modules are imported.
+    nthreads : int
+        Tasks it runs at once.
+    """
+
+    address: str
+    limit: int
+    pause: float
+    held: int
+    nthreads: int
+
+    def room(self) -> float:
+        """Bytes its tasks and spectra may use: up to the pause, beyond the held and margin."""
+        if not self.limit:
+            return math.inf
+        return self.limit * self.pause - self.held - WORKER_MARGIN_BYTES
+
+    def minimum_limit(self, task: int) -> int:
+        """The memory limit at which this worker could run tasks of ``task`` bytes.
+
+        Rounded up to 16 MiB: what a worker holds varies by a few MiB between runs.
+        """
+        per_worker = (self.nthreads + 1) * task / (1 - SPECTRA_FRACTION)
+        need = (self.held + WORKER_MARGIN_BYTES + per_worker) / self.pause
+        return math.ceil(need / (16 * _MIB)) * 16 * _MIB
+
+
+def _probe(dask_worker: Any) -> dict[str, Any]:
+    # The modules every task of a registration unpickles, imported now so that their
+    # memory counts in what the worker holds.
+    import daskreg.parallel.pairs  # noqa: F401
+    import daskreg.parallel.reduce  # noqa: F401
+    import daskreg.parallel.spectra  # noqa: F401
+    import daskreg.parallel.survey  # noqa: F401
+
+    manager = dask_worker.memory_manager
+    return {
+        "limit": int(manager.memory_limit or 0),
+        "pause": manager.memory_pause_fraction,
+        "held": psutil.Process().memory_info().rss,
+        "nthreads": int(dask_worker.state.nthreads),
+    }
+
+
+def worker_memory(client: Any) -> list[WorkerMemory]:
+    """Each worker's limit, pause fraction and memory held with daskreg imported.
+
+    Runs a function on every worker (``client.run``), which works on paused workers too.
+    """
+    probes = client.run(_probe)
+    return [
+        WorkerMemory(
+            address,
+            p["limit"],
+            float(p["pause"]) if p["pause"] else 1.0,
+            int(p["held"]),
+            max(p["nthreads"], 1),
+        )
+        for address, p in sorted(probes.items())
+    ]
+
+
+def _task_bytes(n_frames: int, frame_pixels: int) -> int:
+    return n_frames * frame_pixels * TASK_BYTES_PER_PIXEL
+
+
+def _fits(worker: WorkerMemory, task: int) -> bool:
+    return (worker.nthreads + 1) * task <= (1 - SPECTRA_FRACTION) * worker.room()
+
+
+def _mib(n: float) -> str:
+    return f"{n / _MIB:.0f} MiB"
+
+
+def fit_stack(
+    stack: xr.DataArray, client: Any, *, explicit: bool = False
+) -> tuple[xr.DataArray, float]:
+    """The stack in frame chunks whose tasks fit in every worker, and the spectra's room.
+
+    Parameters
+    ----------
+    stack : xarray.DataArray
+        From :func:`~daskreg.parallel.engine.prepare_stack`: dask-backed, whole frames.
+    client : distributed.Client or None
+        None (a local Dask scheduler): the stack as it is, this machine's available memory.
+    explicit : bool
+        The frames per chunk were asked for (``chunks=``): refused if too large, rather
+        than made smaller.
+
+    Returns
+    -------
+    stack : xarray.DataArray
+        Rechunked along frames only if its chunks' tasks would not fit, to the largest
+        number of frames that fits (a divisor of the chunk when one is close), never
+        below :data:`MIN_FRAMES` (nor below its own chunks).
+    spectra_room : float
+        Bytes of spectra the workers may keep in memory together; more are spilled.
+
+    Raises
+    ------
+    WorkerMemoryError
+        A worker cannot run tasks of :data:`MIN_FRAMES` frames (naming the memory limit
+        that would do), or ``explicit`` chunks do not fit (naming the largest that do).
+    """
+    if client is None:
+        return stack, SPECTRA_FRACTION * psutil.virtual_memory().available
+    workers = worker_memory(client)
+    if not workers:
+        return stack, 0.0
+    pixels = int(stack.shape[-1] * stack.shape[-2])
+    chunk = int(max(stack.data.chunks[-3]))
+    spectra_room = SPECTRA_FRACTION * sum(w.room() for w in workers)
+    tight = min(workers, key=lambda w: w.room() / (w.nthreads + 1))
+    fewest = min(MIN_FRAMES, chunk)
+    if not _fits(tight, _task_bytes(fewest, pixels)):
+        raise WorkerMemoryError(
+            f"the Dask workers have too little memory for the registration: worker {tight.address} "
+            f"has a memory limit of {_mib(tight.limit)} and is paused by distributed at "
+            f"{tight.pause:.0%} of it ({_mib(tight.limit * tight.pause)}); it holds "
+            f"{_mib(tight.held)} with daskreg loaded, and tasks of {fewest} "
+            f"{stack.shape[-2]}x{stack.shape[-1]} frames need "
+            f"{_mib(WORKER_MARGIN_BYTES + (tight.nthreads + 1) * _task_bytes(fewest, pixels))}"
+            f" more with their margin. Give each worker at least "
+            f"{_mib(tight.minimum_limit(_task_bytes(fewest, pixels)))} (memory_limit=...)"
+        )
+    if _fits(tight, _task_bytes(chunk, pixels)):
+        return stack, spectra_room
+    largest = max(f for f in range(fewest, chunk) if _fits(tight, _task_bytes(f, pixels)))
+    if explicit:
+        raise WorkerMemoryError(
+            f"chunks={chunk} frames per chunk is too large for the Dask workers: worker "
+            f"{tight.address} (memory limit {_mib(tight.limit)}, paused at "
+            f"{_mib(tight.limit * tight.pause)}, holding {_mib(tight.held)}) runs "
+            f"{tight.nthreads + 1} tasks of {_mib(_task_bytes(chunk, pixels))} at once. "
+            f"Give chunks={largest} or fewer, or at least "
+            f"{_mib(tight.minimum_limit(_task_bytes(chunk, pixels)))} per worker"
+        )
+    # A divisor of the chunk within 3/4 of the largest keeps every new chunk inside one
+    # chunk of the source (each read once).
+    divisors = [
+        f for f in range(largest, fewest - 1, -1) if chunk % f == 0 and 4 * f >= 3 * largest
+    ]
+    size = divisors[0] if divisors else largest
+    return stack.chunk({"frame": size}), spectra_room
+
+
+def stall_seconds() -> float:
+    """:data:`STALL_SECONDS`, or the environment's ``DASKREG_STALL_SECONDS``."""
+    value = os.environ.get("DASKREG_STALL_SECONDS")
+    return STALL_SECONDS if value is None else float(value)
+
+
+def _transitions(dask_scheduler: Any) -> int:
+    return int(dask_scheduler.transition_counter)
+
+
+def _stalled(client: Any) -> tuple[bool, str]:
+    """Whether nothing can progress: no worker, or a paused one and none executing."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    if not workers:
+        return True, "the cluster has no workers"
+    paused = {a: w for a, w in workers.items() if w.get("status") == "paused"}
+    executing = sum(
+        w.get("metrics", {}).get("task_counts", {}).get("executing", 0) for w in workers.values()
+    )
+    if not paused or executing:
+        return False, ""
+    described = ", ".join(
+        f"{address} at {_mib(w.get('metrics', {}).get('memory', 0))} of its "
+        f"{_mib(w.get('memory_limit') or 0)} limit"
+        for address, w in sorted(paused.items())
+    )
+    return True, f"{len(paused)} of {len(workers)} workers paused for memory ({described})"
+
+
+def gather(client: Any, futures: list[Any]) -> list[Any]:
+    """``client.gather(futures)``, ended if the cluster stalls for :func:`stall_seconds`.
+
+    Raises
+    ------
+    WorkerMemoryError
+        For :func:`stall_seconds` no task changed state while a worker was paused for
+        memory and none executed, or while there was no worker. The futures are
+        cancelled; a checkpoint keeps the pair blocks saved so far.
+    """
+    limit = stall_seconds()
+    since: float | None = None
+    last = None
+    check = time.monotonic() + _POLL_SECONDS
+    # Polled, not distributed.wait(timeout=): with waits that time out, the next
+    # phase's graph of a rechunked stack met keys the scheduler still knew ("Detected
+    # different run_spec" warnings, 500 frames in chunks of 14); polling gives none.
+    while not all(future.done() for future in futures):
+        time.sleep(_DONE_POLL_SECONDS)
+        if time.monotonic() < check:
+            continue
+        check = time.monotonic() + _POLL_SECONDS
+        try:
+            count = client.run_on_scheduler(_transitions)
+        except Exception:  # noqa: BLE001 - a scheduler that refuses it: state only
+            count = None
+        stalled, why = _stalled(client)
+        if not stalled or (count is not None and count != last):
+            since, last = None, count
+            continue
+        since = time.monotonic() if since is None else since
+        if time.monotonic() - since >= limit:
+            client.cancel(futures)
+            raise WorkerMemoryError(
+                f"the registration made no progress for {limit:g} s: {why}. Give each "
+                "worker more memory (memory_limit=...), use fewer frames per chunk "
+                "(chunks=...), or set DASKREG_STALL_SECONDS to wait longer"
+            )
+    return client.gather(futures)
