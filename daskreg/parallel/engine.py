@@ -41,9 +41,9 @@ from daskreg.kernels.detector import FrameCorrection
 from daskreg.labelling import build_result
 from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.measurements import PairMeasurements
-from daskreg.method.pairs import pair_setup
+from daskreg.method.pairs import pair_indices, pair_setup
 from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
-from daskreg.parallel import cluster, memory, reduce
+from daskreg.parallel import cluster, memory, reduce, tally
 from daskreg.parallel.checkpoint import Checkpoint, describe, identity
 from daskreg.parallel.execution import Execution
 from daskreg.parallel.guard import guarded
@@ -369,8 +369,16 @@ def register_dask(
             ]
             if saved is not None and execution.progress:
                 print(f"daskreg: {saved.note(execution.resume)}", flush=True)
-            analysed = cluster.compute(
-                graphs, client, progress=execution.progress, retries=execution.retries
+            analysed = tally.compute(
+                graphs,
+                client,
+                unit="pairs",
+                total=sum(
+                    len(pair_indices(one.shape[-3], c.params.band)[0])
+                    for one, c in zip(series, resolved, strict=True)
+                ),
+                show=execution.progress,
+                retries=execution.retries,
             )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -414,10 +422,12 @@ def register_dask(
             ]
         )
         parts = [averages, extra, examples, writes]
-        computed = cluster.compute(
+        computed = tally.compute(
             [c for part in parts for c in part],
             client,
-            progress=execution.progress,
+            unit="frames",
+            total=sum(len(d) for d, done in zip(repaired, refined, strict=True) if done is None),
+            show=execution.progress and any(done is None for done in refined),
             retries=execution.retries,
         )
         ends = np.cumsum([0] + [len(part) for part in parts])

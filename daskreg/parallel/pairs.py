@@ -18,6 +18,7 @@ from dask.delayed import Delayed
 from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.measurements import PairMeasurements, assemble_pairs
 from daskreg.method.pairs import PairSetup, measure_pairs, pair_indices
+from daskreg.parallel import tally
 from daskreg.parallel.spectra import FrameInfo, SpectraBlock
 
 __all__ = ["PairBlock", "block_pairs", "pair_blocks", "assemble"]
@@ -68,6 +69,7 @@ def _measure_block(
 ) -> PairBlock:
     i, j = pair_indices(n_frames, band, rows=slice(*rows), cols=slice(*cols))
     found = measure_pairs(first.load(), second.load(), i - rows[0], j - cols[0], setup)
+    tally.report("pairs", len(i))
     return PairBlock(i, j, found)
 
 

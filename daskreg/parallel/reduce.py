@@ -23,6 +23,7 @@ import numpy as np
 from numpy.lib.array_utils import normalize_axis_tuple
 
 from daskreg.kernels.shift import aligned_frames, registered_sum
+from daskreg.parallel import tally
 
 __all__ = ["aligned_average", "aligned_stack"]
 
@@ -112,4 +113,6 @@ def _blockwise_frames(
 
 def _block_sum(block: np.ndarray, shifts: np.ndarray, scan_axes: tuple[int, int]) -> np.ndarray:
     """Aligned sum of one block, with the frame axis kept (length 1) for the reduction."""
-    return registered_sum(block, shifts, scan_axes=scan_axes)[None]
+    total = registered_sum(block, shifts, scan_axes=scan_axes)[None]
+    tally.report("frames", int(np.isfinite(shifts).all(axis=1).sum()))
+    return total

@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from daskreg.method import refinement
-from daskreg.parallel import cluster, reduce
+from daskreg.parallel import reduce, tally
 from daskreg.params import RegistrationParams
 
 __all__ = ["refine_series"]
@@ -62,10 +62,13 @@ def refine_series(
     averages: list[np.ndarray | None] = [None] * len(analysed)
     if not todo:
         return analysed, averages
-    sums = cluster.compute(
+    n_used = sum(int(analysed[k].analysis.used.sum()) for k in todo)
+    sums = tally.compute(
         [reduce.aligned_average(data[k], analysed[k].analysis.shifts) for k in todo],
         client,
-        progress=progress,
+        unit="frames",
+        total=n_used,
+        show=progress,
         retries=retries,
     )
     graphs = []
@@ -84,16 +87,23 @@ def refine_series(
         blocks = frames.to_delayed().ravel()
         graphs.append(
             [
-                dask.delayed(refinement.refine_block, pure=True)(
-                    block, analysis.shifts[a:b], shared
-                )
+                dask.delayed(_refine_block, pure=True)(block, analysis.shifts[a:b], shared)
                 for block, a, b in zip(blocks, bounds[:-1], bounds[1:], strict=True)
             ]
         )
-    computed = cluster.compute(graphs, client, progress=progress, retries=retries)
+    computed = tally.compute(
+        graphs, client, unit="frames", total=n_used, label="refine", show=progress, retries=retries
+    )
     analysed = list(analysed)
     for k, blocks in zip(todo, computed, strict=True):
         frame_shape = data[k].shape[-2:]
         analysis, averages[k] = refinement.combine(analysed[k].analysis, blocks, frame_shape)
         analysed[k] = replace(analysed[k], analysis=analysis)
     return analysed, averages
+
+
+def _refine_block(frames: np.ndarray, shifts: np.ndarray, shared: refinement.Template) -> Any:
+    """One task: :func:`~daskreg.method.refinement.refine_block`, counted as frames."""
+    refined = refinement.refine_block(frames, shifts, shared)
+    tally.report("frames", int(np.isfinite(shifts).all(axis=1).sum()))
+    return refined
