@@ -156,8 +156,10 @@ def test_running_shifts_follow_the_truth(lattice, seed, band):
     # Measured 0.04-0.10 px RMS at every step, as the final result's own error (0.05-0.09
     # px; the running shifts are the batch analysis of a trailing window): 2x margin.
     assert worst < 0.2
-    # Refinements still to come move the running shifts by little (measured <= 0.02 px).
-    assert np.nanmax(np.abs(live.shifts - final.shifts.values)) < 0.1
+    # The final result is refined against the average of the others (0.04-0.06 px RMS
+    # here, against 0.05-0.09 px of the pair solve the running shifts are; measured
+    # differences up to 0.17 px): the running shifts stay within the pair solve's error.
+    assert np.nanmax(np.abs(live.shifts - final.shifts.values)) < 0.25
     sigma = live.shift_uncertainty
     assert np.isfinite(sigma[20:]).all() and (sigma[20:] > 0).all()
 
