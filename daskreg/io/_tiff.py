@@ -56,7 +56,7 @@ def read_tiff(path: Path, signal: int | str | None) -> RawStack:
         tifffile cannot parse the file, reports it corrupt, or image data lie beyond the
         end of the file.
     """
-    with reading(path, _FORMAT), _tifffile_errors(path), tifffile.TiffFile(path) as tif:
+    with reading(path, _FORMAT), tifffile_errors(path), tifffile.TiffFile(path) as tif:
         candidates = [
             Candidate(series.name or f"series {i}", tuple(series.shape), len(series.shape) >= 2)
             for i, series in enumerate(tif.series)
@@ -143,7 +143,7 @@ class _ErrorRecords(logging.Handler):
 
 
 @contextmanager
-def _tifffile_errors(path: Path) -> Iterator[None]:
+def tifffile_errors(path: Path) -> Iterator[None]:
     # tifffile logs corruption (bad page offsets, truncated ImageJ data) at ERROR level and
     # returns fewer frames instead of raising, so the log is the only sign of it.
     handler = _ErrorRecords()

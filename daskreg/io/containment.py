@@ -126,7 +126,11 @@ def _tiff_references(path: Path) -> Iterator[tuple[str, Path]]:
     """Files a TIFF's series read pages from: OME-XML's file names, then every page's file."""
     import tifffile
 
-    with reading(path, "TIFF"), tifffile.TiffFile(path) as tif:
+    from daskreg.io._tiff import tifffile_errors
+
+    # tifffile logs damage instead of raising: collected into the reader's own error
+    # (else its log lines reach the terminal beside daskreg's one line).
+    with tifffile_errors(path), reading(path, "TIFF"), tifffile.TiffFile(path) as tif:
         folder = Path(tif.filehandle.dirname)
         if tif.is_ome:
             # Before tif.series, which opens the files named.
