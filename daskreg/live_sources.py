@@ -62,12 +62,6 @@ def feed(
     complete whenever ``callback`` runs, and an exception raised by the source or the
     callback leaves ``live`` holding every frame added before it.
 
-    References
-    ----------
-    B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-    signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-    DOI 10.1016/j.ultramic.2018.04.008
-
     Examples
     --------
     >>> from daskreg.live import LiveRegistration

@@ -132,12 +132,6 @@ def follow_folder(
     metadata=None)``, or plain pages as most acquisition programs write them). A
     growing Zarr array is not followed: its shape is written before its chunks.
 
-    References
-    ----------
-    B. H. Savitzky, I. El Baggari, C. B. Clement, et al., "Image registration of low
-    signal-to-noise cryo-STEM data", Ultramicroscopy 191, 56-65 (2018).
-    DOI 10.1016/j.ultramic.2018.04.008
-
     Examples
     --------
     >>> import tempfile, tifffile
