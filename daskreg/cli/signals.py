@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -58,6 +59,34 @@ def _handler(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _unraisable(unraisable: object) -> None:
+    """Raise an :class:`Interrupted` that Python dropped again, where it can propagate.
+
+    A signal handled while the main thread runs a Python callback of C code (numba's
+    compiler notifying its object cache, say) raises inside the callback, where Python
+    can only print "Exception ignored in ..." with a traceback and go on: the stop
+    would be lost and the user would see the traceback. The signal is sent again; its
+    handler then runs at the next line of Python outside the callback.
+    """
+    error = getattr(unraisable, "exc_value", None)
+    if isinstance(error, Interrupted):
+        _state.stopping = None
+        # From another thread, a moment later: raised here, inside the hook, it would be
+        # dropped again.
+        threading.Timer(0.01, signal.raise_signal, args=(error.signum,)).start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+@contextlib.contextmanager
+def _callbacks_reraise() -> Iterator[None]:
+    previous, sys.unraisablehook = sys.unraisablehook, _unraisable
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 @contextlib.contextmanager
 def stopping_on_signals() -> Iterator[None]:
     """Turn SIGINT, SIGTERM and SIGHUP into :class:`Interrupted` inside the block.
@@ -77,7 +106,8 @@ def stopping_on_signals() -> Iterator[None]:
     }
     _state.stopping = _state.pending = None
     try:
-        yield
+        with _callbacks_reraise():
+            yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -132,7 +162,8 @@ def stopping_gently(stop: threading.Event) -> Iterator[list[int]]:
         if signal.getsignal(signum) is not signal.SIG_IGN
     }
     try:
-        yield received
+        with _callbacks_reraise():
+            yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

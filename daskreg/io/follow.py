@@ -267,7 +267,7 @@ def _read(
             if first is not None:
                 # The first file's warnings (calibration assumed, ...) stand for all.
                 warnings.simplefilter("ignore")
-            stack = _open_file(followed.path, frame_axis, signal)
+            stack = _open_file(followed.path, frame_axis, signal, allow_external=False)
             # Only the frames not yielded yet, read here, so that a file changed while
             # it was read is caught below.
             stack = stack[followed.taken :].compute(scheduler="synchronous")

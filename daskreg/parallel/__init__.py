@@ -2,7 +2,8 @@
 
 Modules: :mod:`.spectra` (one task per frame chunk), :mod:`.pairs` (one task per
 block pair), :mod:`.reduce` (the averages and aligned stacks of any data), :mod:`.cluster`
-(client, local cluster, jobqueue, progress), :mod:`.checkpoint` (pair blocks saved to
+(client, local cluster, progress), :mod:`.hpc` (dask-jobqueue), :mod:`.tally` (progress
+in pairs and frames), :mod:`.checkpoint` (pair blocks saved to
 resume from), :mod:`.engine` (the driver), :mod:`.fourd` (4D-STEM).
 
 The package imports only :mod:`.cluster`: :func:`daskreg.apply_shifts` builds on
@@ -10,6 +11,7 @@ The package imports only :mod:`.cluster`: :func:`daskreg.apply_shifts` builds on
 that offers ``apply``) would otherwise be imported back by it.
 """
 
-from daskreg.parallel.cluster import hpc_cluster, open_client
+from daskreg.parallel.cluster import open_client
+from daskreg.parallel.hpc import hpc_cluster
 
 __all__ = ["hpc_cluster", "open_client"]

@@ -7,7 +7,7 @@ named by ``scheduler`` (``"synchronous"``, ``"threads"``, ``"processes"``, no
 distributed cluster); a ``scheduler`` address (``"tcp://host:8786"``); the running
 default client (``distributed.get_client()``); otherwise a ``LocalCluster`` sized to
 this machine, started here and closed on exit. :func:`compute` runs collections there
-with retries and a progress display; :func:`hpc_cluster` builds a dask-jobqueue
+with retries and a progress display; :func:`daskreg.parallel.hpc.hpc_cluster` builds a dask-jobqueue
 cluster (SLURM, PBS) from a config file.
 """
 
@@ -30,10 +30,9 @@ from typing import Any, Literal
 import dask
 import numpy as np
 import psutil
-import yaml
 
 from daskreg.errors import DaskregError, ParameterError
-from daskreg.parallel import memory
+from daskreg.parallel import memory, tally
 from daskreg.parallel.cluster_faults import on_cluster
 
 __all__ = [
@@ -48,7 +47,6 @@ __all__ = [
     "local_cluster",
     "open_client",
     "compute",
-    "hpc_cluster",
 ]
 
 #: Dask's single-machine schedulers, usable without a distributed cluster.
@@ -427,64 +425,24 @@ def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries:
         return memory.gather(client, futures)
 
 
+def compute_counted(
+    collections: Sequence[Any],
+    client: Any,
+    *,
+    unit: str,
+    total: int,
+    show: bool,
+    retries: int,
+    label: str | None = None,
+) -> list:
+    """:func:`compute` with a bar of the ``unit`` the tasks report (:mod:`.tally`)."""
+    with tally.counting(client, unit, total, label=label, show=show):
+        return compute(collections, client, progress=False, retries=retries)
+
+
 def _has_widgets() -> bool:
     try:
         import ipywidgets  # noqa: F401
     except ImportError:
         return False
     return True
-
-
-def hpc_cluster(
-    kind: Literal["slurm", "pbs"] = "slurm",
-    config: str | os.PathLike | None = None,
-    **kwargs: Any,
-):
-    """A dask-jobqueue cluster object for a batch system; no job is submitted yet.
-
-    Parameters
-    ----------
-    kind : {"slurm", "pbs"}
-        The batch system.
-    config : path, optional
-        A YAML file in Dask's ``jobqueue:`` config format (see
-        ``workflows/jobqueue.yaml``); its ``jobqueue.<kind>`` settings are used over
-        Dask's own config.
-    **kwargs
-        Passed to ``SLURMCluster``/``PBSCluster`` (``cores``, ``memory``, ``queue``,
-        ``account``, ``walltime``, ...), overriding the config.
-
-    Returns
-    -------
-    dask_jobqueue.SLURMCluster or dask_jobqueue.PBSCluster
-        Call ``.scale(jobs=n)`` to submit worker jobs and pass ``Client(cluster)`` as
-        ``register(..., client=)``; ``.job_script()`` shows what would be submitted.
-
-    Raises
-    ------
-    ParameterError
-        Unknown ``kind``, no section for it in ``config``, or dask-jobqueue not installed.
-    """
-    try:
-        import dask_jobqueue
-    except ImportError as err:
-        raise ParameterError(
-            "running on a batch system needs dask-jobqueue; install it with "
-            "pip install 'daskreg[hpc]' (or pip install dask-jobqueue)"
-        ) from err
-    classes = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}
-    if kind not in classes:
-        raise ParameterError(f"kind={kind!r} is not one of {sorted(classes)}; pick one of those")
-    settings: dict[str, Any] = {}
-    if config is not None:
-        loaded = yaml.safe_load(Path(config).read_text()) or {}
-        section = loaded.get("jobqueue", {}).get(kind)
-        if section is None:
-            raise ParameterError(
-                f"{str(config)!r} has no 'jobqueue: {kind}:' section; add one (see "
-                "workflows/jobqueue.yaml) or pick the kind it configures"
-            )
-        # Passed as arguments, not merged into Dask's config: jobqueue reads its config
-        # again whenever it makes a job, long after this call.
-        settings = {key.replace("-", "_"): value for key, value in section.items()}
-    return classes[kind](**{**settings, **kwargs})

@@ -43,7 +43,7 @@ from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.measurements import PairMeasurements
 from daskreg.method.pairs import pair_indices, pair_setup
 from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
-from daskreg.parallel import cluster, memory, reduce, tally
+from daskreg.parallel import cluster, memory, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe, identity
 from daskreg.parallel.execution import Execution
 from daskreg.parallel.guard import guarded
@@ -369,7 +369,7 @@ def register_dask(
             ]
             if saved is not None and execution.progress:
                 print(f"daskreg: {saved.note(execution.resume)}", flush=True)
-            analysed = tally.compute(
+            analysed = cluster.compute_counted(
                 graphs,
                 client,
                 unit="pairs",
@@ -422,7 +422,7 @@ def register_dask(
             ]
         )
         parts = [averages, extra, examples, writes]
-        computed = tally.compute(
+        computed = cluster.compute_counted(
             [c for part in parts for c in part],
             client,
             unit="frames",

@@ -18,7 +18,7 @@ import dask.array as da
 import numpy as np
 
 from daskreg.method import refinement
-from daskreg.parallel import reduce, tally
+from daskreg.parallel import cluster, reduce, tally
 from daskreg.params import RegistrationParams
 
 __all__ = ["refine_series"]
@@ -63,7 +63,7 @@ def refine_series(
     if not todo:
         return analysed, averages
     n_used = sum(int(analysed[k].analysis.used.sum()) for k in todo)
-    sums = tally.compute(
+    sums = cluster.compute_counted(
         [reduce.aligned_average(data[k], analysed[k].analysis.shifts) for k in todo],
         client,
         unit="frames",
@@ -91,7 +91,7 @@ def refine_series(
                 for block, a, b in zip(blocks, bounds[:-1], bounds[1:], strict=True)
             ]
         )
-    computed = tally.compute(
+    computed = cluster.compute_counted(
         graphs, client, unit="frames", total=n_used, label="refine", show=progress, retries=retries
     )
     analysed = list(analysed)

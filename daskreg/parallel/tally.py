@@ -4,22 +4,22 @@ A Dask task of the engine measures a block of pairs or averages a chunk of frame
 counting tasks (distributed's own bar) said 97 % while the pair blocks still ran. Here
 each task reports what it did when it ends (:func:`report`): on a distributed worker as
 an event on :data:`TOPIC`, which the client receives while it waits; in the client's
-own threads (Dask's local schedulers) straight to the counter. :func:`compute` runs a
-phase of the engine with one :class:`daskreg.progress.Counter` on it.
+own threads (Dask's local schedulers) straight to the counter. :func:`counting` holds one
+:class:`daskreg.progress.Counter` over a phase of the engine
+(:func:`daskreg.parallel.cluster.compute_counted`).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from daskreg import progress as display
-from daskreg.parallel import cluster
 
-__all__ = ["TOPIC", "compute", "counting", "report"]
+__all__ = ["TOPIC", "counting", "report"]
 
 #: The distributed event topic the tasks report on.
 TOPIC = "daskreg-progress"
@@ -107,18 +107,3 @@ def counting(
             else:
                 with _LOCK:
                     _LOCAL.pop(unit, None)
-
-
-def compute(
-    collections: Sequence[Any],
-    client: Any,
-    *,
-    unit: str,
-    total: int,
-    show: bool,
-    retries: int,
-    label: str | None = None,
-) -> list:
-    """:func:`daskreg.parallel.cluster.compute` with a bar counting ``unit``."""
-    with counting(client, unit, total, label=label, show=show):
-        return cluster.compute(collections, client, progress=False, retries=retries)
