@@ -22,56 +22,18 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_dask import PeakMemory  # noqa: E402  (the same per-process sampler)
 from bench_dask_data import synthetic_zarr  # noqa: E402
 
 import daskreg  # noqa: E402
 from daskreg.errors import DaskregError  # noqa: E402
-
-
-class PeakMemory:
-    """Peak RSS of this process and each of its children, sampled in a thread."""
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.peaks: dict[int, tuple[str, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        me = psutil.Process()
-        for proc in [me, *me.children(recursive=True)]:
-            try:
-                rss = proc.memory_info().rss
-                command = " ".join(proc.cmdline())
-            except psutil.Error:
-                continue
-            if "resource_tracker" in command:  # multiprocessing's helper, not a worker
-                continue
-            # The nannies run in this process; their workers are its children.
-            kind = "client+scheduler" if proc.pid == me.pid else "worker"
-            self.peaks[proc.pid] = (kind, max(rss, self.peaks.get(proc.pid, (kind, 0))[1]))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            time.sleep(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run(path: Path, truth: np.ndarray, limit: str, band: int) -> None:

@@ -110,13 +110,7 @@ def register(args: argparse.Namespace) -> int:
     # One run per output and checkpoint: a second (a requeued job) refuses, naming this one.
     with hold({**outputs, "checkpoint": planned}):
         # Opened with the chunks the registration uses, so that the header shows them.
-        stack = open_stack(
-            args.input,
-            args.frame_axis,
-            chunks=args.chunks,
-            signal=args.signal,
-            allow_external=args.allow_external,
-        )
+        stack = _open_input(args, args.input, chunks=args.chunks)
         require_one_series(stack, args.input)
         method = params(args, stack.sizes["frame"])
         print_lines(describe(args.input, stack))
@@ -225,9 +219,7 @@ def ingest(args: argparse.Namespace) -> int:
     """``daskreg ingest``: a chunked Zarr store of the input (``--signal`` narrowed)."""
     started = time.perf_counter()
     replaced = check_outputs({"store": args.store}, [args.input], args.overwrite)
-    source = open_stack(
-        args.input, args.frame_axis, signal=args.signal, allow_external=args.allow_external
-    )
+    source = _open_input(args, args.input)
     with local_progress(args.progress):
         stack = ingest_stack(source, args.store, chunks=args.chunks, overwrite=args.overwrite)
     print_lines(describe(args.store, stack, label="store"))
@@ -248,9 +240,7 @@ def apply(args: argparse.Namespace) -> int:
     replaced = check_outputs(outputs, [args.result, args.other], args.overwrite)
     with hold(outputs), Transaction(outputs, overwrite=args.overwrite) as written:
         result = load_result(args.result)
-        other = open_stack(
-            args.other, args.frame_axis, signal=args.signal, allow_external=args.allow_external
-        )
+        other = _open_input(args, args.other)
         require_one_series(other, args.other)
         print_lines(describe(args.other, other))
         stack = written.staged("stack") if args.save_stack else None
@@ -281,13 +271,7 @@ def apply(args: argparse.Namespace) -> int:
 
 def info(args: argparse.Namespace) -> int:
     """``daskreg info``: the stack, the plan of its registration, and why it cannot run."""
-    stack = open_stack(
-        args.input,
-        args.frame_axis,
-        chunks=args.chunks,
-        signal=args.signal,
-        allow_external=args.allow_external,
-    )
+    stack = _open_input(args, args.input, chunks=args.chunks)
     # What the file holds is shown even when it cannot be registered (the error follows).
     print_lines(describe(args.input, stack))
     p = plan(stack, chunks=args.chunks, **params(args, int(stack.sizes["frame"])))
@@ -477,3 +461,14 @@ def _in_process(args: argparse.Namespace, stack: Any) -> bool:
         if key not in ("engine", "progress", "temp_dir")
     }
     return choose_engine(stack, "auto", cluster) == "numpy"
+
+
+def _open_input(args: argparse.Namespace, path: Path, *, chunks: int | None = None) -> Any:
+    """:func:`daskreg.open_stack` of an input with the command's input options."""
+    return open_stack(
+        path,
+        args.frame_axis,
+        chunks=chunks,
+        signal=args.signal,
+        allow_external=args.allow_external,
+    )

@@ -39,6 +39,15 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return convert
 
 
+def _add_outputs(parser: argparse.ArgumentParser, result_help: str) -> None:
+    """The average (``-o``) and the full result (``--save-result``/``--no-result``)."""
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUT.tif", help="the average"
+    )
+    parser.add_argument("--save-result", type=Path, metavar="PATH", help=result_help)
+    parser.add_argument("--no-result", action="store_true", help="do not write the full result")
+
+
 def _add_input(parser: argparse.ArgumentParser, name: str = "input") -> None:
     parser.add_argument(name, type=Path, help="stack file or Zarr store")
     parser.add_argument("--frame-axis", type=int, help="axis holding the frames, e.g. -1")
@@ -159,16 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("register", commands.register, "register a stack and write its average and result")
     _add_input(p)
-    p.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUT.tif", help="the average"
-    )
-    p.add_argument(
-        "--save-result",
-        type=Path,
-        metavar="PATH",
-        help=f"full result, .zarr or .nc (default: <OUT stem>{RESULT_SUFFIX} beside OUT)",
-    )
-    p.add_argument("--no-result", action="store_true", help="do not write the full result")
+    _add_outputs(p, f"full result, .zarr or .nc (default: <OUT stem>{RESULT_SUFFIX} beside OUT)")
     p.add_argument(
         "--save-stack",
         type=Path,
@@ -215,16 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder the acquisition writes one file per frame into, or one multi-page TIFF "
         "it appends pages to",
     )
-    p.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUT.tif", help="the average"
-    )
-    p.add_argument(
-        "--save-result",
-        type=Path,
-        metavar="PATH",
-        help=f"full result at the end, .zarr or .nc (default: <OUT stem>{RESULT_SUFFIX})",
-    )
-    p.add_argument("--no-result", action="store_true", help="do not write the full result")
+    _add_outputs(p, f"full result at the end, .zarr or .nc (default: <OUT stem>{RESULT_SUFFIX})")
     p.add_argument(
         "--pattern", default="*.tif", help="glob pattern of the frame files (default *.tif)"
     )
