@@ -379,7 +379,14 @@ def test_hyperspy_discovers_the_extension_and_the_signal_type_resolves(tmp_path)
 
 
 def test_the_installed_daskreg_lists_the_entry_point():
-    dist = importlib.metadata.distribution("daskreg")
+    # The installed record, not the build's daskreg.egg-info that setuptools leaves in
+    # the checkout (found first from the repository root, and without direct_url.json).
+    installed = [
+        d
+        for d in importlib.metadata.distributions(name="daskreg")
+        if d.read_text("direct_url.json")
+    ]
+    dist = installed[0] if installed else importlib.metadata.distribution("daskreg")
     origin = dist.read_text("direct_url.json")
     url = json.loads(origin)["url"] if origin else ""
     if url.removeprefix("file://").rstrip("/") != str(ROOT):
