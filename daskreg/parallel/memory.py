@@ -2,14 +2,16 @@
 
 distributed pauses a worker whose process passes a fraction of its memory limit
 (``distributed.worker.memory.pause``, 80 % by default) and resumes it below that. Most
-of a daskreg worker's memory is not task results it could spill but the modules and
-compiled kernels it loads (about 220 MiB) and the temporaries of the task it runs: a
-worker paused by them stays paused, and a run waiting on it hangs silently.
-So :func:`fit_stack` measures each worker once the kernels' modules are loaded, cuts the
-frames into chunks whose tasks fit beside that with a margin, and refuses at once a
-cluster whose workers cannot hold tasks of :data:`MIN_FRAMES` frames, naming the memory
-limit that would; and :func:`gather` ends a run whose workers make no progress while paused (or
-that has no worker left) for :func:`stall_seconds` with :class:`WorkerMemoryError`.
+of a daskreg worker's memory is not task results it could spill but the modules it
+imports (about 220 MiB), the compiled kernels it loads (60 MiB from numba's cache, 115
+MiB compiled in the worker) and the temporaries of the task it runs: a worker paused by
+them stays paused, and a run waiting on it hangs silently.
+So :func:`fit_stack` measures each worker once daskreg is imported and its kernels are
+loaded, cuts the frames into chunks whose tasks fit beside that with a margin, and
+refuses at once a cluster whose workers cannot hold tasks of :data:`MIN_FRAMES` frames,
+naming the memory limit that would; and :func:`gather` ends a run whose workers make no
+progress while paused (or that has no worker left) for :func:`stall_seconds` with
+:class:`WorkerMemoryError`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from daskreg.errors import WorkerMemoryError
 __all__ = [
     "TASK_BYTES_PER_PIXEL",
     "WORKER_MARGIN_BYTES",
+    "KERNEL_BYTES",
+    "KERNEL_COMPILE_BYTES",
     "MIN_FRAMES",
     "SPECTRA_FRACTION",
     "STALL_SECONDS",
@@ -44,12 +48,19 @@ __all__ = [
 #: average pieces less, a pair task under 1 MiB. Workers' peaks grew by about 1.6 MiB
 #: per frame of 256^2 from 8- to 16-frame chunks (bench_memory.py).
 TASK_BYTES_PER_PIXEL = 16
-#: Memory a worker needs beyond what it holds once daskreg is imported and beyond its
-#: tasks: the compiled kernels loaded at their first call (about 30 MiB), the heap
-#: glibc keeps for reuse (trim threshold 32 MiB, :data:`.cluster.WORKER_ENV`), transfers
-#: and small results. Measured on 500 x 256^2, band 16, 2 workers: peaks of 140-155 MiB
-#: above the imports with 8- and 16-frame chunks (benchmarks/README.md), tasks included.
-WORKER_MARGIN_BYTES = 144 * 2**20
+#: Memory a worker needs beyond what it holds with daskreg imported and its kernels
+#: loaded, and beyond its tasks: the heap glibc keeps for reuse (trim threshold 32 MiB,
+#: :data:`.cluster.WORKER_ENV`), transfers and small results. Measured on 500 x 256^2,
+#: band 16, 2 workers: peaks of 140-155 MiB above the imports with 8- and 16-frame
+#: chunks (benchmarks/README.md), of which 60 MiB are the kernels; 96 MiB let 512 MiB
+#: workers be fitted with 11-frame chunks of that stack, which paused one at 418 MiB.
+WORKER_MARGIN_BYTES = 84 * 2**20
+#: What loading the compiled kernels adds to a worker, counted before they are loaded:
+#: 60 MiB measured from numba's cache (:mod:`daskreg.warm`). Compiling them in the
+#: worker, where its cache is not shared with this process, adds
+#: :data:`KERNEL_COMPILE_BYTES` (115 MiB measured).
+KERNEL_BYTES = 64 * 2**20
+KERNEL_COMPILE_BYTES = 120 * 2**20
 #: Fewest frames per chunk the workers are fitted with. Smaller chunks make so many
 #: tasks, and results held until the analysis, that a worker's memory grows with their
 #: number instead: 1-frame chunks of 500 x 256^2, band 16, paused 423 MiB workers at
@@ -80,7 +91,8 @@ class WorkerMemory:
     pause : float
         Fraction of ``limit`` at which distributed pauses it (1.0 if it never does).
     held : int
-        Resident bytes of its process once daskreg's task modules are imported.
+        Resident bytes of its process once daskreg's task modules are imported and its
+        kernels loaded (before they are: as measured plus :data:`KERNEL_BYTES`).
     nthreads : int
         Tasks it runs at once.
     """
@@ -107,29 +119,37 @@ class WorkerMemory:
         return math.ceil(need / (16 * _MIB)) * 16 * _MIB
 
 
-def _probe(dask_worker: Any) -> dict[str, Any]:
+def _probe(dask_worker: Any, load_kernels: bool) -> dict[str, Any]:
     # The modules every task of a registration unpickles, imported now so that their
-    # memory counts in what the worker holds.
+    # memory counts in what the worker holds; the kernels, compiled or loaded from
+    # numba's cache, likewise (their first call in a task would grow the worker).
     import daskreg.parallel.pairs  # noqa: F401
     import daskreg.parallel.reduce  # noqa: F401
     import daskreg.parallel.spectra  # noqa: F401
     import daskreg.parallel.survey  # noqa: F401
 
+    if load_kernels:
+        from daskreg.warm import warm_kernels
+
+        warm_kernels()
     manager = dask_worker.memory_manager
     return {
         "limit": int(manager.memory_limit or 0),
         "pause": manager.memory_pause_fraction,
-        "held": psutil.Process().memory_info().rss,
+        "held": psutil.Process().memory_info().rss + (0 if load_kernels else KERNEL_BYTES),
         "nthreads": int(dask_worker.state.nthreads),
     }
 
 
-def worker_memory(client: Any) -> list[WorkerMemory]:
-    """Each worker's limit, pause fraction and memory held with daskreg imported.
+def worker_memory(client: Any, *, load_kernels: bool = True) -> list[WorkerMemory]:
+    """Each worker's limit, pause fraction and memory held with daskreg loaded.
 
     Runs a function on every worker (``client.run``), which works on paused workers too.
+    With ``load_kernels`` the workers load daskreg's compiled kernels first (compiling
+    them where numba's cache lacks them), otherwise :data:`KERNEL_BYTES` is counted for
+    them.
     """
-    probes = client.run(_probe)
+    probes = client.run(_probe, load_kernels=load_kernels)
     return [
         WorkerMemory(
             address,
@@ -142,6 +162,38 @@ def worker_memory(client: Any) -> list[WorkerMemory]:
     ]
 
 
+def _loaded_workers(client: Any, before: list[WorkerMemory], pixels: int) -> list[WorkerMemory]:
+    """:func:`worker_memory` with the kernels loaded; a worker lost meanwhile is named.
+
+    The kernels go into numba's cache in this process first (when it lacks them), so
+    that workers sharing its file system load them rather than compile them.
+    """
+    from daskreg import progress
+    from daskreg.warm import warm_kernels
+
+    if progress.kernels_cold():
+        warm_kernels()
+    try:
+        return worker_memory(client)
+    except Exception as err:  # noqa: BLE001 - a worker killed mid-probe: comm errors vary
+        tight = min(before, key=lambda w: w.room())
+        compiling = WorkerMemory(
+            tight.address,
+            tight.limit,
+            tight.pause,
+            tight.held - KERNEL_BYTES + KERNEL_COMPILE_BYTES,
+            tight.nthreads,
+        )
+        raise WorkerMemoryError(
+            f"a Dask worker stopped while loading daskreg's compiled kernels "
+            f"({type(err).__name__}): with a memory limit of {_mib(tight.limit)} it "
+            f"held {_mib(tight.held - KERNEL_BYTES)} before them, and compiling them "
+            f"takes about {_mib(KERNEL_COMPILE_BYTES)} more. Give each worker at least "
+            f"{_mib(compiling.minimum_limit(_task_bytes(MIN_FRAMES, pixels)))} "
+            f"(memory_limit=...)"
+        ) from err
+
+
 def _task_bytes(n_frames: int, frame_pixels: int) -> int:
     return n_frames * frame_pixels * TASK_BYTES_PER_PIXEL
 
@@ -152,6 +204,25 @@ def _fits(worker: WorkerMemory, task: int) -> bool:
 
 def _mib(n: float) -> str:
     return f"{n / _MIB:.0f} MiB"
+
+
+def _check_fewest(
+    workers: list[WorkerMemory], fewest: int, pixels: int, shape: tuple[int, ...]
+) -> None:
+    """Refuse workers that cannot run tasks of ``fewest`` frames, naming the limit needed."""
+    tight = min(workers, key=lambda w: w.room() / (w.nthreads + 1))
+    if _fits(tight, _task_bytes(fewest, pixels)):
+        return
+    raise WorkerMemoryError(
+        f"the Dask workers have too little memory for the registration: worker {tight.address} "
+        f"has a memory limit of {_mib(tight.limit)} and is paused by distributed at "
+        f"{tight.pause:.0%} of it ({_mib(tight.limit * tight.pause)}); it holds "
+        f"{_mib(tight.held)} with daskreg loaded, and tasks of {fewest} "
+        f"{shape[-2]}x{shape[-1]} frames need "
+        f"{_mib(WORKER_MARGIN_BYTES + (tight.nthreads + 1) * _task_bytes(fewest, pixels))}"
+        f" more with their margin. Give each worker at least "
+        f"{_mib(tight.minimum_limit(_task_bytes(fewest, pixels)))} (memory_limit=...)"
+    )
 
 
 def fit_stack(
@@ -186,25 +257,19 @@ def fit_stack(
     """
     if client is None:
         return stack, SPECTRA_FRACTION * psutil.virtual_memory().available
-    workers = worker_memory(client)
-    if not workers:
-        return stack, 0.0
     pixels = int(stack.shape[-1] * stack.shape[-2])
     chunk = int(max(stack.data.chunks[-3]))
+    fewest = min(MIN_FRAMES, chunk)
+    # First with the kernels counted, not loaded: workers too small to load them are
+    # refused without being pushed past their limit (the nanny would kill them).
+    workers = worker_memory(client, load_kernels=False)
+    if not workers:
+        return stack, 0.0
+    _check_fewest(workers, fewest, pixels, stack.shape)
+    workers = _loaded_workers(client, workers, pixels)
+    _check_fewest(workers, fewest, pixels, stack.shape)
     spectra_room = SPECTRA_FRACTION * sum(w.room() for w in workers)
     tight = min(workers, key=lambda w: w.room() / (w.nthreads + 1))
-    fewest = min(MIN_FRAMES, chunk)
-    if not _fits(tight, _task_bytes(fewest, pixels)):
-        raise WorkerMemoryError(
-            f"the Dask workers have too little memory for the registration: worker {tight.address} "
-            f"has a memory limit of {_mib(tight.limit)} and is paused by distributed at "
-            f"{tight.pause:.0%} of it ({_mib(tight.limit * tight.pause)}); it holds "
-            f"{_mib(tight.held)} with daskreg loaded, and tasks of {fewest} "
-            f"{stack.shape[-2]}x{stack.shape[-1]} frames need "
-            f"{_mib(WORKER_MARGIN_BYTES + (tight.nthreads + 1) * _task_bytes(fewest, pixels))}"
-            f" more with their margin. Give each worker at least "
-            f"{_mib(tight.minimum_limit(_task_bytes(fewest, pixels)))} (memory_limit=...)"
-        )
     if _fits(tight, _task_bytes(chunk, pixels)):
         return stack, spectra_room
     largest = max(f for f in range(fewest, chunk) if _fits(tight, _task_bytes(f, pixels)))

@@ -8,8 +8,11 @@ The stack is what the issue's report used: 500 frames of 256^2 in a Zarr store o
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import dask
 import numpy as np
@@ -142,12 +145,75 @@ def test_300_mib_workers_fail_at_once_in_the_cli(store_500, tmp_path, capsys):
     assert not (tmp_path / "avg.tif").exists()
 
 
+_COLD_RUN = """
+import sys
+import distributed
+import daskreg
+from daskreg.parallel import cluster
+
+if __name__ == "__main__":
+    stack = daskreg.open_stack(sys.argv[1])
+    with cluster.local_cluster(2, "512MiB") as local, distributed.Client(local) as client:
+        result = daskreg.register(stack, band=16, client=client, progress=False)
+        logs = client.get_worker_logs()
+    paused = sum("pausing worker" in line.lower() for lines in logs.values() for _, line in lines)
+    result.shifts.to_numpy().dump(sys.argv[2])
+    print("pauses", paused)
+"""
+
+
+def test_a_cold_kernel_cache_does_not_pause_the_workers(store_500, tmp_path):
+    """A first run (numba's cache empty) on 512 MiB workers completes without a pause.
+
+    It stalled in CI: the workers compiled the kernels inside their tasks (115 MiB each,
+    measured), passed the pause, and stayed paused. The kernels now go into the cache in
+    the client and are loaded by each worker before its memory is measured.
+    """
+    import subprocess
+    import sys
+
+    path, truth = store_500
+    script = tmp_path / "cold.py"
+    script.write_text(_COLD_RUN)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    done = subprocess.run(
+        [sys.executable, str(script), str(path), str(tmp_path / "shifts.npy")],
+        capture_output=True, text=True, env=env, timeout=600,
+        cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pauses 0" in done.stdout, done.stdout + done.stderr[-3000:]
+    # The kernels were compiled for this run, into its own cache.
+    assert list((tmp_path / "numba-cache").rglob("*.nbi"))
+    err = np.load(tmp_path / "shifts.npy", allow_pickle=True) - truth
+    err -= err.mean(axis=0)
+    assert np.abs(err).max() < 0.1
+
+
+def test_a_worker_lost_while_loading_the_kernels_is_named(monkeypatch):
+    """A worker killed while it compiles the kernels: an error naming a limit, no hang."""
+    worker = memory.WorkerMemory("tcp://w", 512 * 2**20, 0.8, 222 * 2**20, 1)
+
+    def probe(client, *, load_kernels=True):
+        if load_kernels:
+            raise OSError("Stream is closed")
+        return [replace(worker, held=worker.held + memory.KERNEL_BYTES)]
+
+    monkeypatch.setattr(memory, "worker_memory", probe)
+    stack = xr.DataArray(
+        dask.array.zeros((50, 256, 256), np.float32, chunks=(16, -1, -1)),
+        dims=("frame", "y", "x"),
+    )
+    with pytest.raises(WorkerMemoryError, match=r"stopped while loading .* at least (\d+) MiB"):
+        memory.fit_stack(stack, client=object())
+
+
 class _Probe:
     """Workers as :func:`memory.worker_memory` would describe them, without a cluster."""
 
     def __init__(self, monkeypatch, limit_mib: int, held_mib: int) -> None:
         worker = memory.WorkerMemory("tcp://w", limit_mib * 2**20, 0.8, held_mib * 2**20, 1)
-        monkeypatch.setattr(memory, "worker_memory", lambda client: [worker, worker])
+        monkeypatch.setattr(memory, "worker_memory", lambda client, **_: [worker, worker])
         self.worker = worker
 
 
