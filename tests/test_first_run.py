@@ -162,6 +162,24 @@ def test_guard_is_recognised(tmp_path):
     assert proc.stdout.split("\n")[:2] == ["top 6", "guarded None"]
 
 
+def test_a_package_main_needs_no_guard(tmp_path):
+    """``python -m pkg`` runs ``pkg/__main__.py``, which spawned workers never re-run
+    (multiprocessing skips it): ``python -m daskreg.cli register ... --workers 2`` was
+    refused as an unguarded script."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(
+        "from daskreg.parallel import cluster\nprint('line', cluster._unguarded_script_line())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pkg"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "line None"
+
+
 def test_register_in_a_bootstrapping_worker_is_refused(series, monkeypatch):
     process = cluster.multiprocessing.current_process()
     monkeypatch.setattr(process, "_inheriting", True, raising=False)

@@ -165,11 +165,16 @@ def _unguarded_script_line() -> int | None:
     """The line of the running script's top-level code that led here, if unguarded.
 
     That is, when it is outside an ``if __name__ == "__main__":`` block; None otherwise
-    (no script, e.g. Jupyter or ``python -c``; or the call is guarded).
+    (no script, e.g. Jupyter or ``python -c``; or the call is guarded). A package's
+    ``__main__.py`` (``python -m daskreg.cli``) is never re-run by spawned processes
+    (multiprocessing skips it), so it needs no guard.
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
     if path is None or not os.path.isfile(path):
+        return None
+    spec = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if spec == "__main__" or spec.endswith(".__main__"):
         return None
     frame = sys._getframe(1)
     while frame is not None and not (
@@ -396,9 +401,31 @@ def open_client(
         _announce(existing, progress)
         yield existing
         return
-    with local_cluster(n_workers, memory_limit) as cluster, Client(cluster) as started:
+    with (
+        _first_error_kept(local_cluster(n_workers, memory_limit)) as cluster,
+        _first_error_kept(Client(cluster)) as started,
+    ):
         _announce(started, progress)
         yield started
+
+
+@contextmanager
+def _first_error_kept(manager: Any) -> Iterator[Any]:
+    """``with manager``, but an error closing it never replaces the error that ended the block.
+
+    A cluster closed while its nanny restarts a worker (killed for memory while the run
+    failed) raised ``KeyError: 'tcp://...'``, which hid the run's own error.
+    """
+    value = manager.__enter__()
+    try:
+        yield value
+    except BaseException as err:
+        try:
+            manager.__exit__(type(err), err, err.__traceback__)
+        except Exception:  # noqa: BLE001, S110 - the first error is the one to report
+            pass
+        raise
+    manager.__exit__(None, None, None)
 
 
 def compute(collections: Sequence[Any], client: Any, *, progress: bool, retries: int) -> list:

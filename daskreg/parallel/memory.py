@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import psutil
 import xarray as xr
 
@@ -76,6 +77,8 @@ STALL_SECONDS = 120.0
 # How often the cluster's state is read while waiting, and the futures looked at.
 _POLL_SECONDS = 1.0
 _DONE_POLL_SECONDS = 0.02
+# How long a worker killed while importing daskreg may take to be restarted and asked.
+_RESTART_SECONDS = 30.0
 _MIB = 2**20
 
 
@@ -160,6 +163,53 @@ def worker_memory(client: Any, *, load_kernels: bool = True) -> list[WorkerMemor
         )
         for address, p in sorted(probes.items())
     ]
+
+
+def _probe_imports(client: Any, pixels: int) -> list[WorkerMemory]:
+    """:func:`worker_memory` without loading the kernels; a worker lost meanwhile is named.
+
+    A worker can die importing daskreg: its modules are 220-300 MiB resident (the
+    file-backed pages of llvmlite's library count, more of them when the file is fresh
+    in the page cache, as after an install), and the nanny kills a worker past 95 % of
+    its limit.
+    """
+    try:
+        return worker_memory(client, load_kernels=False)
+    except Exception as err:  # noqa: BLE001 - a worker killed mid-probe: comm errors vary
+        limits = _worker_limits(client)
+        if not limits:
+            raise
+        limit, nthreads = min(limits)
+        terminate = float(dask.config.get("distributed.worker.memory.terminate") or 0.95)
+        pause = float(dask.config.get("distributed.worker.memory.pause") or 1.0)
+        # It held more than the nanny's terminate fraction: a lower bound.
+        held = int(terminate * limit)
+        worker = WorkerMemory("", limit, pause, held + KERNEL_BYTES, nthreads)
+        raise WorkerMemoryError(
+            f"a Dask worker stopped while importing daskreg ({type(err).__name__}): "
+            f"with a memory limit of {_mib(limit)} the nanny stops it past "
+            f"{_mib(held)}, and daskreg's modules and kernels need more. Give each worker "
+            f"at least {_mib(worker.minimum_limit(_task_bytes(MIN_FRAMES, pixels)))} "
+            f"(memory_limit=...)"
+        ) from err
+
+
+def _worker_limits(client: Any) -> list[tuple[int, int]]:
+    """``(memory limit, threads)`` of the workers with a limit, once one is there.
+
+    The nanny restarts a worker it killed: waited for up to :data:`_RESTART_SECONDS`;
+    empty if none comes.
+    """
+    deadline = time.monotonic() + _RESTART_SECONDS
+    while True:
+        try:
+            info = client.scheduler_info(n_workers=-1)["workers"].values()
+        except Exception:  # noqa: BLE001 - no scheduler to ask
+            return []
+        limits = [(int(w.get("memory_limit") or 0), int(w.get("nthreads") or 1)) for w in info]
+        if limits or time.monotonic() > deadline:
+            return [limit for limit in limits if limit[0]]
+        time.sleep(_POLL_SECONDS / 5)
 
 
 def _loaded_workers(client: Any, before: list[WorkerMemory], pixels: int) -> list[WorkerMemory]:
@@ -262,7 +312,7 @@ def fit_stack(
     fewest = min(MIN_FRAMES, chunk)
     # First with the kernels counted, not loaded: workers too small to load them are
     # refused without being pushed past their limit (the nanny would kill them).
-    workers = worker_memory(client, load_kernels=False)
+    workers = _probe_imports(client, pixels)
     if not workers:
         return stack, 0.0
     _check_fewest(workers, fewest, pixels, stack.shape)

@@ -106,16 +106,46 @@ def _check_outcome(outcome, elapsed, killed, path, truth):
     return outcome
 
 
-@pytest.mark.parametrize("limit", ["512MiB", "300MiB"])
-def test_issue_case_500_frames(store_500, limit):
-    """The issue's case itself: 500 x 256^2, band 16, 2 workers of 512 MiB and 300 MiB.
+def _named_minimum(outcome) -> str:
+    return re.search(r"at least (\d+) MiB", str(outcome)).group(1) + "MiB"
 
-    18 s and 5 s here: 512 MiB completes (the store's chunks kept); 300 MiB fails at once.
+
+def test_issue_case_500_frames_512_mib(store_500):
+    """The issue's case: 500 x 256^2, band 16, 2 workers of 512 MiB (it hung).
+
+    It completes with no worker killed, or fails at once naming a limit, and at that
+    limit it completes. Which of the two depends on what the workers hold with daskreg
+    loaded: 283 MiB here (completes in 5 s), 355 MiB on a fresh install (the file pages
+    of llvmlite's library resident, measured in a clean checkout: refused).
     """
     path, truth = store_500
-    done = _check_outcome(*_run(path, limit), path, truth)
-    # Measured: workers hold ~220 MiB with daskreg loaded and pause at 80 % of the limit.
-    assert (done is None) == (limit == "300MiB")
+    outcome, elapsed, killed = _run(path, "512MiB")
+    if _check_outcome(outcome, elapsed, killed, path, truth) is None:
+        outcome, elapsed, killed = _run(path, _named_minimum(outcome))
+        assert not isinstance(outcome, WorkerMemoryError), str(outcome)
+        _check_outcome(outcome, elapsed, killed, path, truth)
+
+
+def test_issue_case_500_frames_300_mib(store_500):
+    """At 300 MiB the workers pause at 240 MiB, below daskreg's imports: refused at once.
+
+    The workers hold 220-295 MiB with daskreg imported (more where llvmlite's library
+    is fresh in the page cache, as after an install).
+    """
+    path, _ = store_500
+    outcome, elapsed, killed = _run(path, "300MiB")
+    assert isinstance(outcome, WorkerMemoryError), outcome
+    assert elapsed < FAIL_WITHIN_SECONDS, elapsed
+    assert re.search(r"at least \d+ MiB", str(outcome)), str(outcome)
+    # Where the imports alone come near the nanny's 95 % (285 MiB; a fresh install:
+    # 288-295 MiB resident), the nanny kills a worker, during the probe (the error says
+    # so) or just after it (the error shows what it held: imports + 64 MiB of kernels).
+    held = re.search(r"holds (\d+) MiB", str(outcome))
+    assert (
+        not killed
+        or "while importing daskreg" in str(outcome)
+        or int(held.group(1)) - 64 > 0.9 * 300
+    ), str(outcome)
 
 
 @pytest.mark.slow
@@ -123,14 +153,13 @@ def test_the_named_minimum_is_enough(store_500):
     """The memory limit the error names runs the issue's case with no worker killed."""
     path, truth = store_500
     outcome, _, _ = _run(path, "300MiB")
-    minimum = re.search(r"at least (\d+) MiB", str(outcome)).group(1)
-    outcome, elapsed, killed = _run(path, f"{minimum}MiB")
+    outcome, elapsed, killed = _run(path, _named_minimum(outcome))
     assert not isinstance(outcome, WorkerMemoryError), str(outcome)
     _check_outcome(outcome, elapsed, killed, path, truth)
 
 
 def test_300_mib_workers_fail_at_once_in_the_cli(store_500, tmp_path, capsys):
-    """Workers hold ~220 MiB with daskreg loaded and pause at 80 % of 300 MiB: refused."""
+    """Workers hold 220-295 MiB with daskreg imported and pause at 80 % of 300 MiB: refused."""
     path, _ = store_500
     start = time.perf_counter()
     args = ["register", str(path), "-o", str(tmp_path / "avg.tif"), "--band", str(BAND)]
@@ -149,21 +178,28 @@ _COLD_RUN = """
 import sys
 import distributed
 import daskreg
-from daskreg.parallel import cluster
+from daskreg.parallel import cluster, memory
 
 if __name__ == "__main__":
     stack = daskreg.open_stack(sys.argv[1])
-    with cluster.local_cluster(2, "512MiB") as local, distributed.Client(local) as client:
+    # The tightest limit the store's 16-frame chunks fit in, from what these workers hold
+    # with daskreg imported (nothing compiled yet): where a compile inside the tasks
+    # would pass the pause.
+    with cluster.local_cluster(2, None) as local, distributed.Client(local) as client:
+        held = max(w.held for w in memory.worker_memory(client, load_kernels=False))
+    worker = memory.WorkerMemory("", 2**40, 0.8, held + memory.KERNEL_BYTES, 1)
+    limit = worker.minimum_limit(16 * 256 * 256 * memory.TASK_BYTES_PER_PIXEL)
+    with cluster.local_cluster(2, limit) as local, distributed.Client(local) as client:
         result = daskreg.register(stack, band=16, client=client, progress=False)
         logs = client.get_worker_logs()
     paused = sum("pausing worker" in line.lower() for lines in logs.values() for _, line in lines)
     result.shifts.to_numpy().dump(sys.argv[2])
-    print("pauses", paused)
+    print("limit", limit // 2**20, "pauses", paused)
 """
 
 
 def test_a_cold_kernel_cache_does_not_pause_the_workers(store_500, tmp_path):
-    """A first run (numba's cache empty) on 512 MiB workers completes without a pause.
+    """A first run (numba's cache empty) on workers of the tightest limit: no pause.
 
     It stalled in CI: the workers compiled the kernels inside their tasks (115 MiB each,
     measured), passed the pause, and stayed paused. The kernels now go into the cache in
@@ -182,7 +218,7 @@ def test_a_cold_kernel_cache_does_not_pause_the_workers(store_500, tmp_path):
         cwd=Path(__file__).parents[2],
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "pauses 0" in done.stdout, done.stdout + done.stderr[-3000:]
+    assert re.search(r"limit \d+ pauses 0$", done.stdout.strip()), done.stdout + done.stderr[-3000:]
     # The kernels were compiled for this run, into its own cache.
     assert list((tmp_path / "numba-cache").rglob("*.nbi"))
     err = np.load(tmp_path / "shifts.npy", allow_pickle=True) - truth
@@ -208,6 +244,28 @@ def test_a_worker_lost_while_loading_the_kernels_is_named(monkeypatch):
         memory.fit_stack(stack, client=object())
 
 
+def test_a_worker_lost_while_importing_daskreg_is_named(monkeypatch):
+    """A worker the nanny kills while it imports daskreg (past 95 % of 300 MiB)."""
+
+    def probe(client, *, load_kernels=True):
+        raise OSError("Stream is closed")
+
+    class Client:
+        def scheduler_info(self, n_workers):
+            return {"workers": {"tcp://w": {"memory_limit": 300 * 2**20, "nthreads": 1}}}
+
+    monkeypatch.setattr(memory, "worker_memory", probe)
+    stack = xr.DataArray(
+        dask.array.zeros((50, 256, 256), np.float32, chunks=(16, -1, -1)),
+        dims=("frame", "y", "x"),
+    )
+    with pytest.raises(WorkerMemoryError, match=r"while importing daskreg") as caught:
+        memory.fit_stack(stack, client=Client())
+    # More than the 285 MiB it died past, the kernels, margin and tasks, within the pause.
+    minimum = int(re.search(r"at least (\d+) MiB", str(caught.value)).group(1))
+    assert minimum >= (285 + 64 + 84 + 2 * 8 / 0.75) / 0.8
+
+
 class _Probe:
     """Workers as :func:`memory.worker_memory` would describe them, without a cluster."""
 
@@ -221,7 +279,7 @@ class _Probe:
 def test_chunks_are_cut_to_fit_the_workers(monkeypatch, shape, limit):
     _Probe(monkeypatch, limit_mib=limit, held_mib=220)
     stack = xr.DataArray(
-        dask.array.zeros((200, *shape), np.float32, chunks=(64, -1, -1)), dims=("frame", "y", "x")
+        dask.array.zeros((200, *shape), np.float32, chunks=(100, -1, -1)), dims=("frame", "y", "x")
     )
     fitted, _ = memory.fit_stack(stack, client=object())
     size = fitted.data.chunks[0][0]
