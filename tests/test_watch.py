@@ -391,9 +391,39 @@ def test_a_second_signal_leaves_a_complete_last_state(waiting_watch):
     _, description = read_average_tif(out / "avg.tif")
     if description.get("live"):
         assert description["n_frames"] == 12
+        # 12 frames, fewer than the warm-up's 16: no snapshot had its result yet.
         assert not (out / "avg.result.zarr").exists()
     else:
         assert daskreg.load_result(out / "avg.result.zarr").shifts.shape == (12, 2)
+
+
+def test_the_result_so_far_is_written_while_it_waits(tmp_path):
+    """The result store beside the running average, before the end: the batch result of
+    the frames so far, what a LiveRegistration fed them finishes with."""
+    stack = lattice_series(20, SHAPE, dose=2, seed=22).stack.astype(np.float32)
+    folder, out = tmp_path / "frames", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    for k, frame in enumerate(stack):
+        tifffile.imwrite(folder / f"frame_{k}.tif", frame)
+    process = watch(folder, out, "--band", "4", "--every", "4", "--quiet-seconds", "60")
+    try:
+        for line in process.stdout:
+            if line.startswith("live") and " 20 frames" in line:
+                break
+        result = daskreg.load_result(out / "avg.result.zarr")
+        _, description = read_average_tif(out / "avg.tif")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert description["live"] and description["n_frames"] == 20
+    # Snapshots every 4 frames; results from the end of the warm-up (16 frames) on: the
+    # first then, the next when it costs under a tenth of the time since.
+    n = result.shifts.shape[0]
+    assert n in (16, 20)
+    live = daskreg.LiveRegistration(SHAPE, band=4)
+    live.add_many(stack[:n])
+    np.testing.assert_allclose(result.shifts.values, live.finish().shifts.values, atol=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,14 @@ from daskreg.api import register as register_stack
 from daskreg.cli.options import execution, params
 from daskreg.cli.outputs import (
     RESULT_SUFFIX,
+    LiveResultPace,
     Transaction,
     check_outputs,
     checkpoint_path,
     demo_folder,
     remove,
     tif_output,
-    write_live_average,
+    write_live_state,
     write_outputs,
 )
 from daskreg.cli.signals import stopping_gently
@@ -147,7 +148,9 @@ def watch(args: argparse.Namespace) -> int:
     """``daskreg watch``: register a folder's frames as they arrive; the result at the end.
 
     Every ``--every`` frames the running average is written (with the state so far in
-    its Info) and a summary line printed; when the folder stays quiet for
+    its Info), with the result of the frames so far as often as that costs at most a
+    tenth of the time (:class:`~daskreg.cli.outputs.LiveResultPace`), and a summary line
+    printed; when the folder stays quiet for
     ``--quiet-seconds``, or at the first Ctrl-C/SIGTERM, the final result of the frames
     received is written (:meth:`~daskreg.live.LiveRegistration.finish`). A stop signal
     then exits 130/143 as for the other commands; a second one abandons the final write,
@@ -188,11 +191,16 @@ def watch(args: argparse.Namespace) -> int:
                 f"{why}; check the folder and --pattern, or wait longer with --quiet-seconds"
             )
         live = LiveRegistration(first.shape, **method)
+        pace = LiveResultPace()
 
         def snapshot(live: LiveRegistration) -> None:
             nonlocal overwrite
-            with Transaction({"average": output}, overwrite=overwrite) as written:
-                write_live_average(live, written)
+            # The result too when wanted and due, once the warm-up has fixed the setup
+            # (finishing earlier would fix it on fewer frames, changing the result).
+            due = "result" in outputs and live.n_frames >= live.warmup and pace.due()
+            staged = outputs if due else {"average": output}
+            with Transaction(staged, overwrite=overwrite) as written:
+                write_live_state(live, written, pace)
                 written.commit()
             # Later snapshots replace this run's own.
             overwrite = True

@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import os
 import shutil
+import time
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from daskreg.cli.signals import deferred
-from daskreg.errors import OutputPathError
+from daskreg.errors import OutputPathError, RegistrationWarning
 from daskreg.io.atomic import writable_folder
 from daskreg.io.average_tif import write_average_tif
 from daskreg.io.ome_zarr import OME_ZARR_SUFFIX, is_ome_zarr_path
@@ -39,6 +41,7 @@ __all__ = [
     "remove",
     "tif_output",
     "write_live_average",
+    "write_live_state",
     "write_outputs",
 ]
 
@@ -166,6 +169,44 @@ def write_live_average(live: Any, outputs: Transaction) -> None:
         "forecast_sigma": np.asarray(sigma[0]),
     }
     write_average_tif(outputs.staged("average"), np.asarray(live.average), description)
+
+
+class LiveResultPace:
+    """When a watch writes the result store beside its running average.
+
+    The result is the batch analysis of every frame so far
+    (:meth:`~daskreg.live.LiveRegistration.finish`), whose cost grows with the series:
+    it is written at a snapshot only once 9 times its last cost has passed since, so it
+    takes at most a tenth of the watch's time.
+    """
+
+    def __init__(self) -> None:
+        self._last_end = -np.inf
+        self._cost = 0.0
+
+    def due(self) -> bool:
+        return time.perf_counter() - self._last_end >= 9 * self._cost
+
+    def spent(self, started: float) -> None:
+        self._last_end = time.perf_counter()
+        self._cost = self._last_end - started
+
+
+def write_live_state(live: Any, outputs: Transaction, pace: LiveResultPace) -> None:
+    """Stage a watch's snapshot: the running average, and the result if ``outputs`` has it.
+
+    The average as :func:`write_live_average`; the result is ``live.finish()`` (its
+    warnings left to the final one), timed for ``pace``.
+    """
+    write_live_average(live, outputs)
+    if "result" not in outputs.outputs:
+        return
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RegistrationWarning)
+        result = live.finish()
+    save_result(result, outputs.staged("result"))
+    pace.spent(started)
 
 
 def remove(path: Path) -> None:

@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive(int),
         default=10,
         metavar="N",
-        help="write the running average and print a summary line every N frames (default 10)",
+        help="write the running average and print a summary line every N frames (default "
+        "10); the result of the frames so far is written with it once the warm-up is over, "
+        "as often as that takes at most a tenth of the time",
     )
     p.add_argument(
         "--quiet-seconds",
