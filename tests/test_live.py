@@ -115,6 +115,27 @@ def test_finish_equals_batch_register(name):
         assert result.bad_frames.values.sum() >= 1
 
 
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(("lattice", "dose"), [("perovskite", 2.0), ("hexagonal", 3.0),
+                                               ("anisotropic", 5.0)])  # fmt: skip
+def test_finish_equals_batch_register_over_seeds(lattice, dose, seed):
+    """The equality of finish and the batch run is no accident of one series: 3 lattices
+    x 5 seeds at low dose, 24 frames, band 6 (the warm-up's 16 frames and 8 after)."""
+    case = dict(n=24, shape=(128, 128), lattice=lattice, dose=dose, band=6, seed=100 + seed)
+    stack, _ = _stack(case)
+    live = _live(stack, case["band"])
+    result, said = _recorded(live.finish)
+    # The live pairs themselves, not pairs measured again at the end.
+    assert not live.remeasured
+    used = live.params_used
+    batch, batch_said = _recorded(
+        lambda: daskreg.register(stack, band=case["band"], progress=False, **used)
+    )
+    np.testing.assert_allclose(result.shifts.values, batch.shifts.values, atol=1e-6)
+    np.testing.assert_array_equal(result.bad_frames.values, batch.bad_frames.values)
+    assert said == batch_said
+
+
 def test_finish_measures_again_when_the_series_scale_changes():
     # The warm-up frames are 16 times dimmer than the rest: the whole series' scale (a
     # power of two of the median frame contrast) is not the warm-up's, so the pairs
