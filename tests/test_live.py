@@ -304,3 +304,30 @@ def test_close_removes_the_kept_frames(tmp_path):
     assert not list(tmp_path.iterdir())
     with pytest.raises(DaskregError, match="closed"):
         live.add(series.stack[0])
+
+
+def test_pair_work_on_a_dask_cluster_gives_the_same_numbers():
+    """client=: each frame's pairs run as a task on the cluster (the dashboard shows
+    ``live-pairs``), the spectra kept there; shifts and finish as in this process."""
+    distributed = pytest.importorskip("distributed")
+    stack = lattice_series(24, (128, 128), lattice="hexagonal", dose=3.0, seed=7).stack
+    stack = stack.astype(np.float32)
+    here = _live(stack, 6)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        there = daskreg.LiveRegistration(stack.shape[1:], band=6, client=client)
+        there.add_many(stack)
+        prefixes = client.run_on_scheduler(
+            lambda dask_scheduler: {p: tp.states.get("memory", 0) + tp.states.get("released", 0)
+                                    for p, tp in dask_scheduler.task_prefixes.items()}
+        )  # fmt: skip
+        np.testing.assert_array_equal(there.shifts, here.shifts)
+        np.testing.assert_array_equal(there.shift_uncertainty, here.shift_uncertainty)
+        np.testing.assert_array_equal(there.finish().shifts.values, here.finish().shifts.values)
+        there.close()
+    # One task per frame after the first of the warm-up (the first has no earlier frame).
+    assert "live-pairs" in prefixes, prefixes

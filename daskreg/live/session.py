@@ -32,14 +32,14 @@ from daskreg.errors import (
     TooFewFramesError,
 )
 from daskreg.kernels import shift as shift_kernels
-from daskreg.kernels.peak_result import PeakResult
 from daskreg.live._checks import check_frame, check_int, check_positive, check_shape
 from daskreg.live.average import RunningAverage
 from daskreg.live.finish import finish_batch
 from daskreg.live.forecast import DriftForecast
+from daskreg.live.pairs import ClusterPairs, LocalPairs, pair_work
 from daskreg.live.running import RunningShifts
 from daskreg.live.store import FrameStore, PairTable
-from daskreg.method.pairs import half_shifts, measure_pairs, pair_setup
+from daskreg.method.pairs import half_shifts, pair_setup
 from daskreg.method.screening import (
     initial_bad_frames,
     prepare_frames,
@@ -97,6 +97,9 @@ class LiveRegistration:
     store_dir : str or path, optional
         Folder of the temporary file holding every frame for :meth:`finish` (default:
         the system temporary folder). Removed with the object.
+    client : distributed.Client, optional
+        Measure each new frame's pairs on this Dask cluster (one task per frame, its
+        spectra kept there: :mod:`daskreg.live.pairs`); the same numbers as in-process.
     mask, n, ..., precision
         The method parameters of :func:`daskreg.register` (not ``frames``).
 
@@ -162,6 +165,7 @@ class LiveRegistration:
         tolerance: float = 0.05,
         forecast_frames: int = 12,
         store_dir: Any = None,
+        client: Any = None,
         **params: Any,
     ) -> None:
         check_names(params, _LIVE_PARAMS, "LiveRegistration()")
@@ -208,7 +212,8 @@ class LiveRegistration:
         self._correction = None
         self._running = RunningShifts(self._given.bad_frames)
         self._average = RunningAverage(self.frame_shape, self.window, self.dtype, self.tolerance)
-        self._spectra: np.ndarray | None = None
+        self._client = client
+        self._pairs: LocalPairs | ClusterPairs | None = None
         #: True when :meth:`finish` had to measure every pair again (see there).
         self.remeasured = False
 
@@ -267,6 +272,7 @@ class LiveRegistration:
         )
         self._correction = correction
         self._setup = pair_setup(self._params, self.frame_shape)
+        self._pairs = pair_work(self.band, self._setup, self._client)
         for frame in frames:
             self._ingest(frame)
 
@@ -284,20 +290,8 @@ class LiveRegistration:
         self._average.keep(n, prepared[0])
         scale = self._correction.scale
         spectrum = self._setup.spectra(prepared, scale=scale)
-        if self._spectra is None:
-            self._spectra = np.empty((self.band, *spectrum.shape[1:]), spectrum.dtype)
         earlier = np.arange(max(0, n - self.band), n)
-        if len(earlier):
-            found = measure_pairs(
-                self._spectra,
-                spectrum,
-                earlier % self.band,
-                np.zeros(len(earlier), int),
-                self._setup,
-            )
-        else:
-            found = PeakResult.concatenate([])
-        self._spectra[n % self.band] = spectrum[0]
+        found = self._pairs.measure(n, spectrum)
         noisy = np.array([n < self.warmup or n % _NOISE_EVERY == 0])
         split = half_shifts(
             prepared, self._setup, scale=scale, noise_frames=noisy, spectra=spectrum
@@ -451,6 +445,8 @@ class LiveRegistration:
     def close(self) -> None:
         """Remove the temporary file of the kept frames (:meth:`finish` needs it)."""
         self._store.close()
+        if isinstance(self._pairs, ClusterPairs):
+            self._pairs.close()
 
     def __enter__(self) -> LiveRegistration:
         return self
