@@ -450,3 +450,34 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert sorted(os.listdir(tmp_path)) == ["frames"]
+
+
+def test_watch_measures_the_pairs_on_a_named_scheduler(tmp_path, capsys):
+    """--scheduler: each new frame's pairs run on that cluster (live-pairs tasks); the
+    result is the one measured here."""
+    distributed = pytest.importorskip("distributed")
+    stack = lattice_series(20, SHAPE, dose=2, seed=23).stack.astype(np.float32)
+    folder, out = tmp_path / "frames", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    for k, frame in enumerate(stack):
+        tifffile.imwrite(folder / f"frame_{k}.tif", frame)
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        code = cli.main(
+            ["watch", str(folder), "-o", str(out / "avg.tif"), "--band", "4", "--settle", "0.1",
+             "--quiet-seconds", "1", "--scheduler", cluster.scheduler_address]
+        )  # fmt: skip
+        prefixes = client.run_on_scheduler(
+            lambda dask_scheduler: sorted(dask_scheduler.task_prefixes)
+        )
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    assert "live-pairs" in prefixes, prefixes
+    live = daskreg.LiveRegistration(SHAPE, band=4)
+    live.add_many(stack)
+    result = daskreg.load_result(out / "avg.result.zarr")
+    np.testing.assert_array_equal(result.shifts.values, live.finish().shifts.values)

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ from daskreg.io.lock import hold
 from daskreg.live import LiveRegistration
 from daskreg.live_sources import feed
 from daskreg.method.screening import initial_bad_frames, unusable_frames
-from daskreg.parallel.cluster import choose_engine
+from daskreg.parallel.cluster import choose_engine, open_client
 from daskreg.parallel.cluster_faults import distributed_logs
 from daskreg.parallel.execution import LOCAL_SCHEDULER_NAMES
 from daskreg.params import RegistrationParams
@@ -181,7 +182,15 @@ def watch(args: argparse.Namespace) -> int:
         ]
     )
     overwrite = args.overwrite
-    with hold(outputs), stopping_gently(stop) as received:
+    # The pairs of each new frame on a cluster when one is named (connected to first:
+    # an unreachable scheduler fails before any output is locked).
+    remote = args.scheduler is not None or args.scheduler_file is not None
+    cluster = (
+        open_client(None, args.scheduler, scheduler_file=args.scheduler_file, progress=False)
+        if remote
+        else nullcontext()
+    )
+    with cluster as client, hold(outputs), stopping_gently(stop) as received:
         frames = iter(frames)
         first = next(frames, None)
         if first is None:
@@ -190,7 +199,7 @@ def watch(args: argparse.Namespace) -> int:
                 f"no complete frame matching {args.pattern!r} appeared in {str(args.folder)!r} "
                 f"{why}; check the folder and --pattern, or wait longer with --quiet-seconds"
             )
-        live = LiveRegistration(first.shape, **method)
+        live = LiveRegistration(first.shape, client=client, **method)
         pace = LiveResultPace()
 
         def snapshot(live: LiveRegistration) -> None:

@@ -244,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
         "completely (default 0.5)",
     )
     _add_overwrite(p, "replace existing outputs")
+    group = p.add_argument_group("a Dask cluster for the pairs of each new frame (default: here)")
+    group.add_argument("--scheduler", help="tcp://host:port of a running Dask scheduler")
+    group.add_argument(
+        "--scheduler-file", metavar="PATH", help="the file a running Dask scheduler wrote"
+    )
     _add_params(p, exclude=("frames", "band"))
     p.add_argument(
         "--band",
