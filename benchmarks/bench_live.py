@@ -4,6 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_live.py                    # 2,000 frames of 256^2, band 32
     python benchmarks/bench_live.py --frames 600 --big-frames 48
+    python benchmarks/bench_live.py --frames 0 --cluster 2   # part 2 with the pairs on a cluster
 
 Part 1 adds ``--frames`` frames of 256^2 (band 32) to one
 :class:`daskreg.LiveRegistration` and prints the mean time per ``add`` in windows of 200
@@ -11,6 +12,9 @@ frames, and the spread of those means (the cost must not grow with the series). 
 times single adds at 512^2 with band 64 (after the warm-up and the first window): the
 median, mean and slowest of ``--big-frames`` adds. Both run in one thread for the
 transforms (``scipy.fft`` default), as one core of an acquisition computer would.
+With ``--cluster N`` part 2 runs each frame's pairs on a ``LocalCluster`` of N
+single-threaded worker processes (``LiveRegistration(client=...)``): this thread's CPU
+time is then what the acquisition computer pays, the wall time what a frame waits.
 
 The frames are rendered once (:func:`daskreg.synthetic.lattice_series`, dose 5, a slow
 drift) and played forwards and backwards in turn, so the drift stays continuous and the
@@ -71,16 +75,34 @@ def main() -> None:  # noqa: D103
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--big-frames", type=int, default=100)
+    parser.add_argument("--cluster", type=int, default=0, help="workers for part 2's pairs")
     args = parser.parse_args()
     # A long synthetic series leaves frames out now and then (the forward-backward turn);
     # the benchmark is about time.
     warnings.simplefilter("ignore", RegistrationWarning)
 
-    frames = _frames(args.frames, (256, 256), 300, seed=1)
+    if args.frames:
+        _part_one(args.frames)
+    if args.cluster:
+        from distributed import Client, LocalCluster
+
+        with (
+            LocalCluster(
+                n_workers=args.cluster, threads_per_worker=1, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            _part_two(args.big_frames, client)
+    else:
+        _part_two(args.big_frames, None)
+
+
+def _part_one(n_frames: int) -> None:
+    frames = _frames(n_frames, (256, 256), 300, seed=1)
     live = LiveRegistration((256, 256), band=32)
     times, wall = _add_times(live, frames)
     print(
-        f"256^2, band 32, {args.frames} frames: ms per add in windows of {WINDOW} frames "
+        f"256^2, band 32, {n_frames} frames: ms per add in windows of {WINDOW} frames "
         "(CPU time of this thread: other processes on a shared machine do not count; wall "
         "clock beside it)"
     )
@@ -103,17 +125,19 @@ def main() -> None:  # noqa: D103
     result = live.finish()
     print(
         f"  finish(): {time.perf_counter() - start:.2f} s, "
-        f"{int((~result.bad_frames.values).sum())} of {args.frames} frames used"
+        f"{int((~result.bad_frames.values).sum())} of {n_frames} frames used"
     )
-    live = None
 
-    big = 16 + 64 + args.big_frames
+
+def _part_two(n_adds: int, client) -> None:
+    big = 16 + 64 + n_adds
     frames = _frames(big, (512, 512), big, seed=2)
-    live = LiveRegistration((512, 512), band=64)
-    _add_times(live, frames[: big - args.big_frames])
-    times, wall = _add_times(live, frames[big - args.big_frames :])
+    live = LiveRegistration((512, 512), band=64, client=client)
+    _add_times(live, frames[: big - n_adds])
+    times, wall = _add_times(live, frames[big - n_adds :])
+    where = "" if client is None else f", pairs on {len(client.nthreads())} workers"
     print(
-        f"512^2, band 64, {args.big_frames} adds after {big - args.big_frames} frames, CPU: "
+        f"512^2, band 64{where}, {n_adds} adds after {big - n_adds} frames, CPU: "
         f"median {1e3 * np.median(times):.1f} ms, mean {1e3 * times.mean():.1f} ms, "
         f"slowest {1e3 * times.max():.1f} ms (wall: median {1e3 * np.median(wall):.1f}, "
         f"mean {1e3 * wall.mean():.1f} ms)"
