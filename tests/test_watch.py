@@ -481,3 +481,46 @@ def test_watch_measures_the_pairs_on_a_named_scheduler(tmp_path, capsys):
     live.add_many(stack)
     result = daskreg.load_result(out / "avg.result.zarr")
     np.testing.assert_array_equal(result.shifts.values, live.finish().shifts.values)
+
+
+# Appends frames to a Zarr v3 array as an acquisition would: the array is resized (its
+# zarr.json written) before the new frames' chunk, with a pause between longer than
+# --settle, so a reader trusting the shape would read fill values.
+ZARR_WRITER = """
+import sys, time
+import numpy as np, zarr
+stack = np.load(sys.argv[1])
+path, per_chunk, pause = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+array = zarr.open_array(path, mode="r+")
+for start in range(per_chunk, len(stack), per_chunk):
+    block = stack[start : start + per_chunk]
+    array.resize((start + len(block), *stack.shape[1:]))
+    time.sleep(pause)
+    array[start : start + len(block)] = block
+    time.sleep(pause)
+"""
+
+
+@pytest.mark.parametrize("per_chunk", [1, 4])
+def test_a_growing_zarr_array_is_followed_without_unwritten_frames(tmp_path, per_chunk):
+    stack = lattice_series(16, SHAPE, dose=2, seed=24).stack.astype(np.float32)
+    np.save(tmp_path / "stack.npy", stack)
+    path = tmp_path / "growing.zarr"
+    import zarr
+
+    first = zarr.create_array(
+        path, shape=(per_chunk, *SHAPE), chunks=(per_chunk, *SHAPE), dtype=np.float32,
+        fill_value=0,
+    )  # fmt: skip
+    first[:] = stack[:per_chunk]
+    collector = Collector(path, quiet_seconds=1.5)
+    writer = subprocess.run(
+        [sys.executable, "-c", ZARR_WRITER, str(tmp_path / "stack.npy"), str(path),
+         str(per_chunk), "0.3"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert writer.returncode == 0, writer.stderr
+    collector.finish(timeout=30)
+    assert collector.error is None, collector.error
+    # Every frame, each once, in order: none read before its chunk was written.
+    np.testing.assert_array_equal(np.stack(collector.frames), stack)

@@ -58,6 +58,7 @@ from daskreg.io import ingest as ingest_stack
 from daskreg.io import open_stack
 from daskreg.io.average_tif import write_average_tif
 from daskreg.io.follow import follow_folder
+from daskreg.io.follow_zarr import is_zarr_store
 from daskreg.io.lock import hold
 from daskreg.live import LiveRegistration
 from daskreg.live_sources import feed
@@ -176,7 +177,13 @@ def watch(args: argparse.Namespace) -> int:
     print_lines(
         [
             f"{'watching':<{W}}{args.folder}"
-            + (f" ({args.pattern})" if args.folder.is_dir() else " (appended pages)"),
+            + (
+                " (a growing Zarr array)"
+                if is_zarr_store(args.folder)
+                else f" ({args.pattern})"
+                if args.folder.is_dir()
+                else " (appended pages)"
+            ),
             f"{'until':<{W}}no frame for {args.quiet_seconds:g} s, or Ctrl-C; the average "
             f"is written every {args.every} frames",
         ]

@@ -21,6 +21,7 @@ import xarray as xr
 from daskreg.errors import FileFormatError, ParameterError, StackFileNotFoundError
 from daskreg.io._files import _check_agrees, _open_file, natural_key
 from daskreg.io._warn import warn_caller
+from daskreg.io.follow_zarr import is_zarr_store, ready_frames, store_stamp
 
 __all__ = ["follow_folder"]
 
@@ -44,6 +45,8 @@ class _Followed:
 
 
 def _stamp(path: Path) -> _Stamp:
+    if is_zarr_store(path):
+        return store_stamp(path)
     try:
         st = path.stat()
     except OSError:
@@ -129,8 +132,10 @@ def follow_folder(
     The last file (or ``path`` itself, if a file) may keep growing: each time it has
     settled again its new frames are yielded. This follows a multi-page TIFF whose
     pages are appended as one series (tifffile ``imwrite(..., append=True,
-    metadata=None)``, or plain pages as most acquisition programs write them). A
-    growing Zarr array is not followed: its shape is written before its chunks.
+    metadata=None)``, or plain pages as most acquisition programs write them). A Zarr
+    v3 store (``path`` itself) whose array grows along its first axis is followed too:
+    its shape is written before its chunks, so a chunk's frames are taken once a later
+    chunk is written, the last chunk's once the store is quiet (:mod:`.follow_zarr`).
 
     Examples
     --------
@@ -201,6 +206,11 @@ def _follow(
             current += 1
         if time.monotonic() - last_event >= quiet_seconds:
             blocked = files[current] if current < len(files) else None
+            if blocked is not None and is_zarr_store(blocked.path):
+                # The writer has stopped: the last chunk is complete too.
+                stack = _read(blocked, frame_axis, signal, first, final=True)
+                yield from ([] if stack is None else stack.values)
+                return
             if blocked is not None and blocked.error is not None:
                 raise FileFormatError(
                     f"{str(blocked.path)!r} stopped changing but cannot be read "
@@ -216,7 +226,7 @@ def _look(
 ) -> bool:
     """Add new files, update the stamps of those not finished; whether anything changed."""
     changed = False
-    if root.is_dir():
+    if root.is_dir() and not is_zarr_store(root):
         known = {f.path for f in files} | skipped
         found = [
             p
@@ -252,8 +262,13 @@ def _read(
     frame_axis: int | None,
     signal: int | str | None,
     first: tuple[xr.DataArray, Path] | None,
+    *,
+    final: bool = False,
 ) -> xr.DataArray | None:
     """The file's stack, or None if it is not complete yet (``followed.error`` says why).
+
+    Of a Zarr store, the frames whose chunks are written (:mod:`.follow_zarr`; ``final``:
+    the writer has stopped).
 
     Raises
     ------
@@ -270,7 +285,10 @@ def _read(
             stack = _open_file(followed.path, frame_axis, signal, allow_external=False)
             # Only the frames not yielded yet, read here, so that a file changed while
             # it was read is caught below.
-            stack = stack[followed.taken :].compute(scheduler="synchronous")
+            ready = (
+                ready_frames(followed.path, final=final) if is_zarr_store(followed.path) else None
+            )
+            stack = stack[followed.taken : ready].compute(scheduler="synchronous")
     except (FileFormatError, StackFileNotFoundError) as exc:
         # Truncated, damaged, or renamed away: incomplete until it changes again.
         followed.error = exc
