@@ -341,15 +341,21 @@ def test_watch_equals_the_batch_registration_of_a_slowly_written_series(tmp_path
     np.testing.assert_allclose(image, batch.average.values, atol=1e-5)
 
 
-@pytest.fixture
-def waiting_watch(tmp_path):
-    """A watch that has registered 12 frames and waits for more."""
-    stack = lattice_series(12, SHAPE, dose=2, seed=21).stack.astype(np.float32)
+def frames_folder(tmp_path: Path, n_frames: int, seed: int) -> tuple[np.ndarray, Path, Path]:
+    """A low-dose series written one tif per frame into ``frames/``; ``out/`` beside it."""
+    stack = lattice_series(n_frames, SHAPE, dose=2, seed=seed).stack.astype(np.float32)
     folder, out = tmp_path / "frames", tmp_path / "out"
     folder.mkdir()
     out.mkdir()
     for k, frame in enumerate(stack):
         tifffile.imwrite(folder / f"frame_{k}.tif", frame)
+    return stack, folder, out
+
+
+@pytest.fixture
+def waiting_watch(tmp_path):
+    """A watch that has registered 12 frames and waits for more."""
+    stack, folder, out = frames_folder(tmp_path, 12, seed=21)
     process = watch(folder, out, "--band", "4", "--every", "4", "--quiet-seconds", "60")
     lines = []
     for line in process.stdout:
@@ -400,12 +406,7 @@ def test_a_second_signal_leaves_a_complete_last_state(waiting_watch):
 def test_the_result_so_far_is_written_while_it_waits(tmp_path):
     """The result store beside the running average, before the end: the batch result of
     the frames so far, what a LiveRegistration fed them finishes with."""
-    stack = lattice_series(20, SHAPE, dose=2, seed=22).stack.astype(np.float32)
-    folder, out = tmp_path / "frames", tmp_path / "out"
-    folder.mkdir()
-    out.mkdir()
-    for k, frame in enumerate(stack):
-        tifffile.imwrite(folder / f"frame_{k}.tif", frame)
+    stack, folder, out = frames_folder(tmp_path, 20, seed=22)
     process = watch(folder, out, "--band", "4", "--every", "4", "--quiet-seconds", "60")
     try:
         for line in process.stdout:
@@ -456,12 +457,7 @@ def test_watch_measures_the_pairs_on_a_named_scheduler(tmp_path, capsys):
     """--scheduler: each new frame's pairs run on that cluster (live-pairs tasks); the
     result is the one measured here."""
     distributed = pytest.importorskip("distributed")
-    stack = lattice_series(20, SHAPE, dose=2, seed=23).stack.astype(np.float32)
-    folder, out = tmp_path / "frames", tmp_path / "out"
-    folder.mkdir()
-    out.mkdir()
-    for k, frame in enumerate(stack):
-        tifffile.imwrite(folder / f"frame_{k}.tif", frame)
+    stack, folder, out = frames_folder(tmp_path, 20, seed=23)
     with (
         distributed.LocalCluster(
             n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"

@@ -236,10 +236,7 @@ def test_a_worker_lost_while_loading_the_kernels_is_named(monkeypatch):
         return [replace(worker, held=worker.held + memory.KERNEL_BYTES)]
 
     monkeypatch.setattr(memory, "worker_memory", probe)
-    stack = xr.DataArray(
-        dask.array.zeros((50, 256, 256), np.float32, chunks=(16, -1, -1)),
-        dims=("frame", "y", "x"),
-    )
+    stack = _zeros_stack()
     with pytest.raises(WorkerMemoryError, match=r"stopped while loading .* at least (\d+) MiB"):
         memory.fit_stack(stack, client=object())
 
@@ -255,15 +252,20 @@ def test_a_worker_lost_while_importing_daskreg_is_named(monkeypatch):
             return {"workers": {"tcp://w": {"memory_limit": 300 * 2**20, "nthreads": 1}}}
 
     monkeypatch.setattr(memory, "worker_memory", probe)
-    stack = xr.DataArray(
-        dask.array.zeros((50, 256, 256), np.float32, chunks=(16, -1, -1)),
-        dims=("frame", "y", "x"),
-    )
+    stack = _zeros_stack()
     with pytest.raises(WorkerMemoryError, match=r"while importing daskreg") as caught:
         memory.fit_stack(stack, client=Client())
     # More than the 285 MiB it died past, the kernels, margin and tasks, within the pause.
     minimum = int(re.search(r"at least (\d+) MiB", str(caught.value)).group(1))
     assert minimum >= (285 + 64 + 84 + 2 * 8 / 0.75) / 0.8
+
+
+def _zeros_stack() -> xr.DataArray:
+    """50 frames of 256^2 in 16-frame chunks, never computed."""
+    return xr.DataArray(
+        dask.array.zeros((50, 256, 256), np.float32, chunks=(16, -1, -1)),
+        dims=("frame", "y", "x"),
+    )
 
 
 class _Probe:
@@ -300,10 +302,7 @@ def test_chunks_are_cut_to_fit_the_workers(monkeypatch, shape, limit):
 
 def test_too_little_memory_names_a_minimum_that_fits(monkeypatch):
     probe = _Probe(monkeypatch, limit_mib=300, held_mib=220)
-    stack = xr.DataArray(
-        dask.array.zeros((50, 256, 256), np.float32, chunks=(16, -1, -1)),
-        dims=("frame", "y", "x"),
-    )
+    stack = _zeros_stack()
     with pytest.raises(WorkerMemoryError, match=r"at least (\d+) MiB") as caught:
         memory.fit_stack(stack, client=object())
     minimum = int(re.search(r"at least (\d+) MiB", str(caught.value)).group(1))
