@@ -92,7 +92,13 @@ def test_the_job_registers_and_cleans_up(script, tmp_path, jobs):
     np.testing.assert_allclose(_shifts(out), expected.shifts.values, atol=1e-5)
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+# The PBS script differs from the SLURM one in its header and launcher only: its
+# walltime run is in the slow suite.
+@pytest.mark.parametrize(
+    "script",
+    [SCRIPTS[0], pytest.param(SCRIPTS[1], marks=pytest.mark.slow)],
+    ids=lambda p: p.name,
+)
 def test_walltime_stops_requeues_and_resumes(script, tmp_path, jobs):
     frames = _stack(tmp_path / "stack.tif", 64)
     # 64 frames in chunks of 2: 528 pair blocks, many seconds on 2 workers.
