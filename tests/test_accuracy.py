@@ -174,6 +174,11 @@ def test_unregistrable_series_says_so():
         assert outcome.hops == 0 or warned, (
             f"seed {seed}: {outcome.hops} frames hopped and no warning"
         )
+        # A solve that is itself a guess is no evidence against a frame that disagrees
+        # with it (measured before: 1-13 of 20 frames per seed dropped so). Frames are
+        # still called torn here (half frames at a sublattice alias): issue 17, open.
+        dropped = [w for w in warned if "most of its pairs are outliers" in w]
+        assert not dropped, f"seed {seed}: frames dropped for disagreeing: {dropped}"
 
 
 def test_broad_peaks_register_precisely():

@@ -28,6 +28,7 @@ from daskreg.method.bad_frames import (
     weak_frames,
 )
 from daskreg.method.measurements import PairMeasurements
+from daskreg.method.reliability import doubt, jumps_a_cell, reliable_solve
 from daskreg.method.screening import CONSTANT_REASON, NONFINITE_REASON
 from daskreg.params import RegistrationParams
 
@@ -40,14 +41,6 @@ HOP_CAP = 0.3
 # which stands at DEFAULT_FEATURE_SIZE pixels for masks without a cutoff.
 NO_LATTICE_CAP = 2.0
 DEFAULT_FEATURE_SIZE = 4.0
-# Robust solve: below this fraction of consistent pairs the registration is unreliable.
-MIN_INLIER_FRACTION = 0.5
-# ... and when more than this fraction of the pairs agree only after a unit-cell
-# correction, the hops are systematic, not noise: on a drift long for the frame, pairs
-# far apart in time correlate at a nearer lattice translation, and which translation
-# is the true one is then a guess (measured: 30-64 % of the pairs of 256^2 series that
-# drift 40-70 px ended 4-21 px off in 2 of 6 cases; 0-1 % on the accuracy scenarios).
-MAX_HOP_FRACTION = 0.25
 
 
 @dataclass
@@ -222,6 +215,10 @@ def analyse_shift_matrix(
             # means grossly wrong, not merely noisier than the typical pair.
             wrong = outliers if robust is None else robust.gross | rejected
             newly_bad = frames_mostly_outliers(wrong, measured, used, layout)
+            if newly_bad and doubt(robust) is not None:
+                # When the solve itself is a guess, a frame disagreeing with it says
+                # nothing against the frame: it is kept (the result says unreliable).
+                newly_bad = []
             if not newly_bad:
                 break
             for b in newly_bad:
@@ -269,7 +266,7 @@ def analyse_shift_matrix(
     basis = pairs.lattice_basis
     cell = 0.0 if basis is None else float(np.linalg.norm(basis, axis=1).min())
     # Against the pairs as measured (``matrix`` has the robust solve's hop corrections).
-    reliable = _reliable(robust) and not _jumps_a_cell(
+    reliable = reliable_solve(robust, shifts, used, cell) and not jumps_a_cell(
         pairs.matrix, valid, shifts, used, layout, cell
     )
     uncertainty = _uncertainty(uncertainty, used, pairs.split, robust, reliable, cell)
@@ -364,83 +361,6 @@ def _feature_size(params: RegistrationParams) -> float:
     if params.mask == "elliptical":
         return float(max(params.n1, params.n2))
     return params.cutoff
-
-
-def _jumps_a_cell(
-    matrix: np.ndarray,
-    valid: np.ndarray,
-    shifts: np.ndarray,
-    used: np.ndarray,
-    layout: PairLayout,
-    cell: float,
-) -> bool:
-    """Whether the solution puts neighbouring frames a unit cell apart against their pair.
-
-    A pair of consecutive frames whose measured shift is under a quarter of the
-    shortest lattice translation is unambiguous: its alias would lie three quarters of a
-    cell away. When the solve nevertheless places the two frames about a cell apart
-    (the hop correction taken the wrong way round), the frames before and after sit in
-    different cells: the long pairs of a drift long for the frame have outvoted the
-    short ones. Measured: 60 x 128^2 perovskite series drifting 50 px with band=16, two
-    of seven seeds split this way (4.9 and 5.7 px RMS) and said nothing.
-    """
-    if cell <= 0:
-        return False
-    frames = np.flatnonzero(used)
-    i, j = frames[:-1], frames[1:]
-    held = layout.take(valid, i, j, False)
-    measured = layout.take(matrix, i, j, np.nan)[held]
-    solved = (shifts[j] - shifts[i])[held]
-    short = np.hypot(*measured.T) < cell / 4
-    jumped = np.hypot(*(solved - measured).T) > cell / 2
-    split = np.flatnonzero(short & jumped)
-    if not len(split):
-        return False
-    at = ", ".join(f"{i[held][k]}-{j[held][k]}" for k in split[:5])
-    warnings.warn(
-        f"the solved shifts put neighbouring frames ({at}) a unit cell apart although their "
-        "own pair measures them close: the frames before and after sit in different cells. "
-        "The drift is long for the frame size; register with a smaller band (e.g. band=4) "
-        "and compare. The result's attrs['reliable'] is 0 and its shift_uncertainty is large",
-        RegistrationWarning,
-        stacklevel=4,
-    )
-    return True
-
-
-def _reliable(robust: robust_kernels.RobustSolution | None) -> bool:
-    if robust is None:
-        return True
-    # Pairs that agree only after a hop correction fix the shifts modulo the lattice;
-    # when they are most of the pairs, which cell each frame sits in is a guess.
-    direct = robust.inlier_fraction - robust.hop_fraction
-    if robust.hop_fraction > MAX_HOP_FRACTION and not (
-        robust.capped or direct < MIN_INLIER_FRACTION
-    ):
-        warnings.warn(
-            f"{robust.hop_fraction:.0%} of the pairs agree only after a unit-cell "
-            "correction: the drift is long for the frame size, and frames far apart in "
-            "time correlate at a nearer lattice translation, so which cell each frame sits "
-            "in is a guess. Register with band=4 (only frames up to 4 apart are paired) "
-            "and compare; the result's attrs['reliable'] is 0 and its shift_uncertainty "
-            "is large",
-            RegistrationWarning,
-            stacklevel=4,
-        )
-        return False
-    unreliable = robust.capped or direct < MIN_INLIER_FRACTION
-    if unreliable:
-        warnings.warn(
-            f"the pair measurements disagree too much to trust the shifts: residual scatter "
-            f"{robust.scale:.3g} px per axis (cut-off {robust.cutoff:.3g} px), "
-            f"{direct:.0%} of the pairs consistent without a unit-cell correction "
-            f"({robust.hop_fraction:.0%} more with one). The dose is too low for this series "
-            "(more frames, or a larger n, may help); the result's attrs['reliable'] is 0 "
-            "and its shift_uncertainty is large",
-            RegistrationWarning,
-            stacklevel=4,
-        )
-    return not unreliable
 
 
 def _find_outliers(
