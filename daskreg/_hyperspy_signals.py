@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from hyperspy.signals import LazySignal2D, Signal2D
 
 from daskreg import hyperspy as _route
+from daskreg.signatures import forwards_options
 
 __all__ = ["STEMSeries", "LazySTEMSeries"]
 
@@ -26,15 +26,8 @@ class STEMSeries(Signal2D):
 
     _signal_type = _route.SIGNAL_TYPE
 
-    def register(
-        self,
-        *,
-        inplace: bool = False,
-        crop: bool = True,
-        fill_value: float = np.nan,
-        expand: bool = False,
-        **params: Any,
-    ) -> Any:
+    @forwards_options(_route.register)
+    def register(self, **options: Any) -> Any:
         """Register the series with daskreg (:func:`daskreg.hyperspy.register`).
 
         Parameters
@@ -48,9 +41,7 @@ class STEMSeries(Signal2D):
             The aligned series with the shifts in ``metadata.daskreg``; None with
             ``inplace=True``.
         """
-        return _route.register(
-            self, inplace=inplace, crop=crop, fill_value=fill_value, expand=expand, **params
-        )
+        return _route.register(self, **options)
 
 
 class LazySTEMSeries(STEMSeries, LazySignal2D):

@@ -35,6 +35,7 @@ from daskreg.api import register
 from daskreg.errors import ParameterError
 from daskreg.io.results import decode_dataset, is_encoded
 from daskreg.result import RegistrationResult, load_result
+from daskreg.signatures import forwards_options
 from daskreg.summary import RESULT_VARIABLES
 
 __all__ = ["ACCESSOR_NAME", "RegDataArrayAccessor", "RegDatasetAccessor"]
@@ -68,8 +69,7 @@ class RegDataArrayAccessor:
         Parameters
         ----------
         **params
-            Any parameter of :func:`daskreg.register` (``help(daskreg.register)``);
-            a misspelt one is refused with the closest valid name.
+            Any parameter of :func:`daskreg.register` (``help(daskreg.register)``).
 
         Returns
         -------
@@ -77,21 +77,15 @@ class RegDataArrayAccessor:
 
         Raises
         ------
+        ParameterError
+            A misspelt parameter, naming the closest valid one.
         DaskregError
             As :func:`daskreg.register`.
         """
         return register(self._obj, **params)
 
-    def apply(
-        self,
-        result: ResultSource,
-        *,
-        average: bool = True,
-        frame_axis: int | str | None = None,
-        scan_axes: tuple[int | str, int | str] | None = None,
-        crop: bool | None = None,
-        save_stack: str | os.PathLike | None = None,
-    ) -> xr.DataArray:
+    @forwards_options(RegistrationResult.apply)
+    def apply(self, result: ResultSource, **options: Any) -> xr.DataArray:
         """Align this array with a registration's shifts and average its used frames.
 
         Parameters
@@ -112,18 +106,12 @@ class RegDataArrayAccessor:
         Raises
         ------
         ParameterError
-            ``result`` is none of these, or a dataset that is not a daskreg result.
+            ``result`` is none of these, or a dataset that is not a daskreg result; an
+            unknown option (naming the closest valid one).
         DaskregError
             As :func:`daskreg.apply_shifts`.
         """
-        return as_result(result).apply(
-            self._obj,
-            average=average,
-            frame_axis=frame_axis,
-            scan_axes=scan_axes,
-            crop=crop,
-            save_stack=save_stack,
-        )
+        return as_result(result).apply(self._obj, **options)
 
 
 @xr.register_dataset_accessor(ACCESSOR_NAME)
@@ -132,10 +120,13 @@ class RegDatasetAccessor:
 
     Examples
     --------
-    >>> import daskreg
+    A result saved earlier, opened by xarray:
+
+    >>> import tempfile, daskreg, xarray as xr
     >>> from daskreg.synthetic import lattice_series
     >>> result = daskreg.register(lattice_series(5, (64, 64), seed=1).stack, window_radius=4)
-    >>> result.dataset.reg.result.summary().n_used
+    >>> saved = result.save(f"{tempfile.mkdtemp()}/run.zarr")
+    >>> xr.open_zarr(saved).reg.result.summary().n_used
     5
     """
 
@@ -153,13 +144,8 @@ class RegDatasetAccessor:
         """
         return as_result(self._obj)
 
-    def report(
-        self,
-        path: str | os.PathLike,
-        *,
-        png_dir: str | os.PathLike | None = None,
-        stack: Any = None,
-    ) -> Path:
+    @forwards_options(RegistrationResult.save_report)
+    def report(self, path: str | os.PathLike, **options: Any) -> Path:
         """Write the registration's PDF report (:func:`daskreg.report.save_report`).
 
         Parameters
@@ -174,7 +160,7 @@ class RegDatasetAccessor:
         Returns
         -------
         pathlib.Path
-            The PDF written.
+            ``path``, once the PDF is complete.
 
         Raises
         ------
@@ -183,7 +169,7 @@ class RegDatasetAccessor:
         OutputPathError
             ``path`` cannot be written.
         """
-        return self.result.save_report(path, png_dir=png_dir, stack=stack)
+        return self.result.save_report(path, **options)
 
 
 def as_result(source: ResultSource) -> RegistrationResult:
@@ -199,6 +185,8 @@ def as_result(source: ResultSource) -> RegistrationResult:
     Returns
     -------
     RegistrationResult
+        ``source`` itself, the result read from the file, or one around the dataset
+        (decoded if it was read from a file, else as it is, not copied).
 
     Raises
     ------

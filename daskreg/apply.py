@@ -40,6 +40,7 @@ from daskreg.io.atomic import atomic_path
 from daskreg.io.ome_zarr import is_ome_zarr_path
 from daskreg.kernels.shift import coverage, crop_bounds
 from daskreg.parallel import reduce
+from daskreg.signatures import forwards_options
 
 __all__ = ["align_stack", "apply_shifts"]
 
@@ -127,18 +128,15 @@ def align_stack(
     return _align(other, shifts, bad_frames, frame_axis, scan_axes, crop, frame_shape).stack
 
 
+@forwards_options(align_stack)
 def apply_shifts(
     other: Any,
     shifts: Any,
     *,
-    bad_frames: Sequence[int] | None = None,
-    frame_axis: AxisSpec | None = None,
-    scan_axes: tuple[AxisSpec, AxisSpec] | None = None,
-    crop: bool = True,
-    frame_shape: tuple[int, int] | None = None,
     average: bool = True,
     save_stack: str | os.PathLike | None = None,
     overwrite: bool = True,
+    **alignment: Any,
 ) -> xr.DataArray:
     """Align ``other`` with measured shifts and average its used frames.
 
@@ -169,7 +167,8 @@ def apply_shifts(
     ------
     DaskregError
         As :func:`align_stack`; :class:`~daskreg.errors.OutputPathError` when
-        ``save_stack`` cannot be written.
+        ``save_stack`` cannot be written, :class:`~daskreg.errors.ParameterError` for an
+        unknown keyword (naming the closest valid one).
 
     Examples
     --------
@@ -179,7 +178,7 @@ def apply_shifts(
     >>> mean.attrs["frames_averaged"], mean.dims
     (5, ('y', 'x'))
     """
-    aligned = _align(other, shifts, bad_frames, frame_axis, scan_axes, crop, frame_shape)
+    aligned = _align(other, shifts, **alignment)
     stack = aligned.stack
     if not average:
         if save_stack is not None:

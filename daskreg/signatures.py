@@ -6,7 +6,8 @@ parameters, their types and defaults. :func:`takes_params` turns a function's
 :func:`inspect.signature`, ``help()``, IPython/Jupyter completion and Sphinx read, and
 refuses an unknown keyword before the function runs (:func:`check_names`), naming the
 closest valid one. Writing the parameters out again in each signature would give each
-function its own copy of the defaults to drift apart.
+function its own copy of the defaults to drift apart. :func:`forwards_options` does the
+same for a function that hands its keyword options on to another one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import Any, ParamSpec, TypeVar
 from daskreg.errors import ParameterError
 from daskreg.params import RegistrationParams
 
-__all__ = ["PARAM_NAMES", "METHOD_PARAMETERS", "check_names", "takes_params", "same_parameters"]
+__all__ = [
+    "PARAM_NAMES",
+    "METHOD_PARAMETERS",
+    "check_names",
+    "takes_params",
+    "same_parameters",
+    "forwards_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -101,14 +109,9 @@ def takes_params(
     """
     if func is None:
         return functools.partial(takes_params, options=options)
-    signature = inspect.signature(func, eval_str=True)
-    *head, last = signature.parameters.values()
-    if last.kind is not inspect.Parameter.VAR_KEYWORD:
-        raise TypeError(f"{func.__qualname__} must end in **params to take the method parameters")
-    annotations = {k: v for k, v in func.__annotations__.items() if k != last.name}
-    added = (*options, *METHOD_PARAMETERS)
-    annotations.update((p.name, p.annotation) for p in added)
-    public = signature.replace(parameters=[*head, *added])
+    public, annotations = _replace_var_keyword(
+        func, lambda head: [*head, *options, *METHOD_PARAMETERS]
+    )
     return typing.cast(F, _checked(func, public, annotations))
 
 
@@ -141,21 +144,87 @@ def same_parameters(source: Callable[P, Any]) -> Callable[[Callable[..., R]], Ca
     return decorate
 
 
+def forwards_options(source: Callable[..., Any]) -> Callable[[F], F]:
+    """Show the keyword-only options of ``source`` in place of a function's ``**options``.
+
+    For a function that hands its options on to ``source`` (or to what ``source``
+    calls), so that they and their defaults are written once, in ``source``: the
+    decorated function's signature, its type hints and ``help()`` list ``source``'s
+    keyword-only parameters before its own, it receives every one of them (those not
+    passed at ``source``'s default), and an unknown keyword raises
+    :class:`~daskreg.errors.ParameterError` naming the closest valid one. If ``source``
+    ends in ``**kwargs`` too, so does the signature, and ``source`` checks the names.
+
+    Parameters
+    ----------
+    source : callable
+        The function whose keyword-only parameters are shown.
+
+    Returns
+    -------
+    callable
+        The decorator, for functions that end in ``**options``.
+    """
+    given = inspect.signature(source, eval_str=True).parameters.values()
+    forwarded = [p for p in given if p.kind is p.KEYWORD_ONLY]
+    rest = [p for p in given if p.kind is p.VAR_KEYWORD]
+    defaults = {p.name: p.default for p in forwarded}
+
+    def arrange(head: list[inspect.Parameter]) -> list[inspect.Parameter]:
+        own = [p for p in head if p.kind is p.KEYWORD_ONLY]
+        return [*(p for p in head if p not in own), *forwarded, *own, *rest]
+
+    def decorate(func: F) -> F:
+        public, annotations = _replace_var_keyword(func, arrange)
+        return typing.cast(F, _checked(func, public, annotations, defaults, check=not rest))
+
+    return decorate
+
+
+def _replace_var_keyword(
+    func: Callable[..., Any],
+    arrange: Callable[[list[inspect.Parameter]], list[inspect.Parameter]],
+) -> tuple[inspect.Signature, dict[str, Any]]:
+    """The signature and type hints of ``func`` with its final ``**kwargs`` replaced.
+
+    ``arrange`` is given the parameters before ``**kwargs`` and returns all of them.
+    """
+    signature = inspect.signature(func, eval_str=True)
+    *head, last = signature.parameters.values()
+    if last.kind is not inspect.Parameter.VAR_KEYWORD:
+        raise TypeError(f"{func.__qualname__} must end in **kwargs to take the options shown")
+    parameters = arrange(head)
+    annotations = {k: v for k, v in func.__annotations__.items() if k != last.name}
+    annotations.update((p.name, p.annotation) for p in parameters if p not in head)
+    return signature.replace(parameters=parameters), annotations
+
+
 def _checked(
-    func: Callable[..., Any], public: inspect.Signature, annotations: dict[str, Any]
+    func: Callable[..., Any],
+    public: inspect.Signature,
+    annotations: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
+    *,
+    check: bool = True,
 ) -> Callable[..., Any]:
-    """``func`` showing ``public`` as its signature and refusing keywords not in it."""
+    """``func`` showing ``public`` as its signature and refusing keywords not in it.
+
+    ``defaults`` are passed to ``func`` unless given; ``check=False`` leaves the names
+    to what ``func`` calls.
+    """
     # The options and method parameters are listed and suggested; a positional
     # argument (stack, detector) may also be passed by name.
     options = [p.name for p in public.parameters.values() if p.kind is p.KEYWORD_ONLY]
     positional = [p.name for p in public.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
     # "Registration", not "Registration.__init__": what the user wrote.
     where = func.__qualname__.removesuffix(".__init__") + "()"
+    defaults = defaults or {}
 
     @functools.wraps(func)
     def checked(*args: Any, **kwargs: Any) -> Any:
-        check_names((k for k in kwargs if k not in positional), options, where)
-        return func(*args, **kwargs)
+        if check:
+            check_names((k for k in kwargs if k not in positional), options, where)
+        return func(*args, **{**defaults, **kwargs})
 
     checked.__signature__ = public  # type: ignore[attr-defined]
     checked.__annotations__ = annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,16 @@ def test_bad_register_parameters_are_refused_as_by_the_function() -> None:
     # Two frames cannot be registered: the same error, naming the value and the fix.
     with pytest.raises(DaskregError, match="2"):
         stack.isel(frame=slice(0, 2)).reg.register(**PARAMS)
+
+
+def test_methods_show_the_options_they_pass_on() -> None:
+    # Written once, in RegistrationResult; help() and completion list them all.
+    forwarded = inspect.signature(daskreg.RegistrationResult.apply, eval_str=True)
+    shown = inspect.signature(xr.DataArray([0.0]).reg.apply)
+    assert list(shown.parameters)[0] == "result"
+    assert list(shown.parameters.values())[1:] == list(forwarded.parameters.values())[2:]
+    report = inspect.signature(xr.Dataset().reg.report)
+    assert list(report.parameters) == ["path", "png_dir", "stack"]
+    result = daskreg.register(series(5).to_xarray(), **PARAMS)
+    with pytest.raises(ParameterError, match="'averge' \\(did you mean 'average'\\?\\)"):
+        xr.DataArray(series(5).stack).reg.apply(result, averge=False)

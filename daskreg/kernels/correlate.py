@@ -215,11 +215,12 @@ def half_plane_mask(mask: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     mask : ndarray, shape (ny, nx)
-        Mask in FFT order (DC at ``[0, 0]``).
+        Mask in FFT order (DC at ``[0, 0]``), real or complex.
 
     Returns
     -------
     ndarray, shape (ny, nx // 2 + 1)
+        Real if ``mask`` is.
     """
     flipped = np.roll(mask[::-1, ::-1], shift=(1, 1), axis=(0, 1))
     hermitian = 0.5 * (mask + np.conj(flipped))

@@ -128,7 +128,7 @@ def fourier_mask(
     Parameters
     ----------
     shape : tuple of int
-        Frame shape ``(ny, nx)``.
+        Frame shape ``(ny, nx)``; any sizes, odd or even.
     kind : {"bandpass", "lowpass", "hann", "hamming", "blackman", "gaussian", "none"}
         Mask profile, see the module notes.
     n : float, default 4

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -44,52 +45,6 @@ _CHUNK = "0"
 
 _Entry = tuple[dict[str, Any], dict[str, np.ndarray]]
 
-
-class DamagedEntry(Exception):
-    """An entry cannot be read whole, or holds values its key rules out.
-
-    The message says what is wrong.
-    """
-
-
-def _pair_entry(block: PairBlock) -> _Entry:
-    found = block.found
-    return {}, {
-        "i": block.i,
-        "j": block.j,
-        "shifts": found.shifts,
-        "ok": found.ok,
-        "peak": found.peak,
-    }
-
-
-def _pair_block(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> PairBlock:
-    return PairBlock(
-        arrays["i"], arrays["j"], PeakResult(arrays["shifts"], arrays["ok"], arrays["peak"])
-    )
-
-
-def _frames_entry(info: FrameInfo) -> _Entry:
-    return {"start": int(info.start)}, {
-        "finite": info.finite,
-        "std": info.std,
-        "energy": info.energy,
-        "split": info.split,
-    }
-
-
-def _frame_info(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> FrameInfo:
-    return FrameInfo(
-        int(attrs["start"]), arrays["finite"], arrays["std"], arrays["energy"], arrays["split"]
-    )
-
-
-def _survey_entry(survey: Survey) -> _Entry:
-    return {}, {"finite": survey.finite, "std": survey.std}
-
-
-ENCODE = {"pairs": _pair_entry, "frames": _frames_entry, "survey": _survey_entry}
-DECODE = {"pairs": _pair_block, "frames": _frame_info, "survey": lambda attrs, arrays: arrays}
 # Fields of each kind, with their trailing shape (after the entry's length) and the
 # dtype kinds they may have.
 _FIELDS = {
@@ -99,6 +54,46 @@ _FIELDS = {
                "split": ((2, 2), "f")},
     "survey": {"finite": ((), "b"), "std": ((), "f")},
 }  # fmt: skip
+
+
+class DamagedEntry(Exception):
+    """An entry cannot be read whole, or holds values its key rules out.
+
+    The message says what is wrong.
+    """
+
+
+def _attributes(source: Any, names: Iterable[str]) -> dict[str, np.ndarray]:
+    # The fields are stored under the names of the attributes that hold them.
+    return {name: getattr(source, name) for name in names}
+
+
+def _pair_entry(block: PairBlock) -> _Entry:
+    return {}, _attributes(block, ("i", "j")) | _attributes(block.found, ("shifts", "ok", "peak"))
+
+
+def _pair_block(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> PairBlock:
+    return PairBlock(
+        arrays["i"], arrays["j"], PeakResult(arrays["shifts"], arrays["ok"], arrays["peak"])
+    )
+
+
+def _frames_entry(info: FrameInfo) -> _Entry:
+    return {"start": int(info.start)}, _attributes(info, _FIELDS["frames"])
+
+
+def _frame_info(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> FrameInfo:
+    return FrameInfo(
+        int(attrs["start"]), arrays["finite"], arrays["std"], arrays["energy"], arrays["split"]
+    )
+
+
+def _survey_entry(survey: Survey) -> _Entry:
+    return {}, _attributes(survey, _FIELDS["survey"])
+
+
+ENCODE = {"pairs": _pair_entry, "frames": _frames_entry, "survey": _survey_entry}
+DECODE = {"pairs": _pair_block, "frames": _frame_info, "survey": lambda attrs, arrays: arrays}
 
 
 def fsync(path: Path) -> None:

@@ -72,6 +72,8 @@ def aligned_stack(
 ) -> da.Array:
     """Every frame aligned (shifted by ``-shifts``), lazily; NaN frames where the shift is.
 
+    :func:`~daskreg.kernels.shift.aligned_frames` on each block of frames.
+
     Parameters
     ----------
     data, shifts, scan_axes

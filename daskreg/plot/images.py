@@ -51,6 +51,7 @@ def plot_frame(
     Returns
     -------
     matplotlib.figure.Figure
+        The frame (left) and its power spectrum (right).
 
     Raises
     ------
@@ -165,6 +166,7 @@ def plot_fourier_mask(
     Returns
     -------
     matplotlib.figure.Figure
+        The mask over the FFT, the masked FFT and the pair's correlation, in a row.
 
     Raises
     ------
@@ -244,6 +246,7 @@ def plot_average(source: _sources.Source, *, axes: Sequence[Axes] | None = None)
     Returns
     -------
     matplotlib.figure.Figure
+        The average and its FFT (top), the example frame and its FFT (below, if stored).
 
     Notes
     -----
@@ -325,6 +328,7 @@ def plot_parameter_sweep(
     Returns
     -------
     matplotlib.figure.Figure
+        One column per setting: the mask over the FFT, above the correlation.
 
     Raises
     ------

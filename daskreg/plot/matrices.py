@@ -45,6 +45,14 @@ class _MatrixGrid(NamedTuple):
         return (self.x[0] - 0.5, self.x[-1] + 0.5, self.n_rows - 0.5, -0.5)
 
 
+def _integer_ticks(*axes: Any) -> None:
+    """Ticks at whole numbers only on these axes (frame indices, counts of pairs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in axes:
+        axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _matrix_grid(ds: Any, layout: PairLayout) -> _MatrixGrid:
     n = layout.n_frames
     if layout.band is None:
@@ -122,6 +130,7 @@ def plot_shift_matrices(
     Returns
     -------
     matplotlib.figure.Figure
+        The Y and X matrices side by side, each with its colour bar.
 
     Notes
     -----
@@ -141,7 +150,6 @@ def plot_shift_matrices(
     4
     """
     import matplotlib as mpl
-    from matplotlib.ticker import MaxNLocator
 
     ds = _sources.as_result(source).dataset
     layout = _sources.layout_of(ds)
@@ -197,8 +205,7 @@ def plot_shift_matrices(
             )
         else:
             _paint_cells(ax, outliers, grid_info)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _integer_ticks(ax.xaxis, ax.yaxis)
         ax.set_xlabel(grid_info.x_label)
         ax.set_ylabel("frame i")
         ax.set_title(f"{kind} {axis.upper()}$_{{ij}}$ (shift along {axis})")
@@ -220,6 +227,7 @@ def plot_shifts(source: _sources.Source, *, axes: Sequence[Axes] | None = None) 
     Returns
     -------
     matplotlib.figure.Figure
+        The y shifts above the x shifts, against the frame.
 
     Notes
     -----
@@ -231,14 +239,14 @@ def plot_shifts(source: _sources.Source, *, axes: Sequence[Axes] | None = None) 
 
     Examples
     --------
+    Frame 2 left out, shown by a grey band:
+
     >>> from daskreg import register
     >>> from daskreg.synthetic import lattice_series
-    >>> result = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4)
+    >>> result = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4, bad_frames=(2,))
     >>> len(plot_shifts(result).axes)
     2
     """
-    from matplotlib.ticker import MaxNLocator
-
     ds = _sources.as_result(source).dataset
     frames = ds["frame"].values.astype(float)
     shifts = ds["shifts"].values
@@ -292,7 +300,7 @@ def plot_shifts(source: _sources.Source, *, axes: Sequence[Axes] | None = None) 
     grid[0, 0].tick_params(labelbottom=False)
     grid[1, 0].set_xlabel("frame")
     if np.array_equal(frames, np.round(frames)):
-        grid[1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+        _integer_ticks(grid[1, 0].xaxis)
     return fig
 
 
@@ -309,6 +317,7 @@ def plot_transitivity(source: _sources.Source, *, ax: Axes | None = None) -> Fig
     Returns
     -------
     matplotlib.figure.Figure
+        The histogram, scores on a log axis.
 
     Notes
     -----
@@ -320,14 +329,14 @@ def plot_transitivity(source: _sources.Source, *, ax: Axes | None = None) -> Fig
 
     Examples
     --------
-    >>> from daskreg import register
+    A Registration is run to its result first:
+
+    >>> from daskreg import Registration
     >>> from daskreg.synthetic import lattice_series
-    >>> result = register(lattice_series(5, (64, 64)).stack, mask="hann", n=4)
-    >>> len(plot_transitivity(result).axes)
+    >>> reg = Registration(lattice_series(5, (64, 64)).stack, mask="hann", n=4)
+    >>> len(plot_transitivity(reg).axes)
     1
     """
-    from matplotlib.ticker import MaxNLocator
-
     ds = _sources.as_result(source).dataset
     layout = _sources.layout_of(ds)
     scores = ds["transitivity_score"].values
@@ -336,7 +345,7 @@ def plot_transitivity(source: _sources.Source, *, ax: Axes | None = None) -> Fig
     ax = grid[0, 0]
     ax.set_xlabel("transitivity score (px)")
     ax.set_ylabel("number of pairs")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _integer_ticks(ax.yaxis)
     ax.set_title("Transitivity scores of the frame pairs")
     if values.size == 0:
         method = json.loads(ds.attrs["params"]).get("outliers")
