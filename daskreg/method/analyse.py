@@ -230,6 +230,16 @@ def analyse_shift_matrix(
         # Pairs that hopped by a lattice translation are used with the hop removed.
         matrix = robust.matrix
     valid = measured & ~outliers & layout.outer(used, used)
+    readmitted = layout.full(False)
+    if robust is not None and doubt(robust) is not None:
+        # Frames a doubtful solve cannot link keep their measured pairs: dropping them
+        # would take good frames out on the word of a guess (their sigma says it is one).
+        loose = used & ~sm.connected_frames(valid, used, layout)
+        if loose.any():
+            readmitted = measured & ~rejected & ~valid & layout.outer(used, used)
+            readmitted &= layout.outer(loose, used) | layout.outer(used, loose)
+            valid |= readmitted
+            outliers &= ~readmitted
     layout.set_diagonal(valid, used)
     if sm.connected_frames(valid, used, layout).sum() < 2:
         warnings.warn(
@@ -261,6 +271,8 @@ def analyse_shift_matrix(
             stacklevel=3,
         )
     weights = None if robust is None or params.solver != "robust" else robust.weights
+    if weights is not None and readmitted.any():
+        weights = np.where(readmitted, np.median(weights[weights > 0]), weights)
     lstsq_shifts, uncertainty = solve_shifts(matrix, valid, used, layout, weights=weights)
     shifts = shifts_from_rows(corrected, used, layout) if params.solver == "mean" else lstsq_shifts
     basis = pairs.lattice_basis
