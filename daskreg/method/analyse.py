@@ -24,7 +24,6 @@ from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.method.bad_frames import (
     contrast_outliers,
     frames_mostly_outliers,
-    tears_detectable,
     torn_frames,
     weak_frames,
 )
@@ -181,16 +180,7 @@ def analyse_shift_matrix(
         _require_frames(used, bad_reason)
         # com is too rough (about a pixel) to tell a tear from its own scatter.
         if pairs.split is not None and params.find_maxima != "com":
-            basis = pairs.lattice_basis
-            if basis is not None and not tears_detectable(pairs.split, used, basis):
-                warnings.warn(
-                    "torn frames (a jump during the scan) are not looked for: at this dose "
-                    "parts of a frame do not find the lattice, so a jump cannot be told from "
-                    "noise. Check the frames by eye (daskreg.plot) if the scan may have jumped",
-                    RegistrationWarning,
-                    stacklevel=3,
-                )
-            for k, (row, jump) in torn_frames(pairs.split, used, basis).items():
+            for k, (row, jump) in torn_frames(pairs.split, used, pairs.lattice_basis).items():
                 bad_reason[k] = (
                     f"torn: its rows above and below {row:.0%} of the height are displaced "
                     f"by ({jump[0]:.2f}, {jump[1]:.2f}) px against each other (a jump during "

@@ -14,13 +14,7 @@ from daskreg.kernels.layout import PairLayout, pair_layout
 from daskreg.kernels.robust import RAYLEIGH_MEDIAN
 from daskreg.method.pairs import TEAR_ROWS
 
-__all__ = [
-    "contrast_outliers",
-    "weak_frames",
-    "torn_frames",
-    "tears_detectable",
-    "frames_mostly_outliers",
-]
+__all__ = ["contrast_outliers", "weak_frames", "torn_frames", "frames_mostly_outliers"]
 
 # A frame whose pairs are mostly outliers is itself bad (blank, torn, out of focus).
 BAD_FRAME_OUTLIER_FRACTION = 0.5
@@ -163,9 +157,11 @@ def torn_frames(
     # apart that nothing here can tell from a tear.
     if basis is None:
         return {}
-    if not tears_detectable(split, used, basis):
-        return {}
     cell = float(np.linalg.norm(basis, axis=1).min())
+    noise = split[used, 0]
+    noise = noise[np.isfinite(noise).all(axis=1)]
+    if len(noise) >= 3 and np.mean(np.linalg.norm(noise, axis=1) < TEAR_FRACTION * cell) < 0.5:
+        return {}
     torn: dict[int, tuple[float, np.ndarray]] = {}
     worst = np.zeros(len(used))
     for row, strips in zip(TEAR_ROWS, split[:, 1:].transpose(1, 0, 2), strict=True):
@@ -176,31 +172,13 @@ def torn_frames(
     return dict(sorted(torn.items()))
 
 
-def tears_detectable(split: np.ndarray, used: np.ndarray, basis: np.ndarray | None) -> bool:
-    """Whether parts of a frame find the lattice at all: the gate of :func:`torn_frames`.
-
-    True when at least half of the checkerboard splits (``split[:, 0]``, parts of as
-    many counts as a cut's) land within ``TEAR_FRACTION`` of a cell of zero, or when too
-    few were measured to tell; False without a lattice.
-    """
-    if basis is None:
-        return False
-    cell = float(np.linalg.norm(basis, axis=1).min())
-    noise = np.asarray(split, dtype=np.float64)[used, 0]
-    noise = noise[np.isfinite(noise).all(axis=1)]
-    if len(noise) < 3:
-        return True
-    return bool(np.mean(np.linalg.norm(noise, axis=1) < TEAR_FRACTION * cell) >= 0.5)
-
-
 def _cut_excess(
     strips: np.ndarray, used: np.ndarray, basis: np.ndarray, cell: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each frame's offset at one cut from the consensus, over the tear limit; and the offset."""
     # Shared pixels of the smooth step correlate with themselves at zero shift.
-    strips = np.where(
-        np.linalg.norm(strips, axis=1, keepdims=True) < TEAR_FRACTION * cell, np.nan, strips
-    )
+    strips = np.where(np.linalg.norm(strips, axis=1, keepdims=True) < TEAR_FRACTION * cell,
+                      np.nan, strips)
     ok = used & np.isfinite(strips).all(axis=1)
     excess = np.zeros(len(strips))
     if ok.sum() < 5:
