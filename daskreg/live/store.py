@@ -18,6 +18,7 @@ import numpy as np
 from daskreg.errors import OutputPathError
 from daskreg.kernels.peak_result import PeakResult
 from daskreg.method.measurements import PairMeasurements, assemble_pairs
+from daskreg.method.pairs import N_SPLITS
 
 __all__ = ["FrameStore", "PairTable"]
 
@@ -89,7 +90,7 @@ class PairTable:
         self.peak = np.full((capacity, band), np.nan)
         self.measured = np.zeros((capacity, band), bool)
         self.energy = np.full(capacity, np.nan)
-        self.split = np.full((capacity, 2, 2), np.nan)
+        self.split = np.full((capacity, N_SPLITS, 2), np.nan)
 
     def _grow(self) -> None:
         for name in ("shift", "ok", "peak", "measured", "energy", "split"):

@@ -180,10 +180,11 @@ def analyse_shift_matrix(
         _require_frames(used, bad_reason)
         # com is too rough (about a pixel) to tell a tear from its own scatter.
         if pairs.split is not None and params.find_maxima != "com":
-            for k, jump in torn_frames(pairs.split[:, 1], used, pairs.lattice_basis).items():
+            for k, (row, jump) in torn_frames(pairs.split, used, pairs.lattice_basis).items():
                 bad_reason[k] = (
-                    f"torn: its top and bottom halves are displaced by ({jump[0]:.2f}, "
-                    f"{jump[1]:.2f}) px against each other (a jump during the scan)"
+                    f"torn: its rows above and below {row:.0%} of the height are displaced "
+                    f"by ({jump[0]:.2f}, {jump[1]:.2f}) px against each other (a jump during "
+                    "the scan)"
                 )
                 used[k] = False
             _require_frames(used, bad_reason)

@@ -35,7 +35,7 @@ class PairMeasurements:
     lattice_basis : (B, 2) float, optional
         Lattice translations of the specimen in pixels (rows ``a1``, ``a2``), when a
         lattice was found: pairs off by one are corrected by the robust solve.
-    split : (N, 2, 2) float, optional
+    split : (N, N_SPLITS, 2) float, optional
         :func:`~.pairs.half_shifts` of every frame (NaN for unusable frames): the per-frame
         noise of a shift, which the pair residuals cannot see, and tears.
     """
@@ -72,7 +72,7 @@ def assemble_pairs(
         :func:`daskreg.kernels.correlate.masked_energy` of every frame.
     band : int, optional
         The band the pairs were chosen with (``params.band``): picks the storage.
-    split : ndarray, shape (N, 2, 2), optional
+    split : ndarray, shape (N, N_SPLITS, 2), optional
         :func:`~.pairs.half_shifts` of every frame.
     """
     layout = pair_layout(n_frames, band)

@@ -3,7 +3,7 @@
 :func:`pair_setup` once per registration, :meth:`PairSetup.spectra` per block of
 frames, :func:`measure_pairs` per block of pairs: the numpy engine calls them on the
 whole stack, the Dask engine on each block of its graph. :func:`half_shifts` measures
-each frame against itself (two halves), for the per-frame noise and for tears.
+each frame against itself (two parts), for the per-frame noise and for tears.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ __all__ = [
     "pair_setup",
     "measure_pairs",
     "half_shifts",
+    "TEAR_ROWS",
+    "N_SPLITS",
 ]
 
 # Correlation maps held at once while measuring pairs (float32 values); the batch's
@@ -41,6 +43,15 @@ _SPECTRA_PIECE_BYTES = 32 * 2**20
 # Smallest batch of pairs given to a thread: the fits' warm start needs a few hundred
 # windows to pay off, and numpy's per-call cost must stay small.
 _MIN_THREAD_BATCH = 32
+# Rows (fractions of the height) at which each frame is cut into a top and a bottom part
+# to look for tears. A tear between 30 % and 70 % of the height is then always within a
+# sixth of the height of a cut: with one cut in the middle, a tear near 30 % or 70 % left
+# one part holding both sides of the jump, and the correlation of the two parts picked
+# the lattice translation of the rows next to the cut, which hides the jump (anisotropic
+# a10 series at doses 5-50: 2 torn frames of 10 missed at each dose).
+TEAR_ROWS = (1 / 2, 1 / 3, 2 / 3)
+# Splits :func:`half_shifts` measures per frame: the checkerboard, then one per tear row.
+N_SPLITS = 1 + len(TEAR_ROWS)
 
 
 def pair_indices(
@@ -265,7 +276,7 @@ def half_shifts(
     noise_frames: np.ndarray | None = None,
     spectra: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Shift between two halves of each frame, split two ways.
+    """Shift between two parts of each frame: a checkerboard split and top/bottom cuts.
 
     Checkerboard (``[:, 0]``): the pixels with ``y + x`` even and odd hold independent
     noise on the same specimen at the same position, so the measured shift between them
@@ -275,10 +286,11 @@ def half_shifts(
     residuals cannot see. The checkerboard's own spectrum lies at the Nyquist corner,
     outside any mask of cutoff ``n > 2``.
 
-    Top and bottom (``[:, 1]``): the rows above and below the middle (joined by a smooth
-    step) show different parts of the specimen, so on a lattice their shift is a lattice
-    translation (modulo the lattice, the series' common scan distortion); a frame torn by
-    a jump during the scan shows the jump instead (:func:`~.bad_frames.torn_frames`).
+    Top and bottom (``[:, 1:]``, one per row of :data:`TEAR_ROWS`): the rows above and
+    below the cut (joined by a smooth step) show different parts of the specimen, so on
+    a lattice their shift is a lattice translation (modulo the lattice, the series'
+    common scan distortion); a frame torn by a jump during the scan shows the jump
+    instead (:func:`~.bad_frames.torn_frames`), at least at the cut nearest the tear.
 
     Parameters
     ----------
@@ -296,20 +308,23 @@ def half_shifts(
 
     Returns
     -------
-    ndarray, shape (F, 2, 2)
+    ndarray, shape (F, N_SPLITS, 2)
         ``(dy, dx)`` per frame and split, NaN where the measurement failed.
     """
     frames = np.asarray(frames)
     real = frames.dtype if np.issubdtype(frames.dtype, np.floating) else np.float32
     ny, nx = setup.shape
     even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(real)
-    # A smooth step over an eighth of the height: a hard cut would correlate with itself.
-    y = (np.arange(ny) - ny / 2) / max(ny / 8, 1)
-    top = np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2
-    top = np.broadcast_to(top[:, None], (ny, nx)).astype(real)
     chosen = np.ones(len(frames), bool) if noise_frames is None else np.asarray(noise_frames)
-    out = np.full((len(frames), 2, 2), np.nan)
-    for k, (part, rows) in enumerate(((even, np.flatnonzero(chosen)), (top, None))):
+    parts = [(even, np.flatnonzero(chosen))]
+    for row in TEAR_ROWS:
+        # A smooth step over an eighth of the height: a hard cut would correlate with
+        # itself.
+        y = (np.arange(ny) - row * ny) / max(ny / 8, 1)
+        top = np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2
+        parts.append((np.broadcast_to(top[:, None], (ny, nx)).astype(real), None))
+    out = np.full((len(frames), N_SPLITS, 2), np.nan)
+    for k, (part, rows) in enumerate(parts):
         some = frames if rows is None else frames[rows]
         if not len(some):
             continue

@@ -26,6 +26,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from daskreg.errors import CheckpointError
 from daskreg.kernels.peaks import PeakResult
+from daskreg.method.pairs import N_SPLITS
 from daskreg.method.screening import Survey
 from daskreg.parallel.pairs import PairBlock
 from daskreg.parallel.spectra import FrameInfo
@@ -51,7 +52,7 @@ _FIELDS = {
     "pairs": {"i": ((), "iu"), "j": ((), "iu"), "shifts": ((2,), "f"), "ok": ((), "b"),
               "peak": ((), "f")},
     "frames": {"finite": ((), "b"), "std": ((), "f"), "energy": ((), "f"),
-               "split": ((2, 2), "f")},
+               "split": ((N_SPLITS, 2), "f")},
     "survey": {"finite": ((), "b"), "std": ((), "f")},
 }  # fmt: skip
 

@@ -47,7 +47,7 @@ class FrameInfo:
         :func:`daskreg.validate.frame_quality` of each frame.
     energy : ndarray, shape (F,)
         Masked energy of each frame's spectrum (:meth:`~daskreg.method.pairs.PairSetup.energy`).
-    split : ndarray, shape (F, 2, 2)
+    split : ndarray, shape (F, N_SPLITS, 2)
         :func:`~daskreg.method.pairs.half_shifts` of each frame.
     """
 
