@@ -29,6 +29,8 @@ CONTRAST_FACTOR = 4.0
 # to be called torn.
 TEAR_SIGMAS = 8.0
 TEAR_FRACTION = 0.25
+# Most frames (as a share of those used) an off-centre cut may call torn (see torn_frames).
+OFF_CENTRE_SHARE = 0.1
 
 
 def weak_frames(
@@ -127,13 +129,13 @@ def torn_frames(
       the two parts share the pixels of the smooth step, noise included, and at very
       low dose that shared noise is the highest peak (anisotropic a10 at dose 0.5: 95 %
       of the cuts).
-    - Nothing is called torn when the half frames cannot find the lattice: when fewer
-      than half of the checkerboard splits (``split[:, 0]``, parts of as many counts as
-      a cut's) land within ``TEAR_FRACTION`` of a cell of zero (doses up to 0.5: at most
-      12 % of them do; dose 5: 69 % or more). There the parts' correlation lands on
-      any peak, the perovskite's B-sublattice one at (a/2, a/2) among them, which no
-      threshold on the offset can tell from a jump of (a/2, a/2) (that one is found at
-      dose 10, ``tests/test_low_dose_safeguards.py``).
+    - An off-centre cut that calls more than ``OFF_CENTRE_SHARE`` of the frames torn
+      measures an alias of its own and is not used.
+
+    At very low dose parts of a frame land on any peak (the perovskite's B-sublattice
+    one at (a/2, a/2) among them) and good frames are called torn:
+    :func:`daskreg.method.analyse.analyse_shift_matrix` gives them back when the solve
+    says the data cannot support a registration.
 
     Parameters
     ----------
@@ -158,14 +160,15 @@ def torn_frames(
     if basis is None:
         return {}
     cell = float(np.linalg.norm(basis, axis=1).min())
-    noise = split[used, 0]
-    noise = noise[np.isfinite(noise).all(axis=1)]
-    if len(noise) >= 3 and np.mean(np.linalg.norm(noise, axis=1) < TEAR_FRACTION * cell) < 0.5:
-        return {}
     torn: dict[int, tuple[float, np.ndarray]] = {}
     worst = np.zeros(len(used))
     for row, strips in zip(TEAR_ROWS, split[:, 1:].transpose(1, 0, 2), strict=True):
         excess, offset = _cut_excess(strips, used, basis, cell)
+        # A tear is rare: an off-centre cut calling many frames torn measures an alias of
+        # its own (on 96^2-128^2 frames the unequal parts, weighted by the window, land on
+        # different peaks from frame to frame: 7 of 21 frames), not tears.
+        if row != 0.5 and (excess > 1.0).sum() > OFF_CENTRE_SHARE * used.sum():
+            continue
         for k in np.flatnonzero(excess > np.maximum(worst, 1.0)):
             worst[k] = excess[k]
             torn[int(k)] = (row, offset[k])
@@ -177,8 +180,9 @@ def _cut_excess(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each frame's offset at one cut from the consensus, over the tear limit; and the offset."""
     # Shared pixels of the smooth step correlate with themselves at zero shift.
-    strips = np.where(np.linalg.norm(strips, axis=1, keepdims=True) < TEAR_FRACTION * cell,
-                      np.nan, strips)
+    strips = np.where(
+        np.linalg.norm(strips, axis=1, keepdims=True) < TEAR_FRACTION * cell, np.nan, strips
+    )
     ok = used & np.isfinite(strips).all(axis=1)
     excess = np.zeros(len(strips))
     if ok.sum() < 5:
