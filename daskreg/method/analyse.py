@@ -163,6 +163,7 @@ def analyse_shift_matrix(
     bad_reason.update({b: "listed in bad_frames" for b in params.bad_frames if b < n_frames})
     used = sm.frame_mask(n_frames, np.array(sorted(bad_reason), dtype=int), params.frames)
     _require_frames(used, bad_reason)
+    torn: list[int] = []
     if params.detect_bad_frames:
         typical = np.median(pairs.energy[used])
         for k in contrast_outliers(pairs.energy, used):
@@ -181,6 +182,7 @@ def analyse_shift_matrix(
         # com is too rough (about a pixel) to tell a tear from its own scatter.
         if pairs.split is not None and params.find_maxima != "com":
             for k, (row, jump) in torn_frames(pairs.split, used, pairs.lattice_basis).items():
+                torn.append(k)
                 bad_reason[k] = (
                     f"torn: its rows above and below {row:.0%} of the height are displaced "
                     f"by ({jump[0]:.2f}, {jump[1]:.2f}) px against each other (a jump during "
@@ -203,12 +205,19 @@ def analyse_shift_matrix(
     threshold = params.threshold
     robust = None
     if params.outliers is not None:
-        for _ in range(2):
+        # Two rounds of dropping frames, and one more when frames called torn come back.
+        for _ in range(2 + bool(torn)):
             base = measured & ~rejected & layout.outer(used, used)
             if params.outliers == "robust":
                 robust = _robust_solve(pairs, base, used, params)
                 outliers = base & ~robust.inliers
                 scores, threshold = robust.residual, robust.cutoff
+                if torn and doubt(robust) is not None:
+                    # Where the solve is a guess, parts of a frame land on any peak (a
+                    # sublattice alias among them): a tear cannot be told from noise.
+                    _give_back(torn, bad_reason, used)
+                    torn = []
+                    continue
             else:
                 outliers, scores, threshold = _find_outliers(matrix, base, used, params, layout)
             outliers |= rejected
@@ -392,6 +401,20 @@ def _find_outliers(
 
     threshold = automatic if params.threshold is None else params.threshold
     return sm.transitivity_outliers(matrix, base, used, threshold, params.maxpaths, layout)
+
+
+def _give_back(torn: list[int], bad_reason: dict[int, str], used: np.ndarray) -> None:
+    """Use the frames called torn again, and say so."""
+    warnings.warn(
+        f"frames {', '.join(map(str, torn))} looked torn, but at this dose parts of a frame "
+        "do not find the lattice reliably, so a jump during the scan cannot be told from "
+        "noise: they are kept. Check them by eye (daskreg.plot) if the scan may have jumped",
+        RegistrationWarning,
+        stacklevel=4,
+    )
+    for k in torn:
+        del bad_reason[k]
+    used[torn] = True
 
 
 def _require_frames(used: np.ndarray, bad_reason: dict[int, str]) -> None:
