@@ -7,8 +7,10 @@
 2. :func:`average_graph` wires the registered average as a reduction over frame chunks
    (:mod:`~daskreg.parallel.reduce`), and optionally the aligned stack for Zarr.
 
-The shifts come back to the client between the two, so the frames are read once per
-phase and never held in memory while the pairs are measured. With a checkpoint
+The shifts come back to the client between the two. Frames that fit in the workers'
+memory beside their spectra are read once and kept there for both phases
+(:mod:`~daskreg.parallel.kept`); larger stacks are read once per pass and never held
+while the pairs are measured. With a checkpoint
 (:mod:`~daskreg.parallel.checkpoint`), phase 1 loads the pair blocks an interrupted run
 saved and saves the others as they finish. :func:`register_dask`
 computes phase 1 for every entry of the leading dims in one graph, then phase 2 in one
@@ -43,7 +45,7 @@ from daskreg.method.analyse import MatrixAnalysis, analyse_shift_matrix
 from daskreg.method.measurements import PairMeasurements
 from daskreg.method.pairs import pair_indices, pair_setup
 from daskreg.method.screening import Survey, initial_bad_frames, unusable_frames
-from daskreg.parallel import cluster, memory, reduce
+from daskreg.parallel import cluster, kept, memory, reduce
 from daskreg.parallel.checkpoint import Checkpoint, describe, identity
 from daskreg.parallel.execution import Execution
 from daskreg.parallel.guard import guarded
@@ -325,8 +327,11 @@ def register_dask(
                 execution.checkpoint, describe(token, stack, params), resume=execution.resume
             )
         loading = time.perf_counter()
-        if client is not None and not isinstance(source.data, da.Array):
-            stack = _sent_once(stack, client)
+        # Read once into the workers' memory when the frames fit there beside their
+        # spectra, rather than once per pass; the spectra get the room left.
+        stack, spectra_room = kept.keep_frames(
+            stack, client, spectra_room, params, in_memory=not isinstance(source.data, da.Array)
+        )
         series = [stack[index] if index else stack for index in leading]
         # The first pass: frame quality, hot pixels and scale of every series, which
         # every spectrum needs before it is computed.
@@ -466,19 +471,6 @@ def register_dask(
     if saved is not None and not execution.keep_checkpoint:
         saved.remove()
     return results if leading != [()] else results[0]
-
-
-def _sent_once(stack: xr.DataArray, client: Any) -> xr.DataArray:
-    """An in-memory stack persisted on the workers, for both phases to read.
-
-    Embedded in each phase's graph, the frames travel through the scheduler twice (a
-    third of the time of a 40 x 512^2 registration, with a large-graph warning each
-    time). Persisted, they travel once; a chunk lost with its worker is recomputed from
-    the graph, which the scheduler keeps.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Sending large graph", UserWarning)
-        return stack.copy(data=client.persist(stack.data))
 
 
 def _raise_or_warn(
