@@ -5,12 +5,13 @@ anywhere. The shifts are the solution of ``s_j - s_i = r_ij`` over the measured 
 (dense or banded), found by iteratively reweighted least squares (IRLS) with Tukey's
 biweight on the pair residuals ``e_ij = r_ij - (s_j - s_i)``:
 
-1. a robust start: row medians (all pairs: ``median_j (s_j - s_i) = median(s) - s_i``
-   holds exactly on a consistent matrix, whatever a minority of pairs says), or, for a
-   band, each frame placed from the frames before it by the consensus of ``s_k + r_kb``
-   (one pair per estimate, so a hop spoils only one); then
-   consensus sweeps ``s_i <- consensus_j (s_j - r_ij)`` (the median for all pairs, the
-   largest agreeing group of estimates for a band);
+1. a robust start: each frame placed from the frames just before it in time (the band's
+   width, or 4 for all pairs) by the consensus of ``s_k + r_kb`` (one pair per estimate,
+   so a hop spoils only one; near pairs, because far pairs of a long drift hop together);
+   then consensus sweeps ``s_i <- consensus_j (s_j - r_ij)`` (the median for all pairs,
+   the largest agreeing group of estimates for a band); with all pairs and a lattice,
+   runs of consecutive frames are then moved by a lattice translation where pairs
+   weighted ``1 / |i - j|`` agree better (:func:`_segments_in_their_cells`);
 2. IRLS: the residual scatter ``sigma`` is measured on the pairs in use (median
    absolute residual, which for Gaussian pair errors is ``1.1774 sigma`` per axis), the
    cut-off is ``k sigma`` (never below ``floor``, never above ``cap``, which stays well
