@@ -62,12 +62,15 @@ def _cases(fast_marks: dict[str, pytest.MarkDecorator]) -> list:
     fast = [
         pytest.param(s, FAST_SEEDS, id=s.name, marks=fast_marks.get(s.name, ())) for s in FAST_SWEEP
     ]
+    # Measured to pass (2026-12-07): every 256^2 case (59 passed, 10 skipped where no hand
+    # setting avoids hops). The larger sizes keep the mark until measured.
     slow = [
         pytest.param(
             s,
             SLOW_SEEDS,
             id=name,
-            marks=(pytest.mark.slow, _xfail("full sweep not yet measured to pass")),
+            marks=(pytest.mark.slow,)
+            + (() if s.shape == (256, 256) else (_xfail("not yet measured to pass"),)),
         )
         for name, s in SLOW.items()
     ]
