@@ -62,15 +62,24 @@ def _cases(fast_marks: dict[str, pytest.MarkDecorator]) -> list:
     fast = [
         pytest.param(s, FAST_SEEDS, id=s.name, marks=fast_marks.get(s.name, ())) for s in FAST_SWEEP
     ]
-    # Measured to pass (2026-12-07): every 256^2 case (59 passed, 10 skipped where no hand
-    # setting avoids hops). The larger sizes keep the mark until measured.
+    # Measured (2026-12-07): every 256^2 case passes (59, 10 skipped where no hand setting
+    # avoids hops); at 384x512 all but hexagonal dose 2 (59 passed, 8 skipped): there the
+    # defaults hop on 20 of 200 frames while a hand setting avoids hops by dropping 16 of
+    # 40. 1024^2 keeps the mark until measured.
+    failing = {"hexagonal a12 dose2 384x512": "20/200 frames hop; a hand setting has none"}
     slow = [
         pytest.param(
             s,
             SLOW_SEEDS,
             id=name,
             marks=(pytest.mark.slow,)
-            + (() if s.shape == (256, 256) else (_xfail("not yet measured to pass"),)),
+            + (
+                (_xfail(failing[name]),)
+                if name in failing
+                else (_xfail("not yet measured to pass"),)
+                if s.shape == (1024, 1024)
+                else ()
+            ),
         )
         for name, s in SLOW.items()
     ]
