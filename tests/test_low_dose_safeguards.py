@@ -147,21 +147,58 @@ def test_halves_of_a_torn_frame_disagree(seed):
 
 @pytest.mark.parametrize("band_limited", [None, False])
 def test_halves_from_the_whole_frames_spectra_are_the_two_pass_ones(band_limited):
-    # The spectra are linear in the frame: one half's is the whole's minus the other's.
-    from daskreg.method.pairs import half_shifts, pair_setup
+    # The spectra are linear in the frame: one part's is the whole's minus the other's,
+    # and the cuts share the frame's transform along x. Against each part transformed
+    # and measured on its own (numpy's rfft2 of the centred, windowed frame times the
+    # cut's smooth step, or the checkerboard split through the pair stage's spectra).
+    from daskreg.kernels.correlate import hann_window
+    from daskreg.method.pairs import TEAR_ROWS, half_shifts, measure_pairs, pair_setup
     from daskreg.params import RegistrationParams
 
     series = lattice_series(6, (96, 128), dose=20, seed=5)
+    frames, (ny, nx) = series.stack, series.stack.shape[1:]
     params = RegistrationParams.reference(find_maxima="gf")
-    setup = pair_setup(params, (96, 128), band_limited=band_limited)
+    setup = pair_setup(params, (ny, nx), band_limited=band_limited)
     noise = np.array([True, False, True, False, True, True])
-    two_pass = half_shifts(series.stack, setup, scale=4.0, noise_frames=noise)
-    whole = setup.spectra(series.stack, scale=4.0)
-    one_pass = half_shifts(
-        series.stack, setup, scale=4.0, noise_frames=noise, spectra=whole
+    index = np.arange(len(frames))
+
+    def measured(first, second, rows=index):
+        found = measure_pairs(first, second, index[: len(rows)], index[: len(rows)], setup)
+        return np.where(found.ok[:, None], found.shifts, np.nan)
+
+    def cropped(half_plane):
+        spectra = half_plane.astype(params.spectrum_dtype)
+        return spectra if setup.band is None else np.ascontiguousarray(setup.band.crop(spectra))
+
+    expected = np.full((6, 1 + len(TEAR_ROWS), 2), np.nan)
+    even = np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0
+    chosen = np.flatnonzero(noise)
+    expected[chosen, 0] = measured(
+        setup.spectra(frames[chosen] * even, scale=4.0),
+        setup.spectra(frames[chosen] * ~even, scale=4.0),
+        chosen,
     )
-    np.testing.assert_allclose(one_pass, two_pass, atol=1e-5, equal_nan=True)
-    assert np.isnan(one_pass[~noise, 0]).all() and np.isfinite(one_pass[noise, 0]).all()
+    centred = (frames - frames.mean(axis=(1, 2), keepdims=True)) * hann_window((ny, nx)) / 4
+    for k, row in enumerate(TEAR_ROWS):
+        y = (np.arange(ny) - row * ny) / (ny / 8)
+        top = (np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2)[:, None]
+        expected[:, 1 + k] = measured(
+            cropped(np.fft.rfft2(centred * top)), cropped(np.fft.rfft2(centred * (1 - top)))
+        )
+    assert np.isfinite(expected[:, 1:]).all()
+
+    alone = half_shifts(frames, setup, scale=4.0, noise_frames=noise)
+    whole = setup.spectra(frames, scale=4.0)
+    one_pass = half_shifts(frames, setup, scale=4.0, noise_frames=noise, spectra=whole)
+    spectra, tops = setup.spectra(frames, scale=4.0, cuts=True)
+    assert (tops is None) == (setup.band is None)
+    # With the pair stage's spectra and cuts (on the band: measured in one call, here
+    # on two threads).
+    shared = half_shifts(
+        frames, setup, scale=4.0, noise_frames=noise, spectra=spectra, tops=tops, threads=2
+    )
+    for found in (alone, one_pass, shared):
+        np.testing.assert_allclose(found, expected, atol=1e-3, equal_nan=True)
 
 
 @pytest.mark.parametrize("seed", [5, 9])

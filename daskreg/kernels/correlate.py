@@ -113,9 +113,7 @@ def _window(shape: tuple[int, int], real: type, kind: WindowKind | None = "hann"
 
 
 @lru_cache(maxsize=16)
-def window_autocorrelation(
-    shape: tuple[int, int], kind: WindowKind | None = "hann"
-) -> np.ndarray:
+def window_autocorrelation(shape: tuple[int, int], kind: WindowKind | None = "hann") -> np.ndarray:
     """Periodic autocorrelation of :func:`real_window`, 1 at zero shift.
 
     Separable: the outer product of each axis' autocorrelation. For Hann
@@ -145,7 +143,8 @@ def frame_spectra(
     kx_max: int | None = None,
     scale: float = 1.0,
     window: WindowKind | None = "hann",
-) -> np.ndarray:
+    row_weights: np.ndarray | None = None,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Mean-subtracted, windowed half-plane spectra of a block of frames.
 
     Parameters
@@ -164,10 +163,17 @@ def frame_spectra(
         and its squares. A power of two changes no significant digit.
     window : {"hann", "tukey", None}, default "hann"
         Real-space window (:func:`real_window`) applied after subtracting the mean.
+    row_weights : ndarray, shape (K, ny), optional
+        Also return the spectra of each centred, windowed frame multiplied by each row
+        of weights (parts of the frame, as :func:`~daskreg.method.pairs.half_shifts`
+        cuts them). A weight along y commutes with the transform along x, so the parts
+        share the frame's: each costs one transform along y of the kept columns.
 
     Returns
     -------
     ndarray, shape (..., ny, nx // 2 + 1), or (..., ny, kx_max + 1)
+        The spectra; with ``row_weights``, a tuple of them and the parts' spectra,
+        shape ``(..., K, ny, kx)``.
     """
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
     frames = np.asarray(frames)
@@ -182,7 +188,12 @@ def frame_spectra(
     window = base if scale == 1 else base * real(1 / scale)
     _centre_and_window(flat, window, centred.reshape(-1, *shape))
     half = _fft.rfft(centred, axis=-1)[..., : None if kx_max is None else kx_max + 1]
-    return _fft.fft(half, axis=-2).astype(dtype, copy=False)
+    spectra = _fft.fft(half, axis=-2).astype(dtype, copy=False)
+    if row_weights is None:
+        return spectra
+    weights = np.asarray(row_weights, dtype=real)[:, :, None]
+    parts = _fft.fft(half[..., None, :, :] * weights, axis=-2).astype(dtype, copy=False)
+    return spectra, parts
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})

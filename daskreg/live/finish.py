@@ -93,10 +93,7 @@ class _LivePairs(Registration):
         split[:, 0] = np.nan
         sample = autoparams.sample_indices(n)
         frames = loaded.frames[sample]
-        spectra = self._setup.spectra(frames, scale=correction.scale)
-        split[sample, 0] = half_shifts(
-            frames, self._setup, scale=correction.scale, spectra=spectra
-        )[:, 0]
+        split[sample, 0] = half_shifts(frames, self._setup, scale=correction.scale)[:, 0]
         self._raw = self._table.measurements(0, n, resolved.lattice_basis, split)
         self.timings["pairs"] = 0.0
         return self._raw

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -103,13 +104,23 @@ class PairSetup:
     mask_half: np.ndarray
     band: BandGeometry | None
 
-    def spectra(self, frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+    def spectra(
+        self, frames: np.ndarray, *, scale: float = 1.0, cuts: bool | slice = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
         """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``.
 
         Cropped to the band if any.
 
         ``scale`` is the series' :func:`~daskreg.kernels.detector.series_scale` (one for
         all blocks, so that energies and peaks stay comparable between frames).
+
+        With ``cuts``, a tuple: the spectra and those of the top part of each frame cut
+        at each of :data:`TEAR_ROWS` (shape ``(F, len(TEAR_ROWS), ...)``, for
+        :func:`half_shifts`), which share the frame's transform along x. ``True`` makes
+        them on the band-limited path only, where they are a few per cent of the
+        frames' size; on the full-size path they would be three times the spectra's,
+        and None stands for them (:func:`half_shifts` then makes one cut at a time). A
+        slice of :data:`TEAR_ROWS` makes those cuts on either path.
 
         A few frames are transformed at a time: the windowed copy and the half-plane
         spectra of a whole 64 MiB chunk are several times its size, of which the band
@@ -118,6 +129,8 @@ class PairSetup:
         """
         frames = np.asarray(frames)
         kx_max = None if self.band is None else self.band.kx_max
+        rows = slice(None) if cuts is True and self.band is not None else cuts
+        weights = None if rows in (False, True) else _top_weights(self.shape[0])[rows]
         pieces = [
             correlate.frame_spectra(
                 frames[piece],
@@ -125,9 +138,16 @@ class PairSetup:
                 kx_max=kx_max,
                 window=self.params.window,
                 scale=scale,
+                row_weights=weights,
             )
             for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
         ]
+        if weights is None:
+            whole = self._joined(pieces)
+            return (whole, None) if cuts else whole
+        return tuple(self._joined(list(output)) for output in zip(*pieces, strict=True))
+
+    def _joined(self, pieces: list[np.ndarray]) -> np.ndarray:
         if self.band is not None:
             # The crop's fancy index leaves frames interleaved (frame is not the slowest
             # axis): contiguous frames are what the pair kernels read pair by pair.
@@ -275,6 +295,8 @@ def half_shifts(
     scale: float = 1.0,
     noise_frames: np.ndarray | None = None,
     spectra: np.ndarray | None = None,
+    tops: np.ndarray | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Shift between two parts of each frame: a checkerboard split and top/bottom cuts.
 
@@ -303,8 +325,12 @@ def half_shifts(
         statistic of the series, which a sample of frames estimates as well
         (:func:`daskreg.autoparams.sample_indices`), at a fraction of the cost.
     spectra : ndarray, optional
-        :meth:`PairSetup.spectra` of ``frames`` (with ``scale``), already computed:
-        each split then costs one more pass instead of two.
+        ``setup.spectra(frames, scale=scale)``, already computed (the pair stage's).
+    tops : ndarray, optional
+        The cuts of ``setup.spectra(frames, scale=scale, cuts=True)``, already
+        computed: the cuts then cost nothing more than their correlations.
+    threads : int, default 1
+        As :func:`measure_pairs`'s.
 
     Returns
     -------
@@ -312,33 +338,53 @@ def half_shifts(
         ``(dy, dx)`` per frame and split, NaN where the measurement failed.
     """
     frames = np.asarray(frames)
-    real = frames.dtype if np.issubdtype(frames.dtype, np.floating) else np.float32
-    ny, nx = setup.shape
-    even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(real)
-    chosen = np.ones(len(frames), bool) if noise_frames is None else np.asarray(noise_frames)
-    parts = [(even, np.flatnonzero(chosen))]
-    for row in TEAR_ROWS:
-        # A smooth step over an eighth of the height: a hard cut would correlate with
-        # itself.
-        y = (np.arange(ny) - row * ny) / max(ny / 8, 1)
-        top = np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2
-        parts.append((np.broadcast_to(top[:, None], (ny, nx)).astype(real), None))
-    out = np.full((len(frames), N_SPLITS, 2), np.nan)
-    for k, (part, rows) in enumerate(parts):
-        some = frames if rows is None else frames[rows]
-        if not len(some):
-            continue
-        first = setup.spectra(some * part, scale=scale)
-        if spectra is None:
-            second = setup.spectra(some * (1 - part), scale=scale)
+    if spectra is None:
+        spectra, tops = setup.spectra(frames, scale=scale, cuts=True)
+    # Each split is a pair (first part, second part) of one frame; the spectra are
+    # linear in the frame, so the second part's are the whole frame's minus the first's.
+    splits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    index = np.arange(len(frames))
+    for k in range(len(TEAR_ROWS)):
+        if tops is None:  # the full-size path: one cut at a time
+            top = setup.spectra(frames, scale=scale, cuts=slice(k, k + 1))[1][:, 0]
         else:
-            # The spectra are linear in the frame (mean subtraction included), so the
-            # other half's are the whole frame's minus this half's: one pass, not two.
-            second = (spectra if rows is None else spectra[rows]) - first
-        halves = [first, second]
-        index = np.arange(len(some))
-        found = measure_pairs(*halves, index, index, setup)
-        out[slice(None) if rows is None else rows, k] = np.where(
-            found.ok[:, None], found.shifts, np.nan
+            top = np.ascontiguousarray(tops[:, k])
+        splits.append((1 + k, index, top, spectra - top))
+    chosen = index if noise_frames is None else np.flatnonzero(noise_frames)
+    if len(chosen):
+        some = frames[chosen]
+        real = some.dtype if np.issubdtype(some.dtype, np.floating) else np.float32
+        ny, nx = setup.shape
+        even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(real)
+        first = setup.spectra(some * even, scale=scale)
+        splits.append((0, chosen, first, spectra[chosen] - first))
+    out = np.full((len(frames), N_SPLITS, 2), np.nan)
+    # On the band all splits are measured in one call, which gives every thread whole
+    # batches; the full-size path's spectra are large, and measured split by split.
+    groups = [splits] if setup.band is not None else [[split] for split in splits]
+    for group in groups:
+        first, second = (
+            (group[0][2], group[0][3])
+            if len(group) == 1
+            else (np.concatenate([g[2] for g in group]), np.concatenate([g[3] for g in group]))
         )
+        pairs = np.arange(len(first))
+        found = measure_pairs(first, second, pairs, pairs, setup, threads=threads)
+        shifts = np.where(found.ok[:, None], found.shifts, np.nan)
+        start = 0
+        for k, rows, part, _ in group:
+            out[rows, k] = shifts[start : start + len(part)]
+            start += len(part)
     return out
+
+
+@lru_cache(maxsize=8)
+def _top_weights(ny: int) -> np.ndarray:
+    """Row weights of the top part of a frame cut at each of :data:`TEAR_ROWS`.
+
+    A smooth step over an eighth of the height: a hard cut would correlate with itself.
+    """
+    y = (np.arange(ny) - np.multiply(TEAR_ROWS, ny)[:, None]) / max(ny / 8, 1)
+    weights = np.cos(np.pi / 4 * (np.clip(y, -1, 1) + 1)) ** 2
+    weights.flags.writeable = False
+    return weights

@@ -193,3 +193,23 @@ def test_frame_spectra_is_the_windowed_rfft2_of_the_centred_frames(source, dtype
     tol = 1e-5 if dtype == np.complex64 else 1e-12
     np.testing.assert_allclose(spec, expected[..., :10], rtol=0, atol=tol * scale)
     np.testing.assert_array_equal(frames, before)
+
+
+@pytest.mark.parametrize("kx_max", [None, 9])
+def test_row_weighted_spectra_are_the_rfft2_of_the_weighted_centred_frames(kx_max):
+    """The parts of a frame (tear cuts) from the frame's own transform along x, against
+    numpy's rfft2 of each centred, windowed frame times each row weight."""
+    rng = np.random.default_rng(5)
+    frames = rng.random((3, 24, 30)) * 100
+    weights = rng.random((2, 24))
+    spec, parts = correlate.frame_spectra(
+        frames, dtype=np.complex128, kx_max=kx_max, row_weights=weights
+    )
+    centred = (frames - frames.mean(axis=(-2, -1), keepdims=True)) * correlate.hann_window(
+        (24, 30)
+    )
+    keep = slice(None) if kx_max is None else slice(None, kx_max + 1)
+    expected = np.fft.rfft2(centred[:, None] * weights[None, :, :, None])[..., keep]
+    assert parts.shape == (3, 2, 24, spec.shape[-1])
+    np.testing.assert_allclose(parts, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(spec, np.fft.rfft2(centred)[..., keep], rtol=0, atol=1e-9)
