@@ -247,7 +247,9 @@ def _ramps(shifts: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.n
     )
 
 
-def phase_ramp(shift: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def phase_ramp(
+    shift: np.ndarray, shape: tuple[int, int], *, columns: int | None = None
+) -> np.ndarray:
     """The real-FFT-layout factor ``(ny, nx // 2 + 1)`` that moves content by ``+shift``.
 
     Parameters
@@ -256,6 +258,8 @@ def phase_ramp(shift: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         ``(dy, dx)`` in pixels.
     shape : tuple of int
         Frame shape ``(ny, nx)``.
+    columns : int, optional
+        Only the first ``columns`` columns (``kx``) of the factor.
 
     Returns
     -------
@@ -263,7 +267,7 @@ def phase_ramp(shift: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         ``exp(-2 pi i (ky dy + kx dx))``: multiply a frame's ``rfft2`` by it.
     """
     ey, ex = _ramps(np.asarray(shift, dtype=np.float64).reshape(1, 2), shape)
-    return ey[0][:, None] * ex[0][None, :]
+    return ey[0][:, None] * ex[0][None, :columns]
 
 
 @numba.njit(cache=True, nogil=True)
