@@ -218,9 +218,9 @@ def power_spectrum(frames: np.ndarray) -> np.ndarray:
     data -= data.mean(axis=(-2, -1), keepdims=True, dtype=np.float64).astype(np.float32)
     data *= hann_window(frames.shape[-2:]).astype(np.float32)
     spectra = scipy.fft.rfft2(data, axes=(-2, -1))
-    return (spectra.real.astype(np.float64) ** 2 + spectra.imag.astype(np.float64) ** 2).mean(
-        axis=0
-    )
+    # Squared in single precision too, summed in double: converting the spectra to
+    # float64 first cost more than their transforms (page faults of fresh arrays).
+    return (spectra.real**2 + spectra.imag**2).mean(axis=0, dtype=np.float64)
 
 
 def find_lattice(power: np.ndarray, shape: tuple[int, int]) -> Lattice | None:
