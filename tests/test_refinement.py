@@ -120,6 +120,30 @@ def test_a_frame_the_template_does_not_match_keeps_the_solves_shift():
     assert np.isnan(got.sigma[2]).all()
 
 
+@pytest.mark.parametrize(("kind", "n"), [("bandpass", 4.0), ("hann", 2.0)])
+def test_template_transformed_on_the_masks_columns_is_the_whole_transform(kind, n):
+    """The kernel transforms the masked template along y on the mask's columns only.
+    Against the same call with a negligible value in the mask's last column (every
+    column kept): the same shifts, sigmas and spectrum."""
+    series = lattice_series(8, (96, 128), lattice="hexagonal", spacing=12.0, dose=20.0, seed=3)
+    start = series.shifts - series.shifts.mean(axis=0) + 0.2
+    mask = half_plane_mask(fourier_mask((96, 128), kind, n)).real
+    assert not mask[:, -8:].any()
+    every = mask.copy()
+    every[1, -1] = 1e-300
+    template = np.fft.rfft2(registered_sum(series.stack, start))
+    bounds = crop_bounds(start, (96, 128))
+    got = refine_shifts(series.stack, start, template, 8, mask, bounds)
+    want = refine_shifts(series.stack, start, template, 8, every, bounds)
+    np.testing.assert_array_equal(got.refined, want.refined)
+    assert got.refined.all()
+    np.testing.assert_allclose(got.shifts, want.shifts, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(got.sigma, want.sigma, rtol=1e-6)
+    np.testing.assert_allclose(
+        got.spectrum, want.spectrum, rtol=0, atol=1e-9 * abs(want.spectrum).max()
+    )
+
+
 def test_refine_false_gives_the_pair_solve_and_the_result_says_which():
     series = lattice_series(10, (128, 128), dose=5.0, seed=1)
     on = daskreg.register(series.stack, progress=False)
