@@ -204,6 +204,7 @@ class Run:
     bad: frozenset[int]
     seconds: float
     warnings: tuple[str, ...] = ()
+    reliable: bool = True
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,12 @@ class Outcome:
     sigma: np.ndarray
     seconds: float
     warnings: tuple[str, ...] = ()
+    reliable: bool = True
+
+    @property
+    def honest(self) -> bool:
+        """Flagged unreliable with every error within 3 sigma: "cannot register", said."""
+        return not self.reliable and bool(np.all(np.abs(self.errors) <= 3 * self.sigma))
 
 
 def run_daskreg(
@@ -257,6 +264,7 @@ def _run_from_result(result: Any, seconds: float, caught: list) -> Run:
         bad=frozenset(np.flatnonzero(result.bad_frames.values).tolist()),
         seconds=seconds,
         warnings=tuple(f"{w.category.__name__}: {w.message}" for w in caught),
+        reliable=bool(result.dataset.attrs.get("reliable", 1)),
     )
 
 
@@ -328,6 +336,7 @@ def score(run: Run, series: SyntheticSeries, hop_length: float) -> Outcome:
         sigma=run.sigma[scored],
         seconds=run.seconds,
         warnings=run.warnings,
+        reliable=run.reliable,
     )
 
 
