@@ -27,7 +27,6 @@ from daskreg.kernels import lattice as lattice_kernels
 from daskreg.kernels.detector import FrameCorrection
 from daskreg.kernels.lattice_rules import auto_mask, auto_peak_params
 from daskreg.params import RegistrationParams
-from daskreg.validate import frame_quality
 
 __all__ = ["Resolved", "resolve", "resolve_stack", "sample_indices", "SAMPLE_FRAMES"]
 
@@ -79,7 +78,7 @@ def sample_indices(n_frames: int, frames: tuple[int, int] | None = None) -> np.n
     return np.unique(np.linspace(start, stop - 1, count).round().astype(int))
 
 
-def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
+def resolve(params: RegistrationParams, sample: np.ndarray, *, scale: float = 1.0) -> Resolved:
     """Fill in the automatic parameters from a sample of frames.
 
     Parameters
@@ -87,7 +86,9 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
     params : RegistrationParams
     sample : ndarray, shape (F, ny, nx)
         Frames spread over the series (:func:`sample_indices`); frames with NaN/inf
-        pixels or no contrast are left out of the spectrum.
+        pixels or no contrast add nothing to the spectrum.
+    scale : float, default 1
+        The series' scale (:class:`~daskreg.kernels.detector.FrameCorrection`).
 
     Returns
     -------
@@ -95,14 +96,10 @@ def resolve(params: RegistrationParams, sample: np.ndarray) -> Resolved:
     """
     sample = np.asarray(sample)
     shape = sample.shape[-2:]
-    finite, std = frame_quality(sample)
-    usable = sample[finite & (std > 0)]
-    lattice = None
-    if len(usable):
-        # Called once per series in the calling process: the transforms use every core.
-        with scipy.fft.set_workers(-1):
-            power = lattice_kernels.power_spectrum(usable)
-        lattice = lattice_kernels.find_lattice(power, shape)
+    # Called once per series in the calling process: the transforms use every core.
+    with scipy.fft.set_workers(-1):
+        power = lattice_kernels.power_spectrum(sample, scale=scale)
+    lattice = lattice_kernels.find_lattice(power, shape)
     changes: dict[str, object] = {}
     notes: dict[str, str] = {}
     if isinstance(params.mask, str) and params.mask == "auto":
@@ -142,6 +139,6 @@ def resolve_stack(
     """
     index = sample_indices(int(stack.sizes["frame"]), params.frames)
     sample = np.asarray(stack.data[index])
-    if correction is not None:
-        sample = correction.repair(sample) / correction.scale
-    return resolve(params, sample)
+    if correction is None:
+        return resolve(params, sample)
+    return resolve(params, correction.repair(sample), scale=correction.scale)

@@ -121,7 +121,7 @@ def kernels_cold() -> bool:
     try:
         return any(
             not kernel._cache._cache_file._load_index()
-            for kernel in (correlate._centre_and_window, maxima._search)
+            for kernel in (correlate.centre_and_window, maxima._search)
         )
     except Exception:  # noqa: BLE001 - numba internals; the note is a courtesy
         return False

@@ -133,8 +133,9 @@ class Registration:
         if self._resolved is None:
             loaded = self._load()
             index = autoparams.sample_indices(self.n_frames, self._params.frames)
-            sample = loaded.frames[index] / loaded.correction.scale
-            self._resolved = autoparams.resolve(self._params, sample)
+            self._resolved = autoparams.resolve(
+                self._params, loaded.frames[index], scale=loaded.correction.scale
+            )
         return self._resolved
 
     @property

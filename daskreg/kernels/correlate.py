@@ -43,6 +43,7 @@ __all__ = [
     "real_window",
     "window_autocorrelation",
     "frame_spectra",
+    "centre_and_window",
     "half_plane_mask",
     "correlation_spectra",
     "pair_spectra",
@@ -186,7 +187,7 @@ def frame_spectra(
     flat = frames.reshape(-1, *shape)
     base = _window(shape, real, window)
     window = base if scale == 1 else base * real(1 / scale)
-    _centre_and_window(flat, window, centred.reshape(-1, *shape))
+    centre_and_window(flat, window, centred.reshape(-1, *shape))
     half = _fft.rfft(centred, axis=-1)[..., : None if kx_max is None else kx_max + 1]
     spectra = _fft.fft(half, axis=-2).astype(dtype, copy=False)
     if row_weights is None:
@@ -197,7 +198,7 @@ def frame_spectra(
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _centre_and_window(frames, window, out):  # pragma: no cover - compiled
+def centre_and_window(frames, window, out):  # pragma: no cover - compiled
     """``out = (frame - mean) * window`` per frame, the mean summed in float64.
 
     Two passes over each frame instead of numpy's five over the block (conversion,

@@ -44,7 +44,7 @@ import numba
 import numpy as np
 
 from daskreg.kernels._fft import ifft_into, irfft_into, rfft2_into
-from daskreg.kernels.shift import CropBounds, phase_ramp
+from daskreg.kernels.shift import CropBounds, add_shifted, separable_ramp
 
 __all__ = ["MAX_STEP", "MIN_REGION", "Refined", "refine_shifts"]
 
@@ -146,19 +146,20 @@ def refine_shifts(
     columns = slice(0, int(kept.max()) + 1 if len(kept) else 1)
     band_mask = mask_half[:, columns] / (n_used - 1)
     work = _Inverse((ny, nx), columns)
+    others = np.empty((ny, columns.stop), np.complex128)
     for k in np.flatnonzero(np.isfinite(shifts).all(axis=1)):
         np.copyto(real, frames[k])
         rfft2_into(real[None], own[None])
         start = shifts[k]
         region = _region(common, start, (ny, nx))
         if region is not None and n_used >= 3:
-            ramp = phase_ramp(-start, (ny, nx), columns=columns.stop)
-            others = (template[:, columns] - own[:, columns] * ramp) * band_mask
+            ey, ex = separable_ramp(-start, (ny, nx), columns=columns.stop)
+            _leave_out(template, own, ey, ex, band_mask, others)
             others[0, 0] = 0.0
             step = _gauss_newton(real, others, start, region, work)
             if step is not None and np.all(np.abs(step[0] - start) <= MAX_STEP):
                 out[k], sigma[k], refined[k] = step[0], step[1], True
-        spectrum += own * phase_ramp(-out[k], (ny, nx))
+        add_shifted(own, -out[k], (ny, nx), spectrum)
     return Refined(out, sigma, refined, spectrum)
 
 
@@ -236,13 +237,37 @@ class _Inverse:
         self.shape, self.columns = shape, columns
         self.padded = np.zeros((ny, nx // 2 + 1), np.complex128)
         self.band = np.empty((ny, columns.stop), np.complex128)
+        self.moved = np.empty((ny, columns.stop), np.complex128)
         self.out = np.empty(shape)
 
     def model(self, spectrum: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """``irfft2`` of ``spectrum`` (its first columns) moved by ``shift``; reused."""
-        moved = spectrum * phase_ramp(shift, self.shape, columns=self.columns.stop)
-        self.padded[:, self.columns] = ifft_into(moved, 0, self.band)
+        ey, ex = separable_ramp(shift, self.shape, columns=self.columns.stop)
+        _moved(spectrum, ey, ex, self.moved)
+        self.padded[:, self.columns] = ifft_into(self.moved, 0, self.band)
         return irfft_into(self.padded, self.shape[1], 1, self.out)
+
+
+@numba.njit(cache=True, nogil=True)
+def _leave_out(template, own, ey, ex, band_mask, out):  # pragma: no cover - compiled
+    """``out = (template - own * ramp) * band_mask`` on ``out``'s columns.
+
+    ``ramp`` is the outer product of ``ey`` and ``ex``; no temporary of the spectrum's
+    size is made.
+    """
+    for y in range(out.shape[0]):
+        row = ey[y]
+        for x in range(out.shape[1]):
+            out[y, x] = (template[y, x] - own[y, x] * (row * ex[x])) * band_mask[y, x]
+
+
+@numba.njit(cache=True, nogil=True)
+def _moved(spectrum, ey, ex, out):  # pragma: no cover - compiled
+    """``out = spectrum * outer(ey, ex)``."""
+    for y in range(out.shape[0]):
+        row = ey[y]
+        for x in range(out.shape[1]):
+            out[y, x] = spectrum[y, x] * (row * ex[x])
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

@@ -40,6 +40,8 @@ __all__ = [
     "aligned_frames",
     "fourier_shift_frames",
     "phase_ramp",
+    "separable_ramp",
+    "add_shifted",
     "CropBounds",
     "crop_bounds",
     "coverage",
@@ -266,8 +268,28 @@ def phase_ramp(
     ndarray of complex128
         ``exp(-2 pi i (ky dy + kx dx))``: multiply a frame's ``rfft2`` by it.
     """
+    ey, ex = separable_ramp(shift, shape, columns=columns)
+    return ey[:, None] * ex[None, :]
+
+
+def separable_ramp(
+    shift: np.ndarray, shape: tuple[int, int], *, columns: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The factors ``(ny,)`` and ``(columns,)`` whose outer product is :func:`phase_ramp`."""
     ey, ex = _ramps(np.asarray(shift, dtype=np.float64).reshape(1, 2), shape)
-    return ey[0][:, None] * ex[0][None, :columns]
+    return ey[0], ex[0, :columns]
+
+
+def add_shifted(
+    spectrum: np.ndarray, shift: np.ndarray, shape: tuple[int, int], total: np.ndarray
+) -> None:
+    """``total += spectrum * phase_ramp(shift, shape)`` in one pass, with no temporary.
+
+    ``spectrum`` and ``total``: real-FFT-layout ``(ny, nx // 2 + 1)`` complex128 arrays
+    of frames of ``shape``. A fresh ramp and product per frame cost more than the sum.
+    """
+    ey, ex = _ramps(np.asarray(shift, dtype=np.float64).reshape(1, 2), shape)
+    _phase_ramps(spectrum[None, None], ey, ex, total[None], True)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -261,8 +261,8 @@ class LiveRegistration:
             frames, initial_bad_frames(survey.unusable, self._given), correction
         )
         # The sample a batch run of these frames would resolve its parameters from.
-        sample = prepared[autoparams.sample_indices(len(frames))] / correction.scale
-        self._resolved = autoparams.resolve(self._given, sample)
+        sample = prepared[autoparams.sample_indices(len(frames))]
+        self._resolved = autoparams.resolve(self._given, sample, scale=correction.scale)
         self._params = self._resolved.params
         check_stack(
             xr.DataArray(

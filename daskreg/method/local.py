@@ -22,7 +22,7 @@ from daskreg.kernels import detector, shift
 from daskreg.method import refinement
 from daskreg.method.measurements import PairMeasurements, assemble_pairs
 from daskreg.method.pairs import half_shifts, measure_pairs, pair_indices, pair_setup
-from daskreg.method.screening import initial_bad_frames, prepare_frames, survey_frames
+from daskreg.method.screening import Survey, initial_bad_frames, prepare_frames, survey_frames
 from daskreg.params import RegistrationParams
 
 if TYPE_CHECKING:
@@ -70,7 +70,12 @@ def load_frames(frames: np.ndarray, params: RegistrationParams) -> LoadedFrames:
         Frames that cannot be correlated while ``params.detect_bad_frames`` is False.
     """
     frames = np.asarray(frames)
-    survey = survey_frames(frames)
+    # Blocks of frames on every core (numpy's reductions release the GIL), merged as
+    # the Dask engine merges its chunks' surveys.
+    bounds = np.linspace(0, len(frames), min(CPU_COUNT, len(frames)) + 1).astype(int)
+    blocks = [frames[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    with ThreadPoolExecutor(len(blocks)) as pool:
+        survey = Survey.merge(list(pool.map(survey_frames, blocks)))
     # Refused before the hot pixels are looked for (and warned about).
     bad = initial_bad_frames(survey.unusable, params)
     correction = survey.correction()
