@@ -207,12 +207,12 @@ def test_halves_from_the_whole_frames_spectra_are_the_two_pass_ones(band_limited
     alone = half_shifts(frames, setup, scale=4.0, noise_frames=noise)
     whole = setup.spectra(frames, scale=4.0)
     one_pass = half_shifts(frames, setup, scale=4.0, noise_frames=noise, spectra=whole)
-    spectra, tops = setup.spectra(frames, scale=4.0, cuts=True)
-    assert (tops is None) == (setup.band is None)
+    spectra, parts = setup.spectra(frames, scale=4.0, cuts=True)
+    assert (parts is None) == (setup.band is None)
     # With the pair stage's spectra and cuts (on the band: measured in one call, here
     # on two threads).
     shared = half_shifts(
-        frames, setup, scale=4.0, noise_frames=noise, spectra=spectra, tops=tops, threads=2
+        frames, setup, scale=4.0, noise_frames=noise, spectra=spectra, parts=parts, threads=2
     )
     for found in (alone, one_pass, shared):
         np.testing.assert_allclose(found, expected, atol=1e-3, equal_nan=True)

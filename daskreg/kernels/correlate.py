@@ -145,6 +145,7 @@ def frame_spectra(
     scale: float = 1.0,
     window: WindowKind | None = "hann",
     row_weights: np.ndarray | None = None,
+    checkerboard: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Mean-subtracted, windowed half-plane spectra of a block of frames.
 
@@ -169,12 +170,19 @@ def frame_spectra(
         of weights (parts of the frame, as :func:`~daskreg.method.pairs.half_shifts`
         cuts them). A weight along y commutes with the transform along x, so the parts
         share the frame's: each costs one transform along y of the kept columns.
+    checkerboard : bool, default False
+        Also return the spectrum of the pixels with ``y + x`` even of each centred,
+        windowed frame (the others zero), first among the parts. The checkerboard is
+        ``(1 + (-1)^(y + x)) / 2``: the factor ``(-1)^x`` moves the transform along x
+        by half the width, which for even widths is the frame's own transform read
+        backwards from the Nyquist column (conjugated), and ``(-1)^y`` is a weight along
+        y. One more transform along y of the kept columns, no copy of the frames.
 
     Returns
     -------
     ndarray, shape (..., ny, nx // 2 + 1), or (..., ny, kx_max + 1)
-        The spectra; with ``row_weights``, a tuple of them and the parts' spectra,
-        shape ``(..., K, ny, kx)``.
+        The spectra; with ``row_weights`` or ``checkerboard``, a tuple of them and the
+        parts' spectra, shape ``(..., K, ny, kx)`` (the checkerboard's first).
     """
     real = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
     frames = np.asarray(frames)
@@ -188,13 +196,42 @@ def frame_spectra(
     base = _window(shape, real, window)
     window = base if scale == 1 else base * real(1 / scale)
     centre_and_window(flat, window, centred.reshape(-1, *shape))
-    half = _fft.rfft(centred, axis=-1)[..., : None if kx_max is None else kx_max + 1]
+    whole = _fft.rfft(centred, axis=-1)
+    half = whole[..., : None if kx_max is None else kx_max + 1]
     spectra = _fft.fft(half, axis=-2).astype(dtype, copy=False)
-    if row_weights is None:
+    if row_weights is None and not checkerboard:
         return spectra
-    weights = np.asarray(row_weights, dtype=real)[:, :, None]
-    parts = _fft.fft(half[..., None, :, :] * weights, axis=-2).astype(dtype, copy=False)
-    return spectra, parts
+    # Every part's transform along x, then one transform along y for all of them.
+    n_weights = 0 if row_weights is None else len(row_weights)
+    rows = np.empty((*half.shape[:-2], int(checkerboard) + n_weights, *half.shape[-2:]), half.dtype)
+    if checkerboard:
+        _alternated(whole, centred, rows[..., 0, :, :], real)
+    if row_weights is not None:
+        weights = np.asarray(row_weights, dtype=real)[:, :, None]
+        np.multiply(half[..., None, :, :], weights, out=rows[..., int(checkerboard) :, :, :])
+    parts = _fft.fft(rows, axis=-2)
+    if checkerboard:
+        # The even pixels are (1 + (-1)^(y + x)) / 2 of the frame.
+        parts[..., 0, :, :] += spectra
+        parts[..., 0, :, :] *= 0.5
+    return spectra, parts.astype(dtype, copy=False)
+
+
+def _alternated(whole: np.ndarray, centred: np.ndarray, out: np.ndarray, real: type) -> None:
+    """The transform along x of ``centred * (-1)^(y + x)``, first columns, into ``out``.
+
+    ``whole`` is the transform of ``centred`` along x (see :func:`frame_spectra`).
+    """
+    ny, nx = centred.shape[-2:]
+    columns = out.shape[-1]
+    if nx % 2 == 0:
+        # Column kx of the frame times (-1)^x is column kx - nx/2 of the frame's, which
+        # for a real frame is the conjugate of column nx/2 - kx.
+        np.conjugate(whole[..., nx // 2 - np.arange(columns)], out=out)
+    else:
+        alternate = np.where(np.arange(nx) % 2 == 0, 1, -1).astype(real)
+        out[...] = _fft.rfft(centred * alternate, axis=-1)[..., :columns]
+    out[..., 1::2, :] *= -1
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})

@@ -289,12 +289,12 @@ class LiveRegistration:
         self._store.append(frame)
         self._average.keep(n, prepared[0])
         scale = self._correction.scale
-        spectrum, tops = self._setup.spectra(prepared, scale=scale, cuts=True)
+        spectrum, parts = self._setup.spectra(prepared, scale=scale, cuts=True)
         earlier = np.arange(max(0, n - self.band), n)
         found = self._pairs.measure(n, spectrum)
         noisy = np.array([n < self.warmup or n % _NOISE_EVERY == 0])
         split = half_shifts(
-            prepared, self._setup, scale=scale, noise_frames=noisy, spectra=spectrum, tops=tops
+            prepared, self._setup, scale=scale, noise_frames=noisy, spectra=spectrum, parts=parts
         )[0]
         self._table.append(found, float(self._setup.energy(spectrum)[0]), split)
         running.place(n, earlier, found)

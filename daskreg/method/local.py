@@ -111,7 +111,7 @@ def measure(
     setup = pair_setup(params, frames.shape[1:])
     # In one process the work may use every core (Dask workers keep one each).
     with scipy.fft.set_workers(-1):
-        spectra, tops = setup.spectra(frames, scale=scale, cuts=True)
+        spectra, parts = setup.spectra(frames, scale=scale, cuts=True)
     i, j = pair_indices(n_frames, params.band)
     found = measure_pairs(spectra, spectra, i, j, setup, threads=CPU_COUNT, on_batch=on_batch)
     with scipy.fft.set_workers(-1):
@@ -121,7 +121,7 @@ def measure(
             scale=scale,
             noise_frames=np.isin(np.arange(n_frames), autoparams.sample_indices(n_frames)),
             spectra=spectra,
-            tops=tops,
+            parts=parts,
             threads=CPU_COUNT,
         )
     pairs = assemble_pairs(n_frames, i, j, found, setup.energy(spectra), params.band, split)

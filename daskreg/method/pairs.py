@@ -105,7 +105,12 @@ class PairSetup:
     band: BandGeometry | None
 
     def spectra(
-        self, frames: np.ndarray, *, scale: float = 1.0, cuts: bool | slice = False
+        self,
+        frames: np.ndarray,
+        *,
+        scale: float = 1.0,
+        cuts: bool | slice = False,
+        checkerboard: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray | None]:
         """Spectra of a block of frames ``(F, ny, nx)`` divided by ``scale``.
 
@@ -114,13 +119,15 @@ class PairSetup:
         ``scale`` is the series' :func:`~daskreg.kernels.detector.series_scale` (one for
         all blocks, so that energies and peaks stay comparable between frames).
 
-        With ``cuts``, a tuple: the spectra and those of the top part of each frame cut
-        at each of :data:`TEAR_ROWS` (shape ``(F, len(TEAR_ROWS), ...)``, for
-        :func:`half_shifts`), which share the frame's transform along x. ``True`` makes
-        them on the band-limited path only, where they are a few per cent of the
-        frames' size; on the full-size path they would be three times the spectra's,
-        and None stands for them (:func:`half_shifts` then makes one cut at a time). A
-        slice of :data:`TEAR_ROWS` makes those cuts on either path.
+        With ``cuts``, a tuple: the spectra and those of the parts :func:`half_shifts`
+        splits each frame into, which share the frame's transform along x (shape
+        ``(F, K, ...)``). ``True`` makes all :data:`N_SPLITS` (the checkerboard's even
+        pixels, then the top part of each frame cut at each of :data:`TEAR_ROWS`) on
+        the band-limited path only, where they are a few per cent of the frames' size;
+        on the full-size path they would be four times the spectra's, and None stands
+        for them (:func:`half_shifts` then makes one part at a time). A slice of
+        :data:`TEAR_ROWS` makes those cuts on either path; ``checkerboard`` adds (or
+        alone makes) the checkerboard's, first.
 
         A few frames are transformed at a time: the windowed copy and the half-plane
         spectra of a whole 64 MiB chunk are several times its size, of which the band
@@ -131,6 +138,7 @@ class PairSetup:
         kx_max = None if self.band is None else self.band.kx_max
         rows = slice(None) if cuts is True and self.band is not None else cuts
         weights = None if rows in (False, True) else _top_weights(self.shape[0])[rows]
+        checkerboard = checkerboard or (cuts is True and weights is not None)
         pieces = [
             correlate.frame_spectra(
                 frames[piece],
@@ -139,10 +147,11 @@ class PairSetup:
                 window=self.params.window,
                 scale=scale,
                 row_weights=weights,
+                checkerboard=checkerboard,
             )
             for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
         ]
-        if weights is None:
+        if weights is None and not checkerboard:
             whole = self._joined(pieces)
             return (whole, None) if cuts else whole
         return tuple(self._joined(list(output)) for output in zip(*pieces, strict=True))
@@ -295,7 +304,7 @@ def half_shifts(
     scale: float = 1.0,
     noise_frames: np.ndarray | None = None,
     spectra: np.ndarray | None = None,
-    tops: np.ndarray | None = None,
+    parts: np.ndarray | None = None,
     threads: int = 1,
 ) -> np.ndarray:
     """Shift between two parts of each frame: a checkerboard split and top/bottom cuts.
@@ -326,9 +335,9 @@ def half_shifts(
         (:func:`daskreg.autoparams.sample_indices`), at a fraction of the cost.
     spectra : ndarray, optional
         ``setup.spectra(frames, scale=scale)``, already computed (the pair stage's).
-    tops : ndarray, optional
-        The cuts of ``setup.spectra(frames, scale=scale, cuts=True)``, already
-        computed: the cuts then cost nothing more than their correlations.
+    parts : ndarray, optional
+        The parts of ``setup.spectra(frames, scale=scale, cuts=True)``, already
+        computed: the splits then cost nothing more than their correlations.
     threads : int, default 1
         As :func:`measure_pairs`'s.
 
@@ -339,24 +348,23 @@ def half_shifts(
     """
     frames = np.asarray(frames)
     if spectra is None:
-        spectra, tops = setup.spectra(frames, scale=scale, cuts=True)
+        spectra, parts = setup.spectra(frames, scale=scale, cuts=True)
     # Each split is a pair (first part, second part) of one frame; the spectra are
     # linear in the frame, so the second part's are the whole frame's minus the first's.
     splits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     index = np.arange(len(frames))
     for k in range(len(TEAR_ROWS)):
-        if tops is None:  # the full-size path: one cut at a time
+        if parts is None:  # the full-size path: one part at a time
             top = setup.spectra(frames, scale=scale, cuts=slice(k, k + 1))[1][:, 0]
         else:
-            top = np.ascontiguousarray(tops[:, k])
+            top = np.ascontiguousarray(parts[:, 1 + k])
         splits.append((1 + k, index, top, spectra - top))
     chosen = index if noise_frames is None else np.flatnonzero(noise_frames)
     if len(chosen):
-        some = frames[chosen]
-        real = some.dtype if np.issubdtype(some.dtype, np.floating) else np.float32
-        ny, nx = setup.shape
-        even = (np.add.outer(np.arange(ny), np.arange(nx)) % 2 == 0).astype(real)
-        first = setup.spectra(some * even, scale=scale)
+        if parts is None:
+            first = setup.spectra(frames[chosen], scale=scale, checkerboard=True)[1][:, 0]
+        else:
+            first = np.ascontiguousarray(parts[chosen, 0])
         splits.append((0, chosen, first, spectra[chosen] - first))
     out = np.full((len(frames), N_SPLITS, 2), np.nan)
     # On the band all splits are measured in one call, which gives every thread whole

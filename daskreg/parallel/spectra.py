@@ -122,14 +122,14 @@ def _spectra_block(
     # Hot pixels repaired and unusable frames zeroed in a private copy, like the
     # in-memory engine: the source is untouched.
     frames = prepare_frames(frames, unusable_frames(finite, std), correction)
-    spectra, tops = setup.spectra(frames, scale=correction.scale, cuts=True)
+    spectra, parts = setup.spectra(frames, scale=correction.scale, cuts=True)
     split = half_shifts(
         frames,
         setup,
         scale=correction.scale,
         noise_frames=noise_frames,
         spectra=spectra,
-        tops=tops,
+        parts=parts,
     )
     info = FrameInfo(start, finite, std, setup.energy(spectra), split)
     if store is None:

@@ -205,11 +205,31 @@ def test_row_weighted_spectra_are_the_rfft2_of_the_weighted_centred_frames(kx_ma
     spec, parts = correlate.frame_spectra(
         frames, dtype=np.complex128, kx_max=kx_max, row_weights=weights
     )
-    centred = (frames - frames.mean(axis=(-2, -1), keepdims=True)) * correlate.hann_window(
-        (24, 30)
-    )
+    centred = (frames - frames.mean(axis=(-2, -1), keepdims=True)) * correlate.hann_window((24, 30))
     keep = slice(None) if kx_max is None else slice(None, kx_max + 1)
     expected = np.fft.rfft2(centred[:, None] * weights[None, :, :, None])[..., keep]
     assert parts.shape == (3, 2, 24, spec.shape[-1])
     np.testing.assert_allclose(parts, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
     np.testing.assert_allclose(spec, np.fft.rfft2(centred)[..., keep], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(24, 30), (23, 31)])
+@pytest.mark.parametrize("kx_max", [None, 6])
+def test_checkerboard_part_is_the_rfft2_of_the_even_pixels(shape, kx_max):
+    """The checkerboard half of each frame from the frame's own transform along x (read
+    backwards from the Nyquist column for even widths), first among the parts, against
+    numpy's rfft2 of the centred, windowed frame with the odd pixels zeroed."""
+    rng = np.random.default_rng(6)
+    frames = rng.random((3, *shape)) * 100
+    weights = rng.random((2, shape[0]))
+    spec, parts = correlate.frame_spectra(
+        frames, dtype=np.complex128, kx_max=kx_max, row_weights=weights, checkerboard=True
+    )
+    centred = (frames - frames.mean(axis=(-2, -1), keepdims=True)) * correlate.hann_window(shape)
+    even = np.add.outer(np.arange(shape[0]), np.arange(shape[1])) % 2 == 0
+    keep = slice(None) if kx_max is None else slice(None, kx_max + 1)
+    expected = np.fft.rfft2(centred * even)[..., keep]
+    assert parts.shape == (3, 3, shape[0], spec.shape[-1])
+    np.testing.assert_allclose(parts[:, 0], expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    cuts = np.fft.rfft2(centred[:, None] * weights[None, :, :, None])[..., keep]
+    np.testing.assert_allclose(parts[:, 1:], cuts, rtol=0, atol=1e-12 * np.abs(cuts).max())

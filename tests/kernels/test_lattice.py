@@ -93,6 +93,24 @@ def test_power_spectrum_dtypes_and_definition(dtype):
     np.testing.assert_allclose(got, expected[:, :16], rtol=1e-4, atol=1e-6 * expected.max())
 
 
+@pytest.mark.parametrize("scale", [1.0, 2.0**70, 2.0**-90])
+def test_power_spectrum_divides_by_the_scale_and_leaves_out_nonfinite_frames(scale):
+    # Values far from 1 (here 1e21 and 1e-27) overflow or underflow single precision
+    # unless divided first; a frame with a NaN or an infinite pixel says nothing.
+    rng = np.random.default_rng(1)
+    good = rng.poisson(20, size=(2, 24, 32)).astype(np.float64)
+    bad = good[:1].copy()
+    bad[0, 3, 4] = np.nan
+    worse = good[:1].copy()
+    worse[0, 5, 6] = np.inf
+    frames = np.concatenate([good[:1], bad, good[1:], worse]) * scale
+    window = daskreg.kernels.correlate.hann_window((24, 32))
+    expected = np.mean([np.abs(np.fft.rfft2((f - f.mean()) * window)) ** 2 for f in good], axis=0)
+    got = power_spectrum(frames, scale=scale)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    assert not power_spectrum(frames[1::2]).any()  # none finite: zeros, no lattice
+
+
 def _amorphous(shape, rng, n_atoms=3000, sigma=1.5):
     image = np.zeros(shape)
     ys, xs = rng.uniform(0, shape[0], n_atoms), rng.uniform(0, shape[1], n_atoms)
