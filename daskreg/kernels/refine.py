@@ -44,7 +44,7 @@ import numba
 import numpy as np
 
 from daskreg.kernels._fft import ifft_into, irfft_into, rfft2_into
-from daskreg.kernels.shift import CropBounds, add_shifted, separable_ramp
+from daskreg.kernels.shift import CropBounds, add_shifted, separable_ramp, shift_spectrum
 
 __all__ = ["MAX_STEP", "MIN_REGION", "Refined", "refine_shifts"]
 
@@ -242,8 +242,8 @@ class _Inverse:
 
     def model(self, spectrum: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """``irfft2`` of ``spectrum`` (its first columns) moved by ``shift``; reused."""
-        ey, ex = separable_ramp(shift, self.shape, columns=self.columns.stop)
-        _moved(spectrum, ey, ex, self.moved)
+        np.copyto(self.moved, spectrum)
+        shift_spectrum(self.moved, shift, self.shape)
         self.padded[:, self.columns] = ifft_into(self.moved, 0, self.band)
         return irfft_into(self.padded, self.shape[1], 1, self.out)
 
@@ -259,15 +259,6 @@ def _leave_out(template, own, ey, ex, band_mask, out):  # pragma: no cover - com
         row = ey[y]
         for x in range(out.shape[1]):
             out[y, x] = (template[y, x] - own[y, x] * (row * ex[x])) * band_mask[y, x]
-
-
-@numba.njit(cache=True, nogil=True)
-def _moved(spectrum, ey, ex, out):  # pragma: no cover - compiled
-    """``out = spectrum * outer(ey, ex)``."""
-    for y in range(out.shape[0]):
-        row = ey[y]
-        for x in range(out.shape[1]):
-            out[y, x] = spectrum[y, x] * (row * ex[x])
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

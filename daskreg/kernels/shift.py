@@ -42,6 +42,7 @@ __all__ = [
     "phase_ramp",
     "separable_ramp",
     "add_shifted",
+    "shift_spectrum",
     "CropBounds",
     "crop_bounds",
     "coverage",
@@ -290,6 +291,16 @@ def add_shifted(
     """
     ey, ex = _ramps(np.asarray(shift, dtype=np.float64).reshape(1, 2), shape)
     _phase_ramps(spectrum[None, None], ey, ex, total[None], True)
+
+
+def shift_spectrum(spectrum: np.ndarray, shift: np.ndarray, shape: tuple[int, int]) -> None:
+    """``spectrum *= phase_ramp(shift, shape)`` in place, on its first columns.
+
+    ``spectrum``: real-FFT-layout ``(ny, k)`` complex128, the first ``k`` columns
+    (``k <= nx // 2 + 1``) of a spectrum of a frame of ``shape``.
+    """
+    ey, ex = _ramps(np.asarray(shift, dtype=np.float64).reshape(1, 2), shape)
+    _phase_ramps(spectrum[None, None], ey, ex, spectrum[None], False)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -108,3 +108,16 @@ def test_aligned_sum_of_integer_shifts_is_a_sum_of_rolls():
     np.testing.assert_allclose(
         shift.registered_sum(frames, shifts), np.sum(rolled, axis=0, dtype=float), rtol=0, atol=1e-9
     )
+
+
+def test_add_shifted_and_shift_spectrum_are_the_phase_ramps_product():
+    rng = np.random.default_rng(3)
+    shape, move = (12, 15), np.array([0.7, -2.3])
+    spectrum = rng.normal(size=(12, 8)) + 1j * rng.normal(size=(12, 8))
+    total = rng.normal(size=(12, 8)) + 0j
+    expected = total + spectrum * shift.phase_ramp(move, shape)
+    shift.add_shifted(spectrum, move, shape, total)
+    np.testing.assert_allclose(total, expected, rtol=1e-13)
+    first = spectrum[:, :5].copy()
+    shift.shift_spectrum(first, move, shape)
+    np.testing.assert_allclose(first, spectrum[:, :5] * shift.phase_ramp(move, shape, columns=5))
