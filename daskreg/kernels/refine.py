@@ -44,7 +44,7 @@ import numba
 import numpy as np
 
 from daskreg.kernels._fft import ifft_into, irfft_into, rfft2_into
-from daskreg.kernels.shift import CropBounds, add_shifted, separable_ramp, shift_spectrum
+from daskreg.kernels.shift import CropBounds, add_shifted, shift_spectrum
 
 __all__ = ["MAX_STEP", "MIN_REGION", "Refined", "refine_shifts"]
 
@@ -153,8 +153,11 @@ def refine_shifts(
         start = shifts[k]
         region = _region(common, start, (ny, nx))
         if region is not None and n_used >= 3:
-            ey, ex = separable_ramp(-start, (ny, nx), columns=columns.stop)
-            _leave_out(template, own, ey, ex, band_mask, others)
+            # The masked template less the frame's own (moved) part, in reused arrays.
+            np.copyto(others, own[:, columns])
+            shift_spectrum(others, -start, (ny, nx))
+            np.subtract(template[:, columns], others, out=others)
+            others *= band_mask
             others[0, 0] = 0.0
             step = _gauss_newton(real, others, start, region, work)
             if step is not None and np.all(np.abs(step[0] - start) <= MAX_STEP):
@@ -246,19 +249,6 @@ class _Inverse:
         shift_spectrum(self.moved, shift, self.shape)
         self.padded[:, self.columns] = ifft_into(self.moved, 0, self.band)
         return irfft_into(self.padded, self.shape[1], 1, self.out)
-
-
-@numba.njit(cache=True, nogil=True)
-def _leave_out(template, own, ey, ex, band_mask, out):  # pragma: no cover - compiled
-    """``out = (template - own * ramp) * band_mask`` on ``out``'s columns.
-
-    ``ramp`` is the outer product of ``ey`` and ``ex``; no temporary of the spectrum's
-    size is made.
-    """
-    for y in range(out.shape[0]):
-        row = ey[y]
-        for x in range(out.shape[1]):
-            out[y, x] = (template[y, x] - own[y, x] * (row * ex[x])) * band_mask[y, x]
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

@@ -40,7 +40,6 @@ __all__ = [
     "aligned_frames",
     "fourier_shift_frames",
     "phase_ramp",
-    "separable_ramp",
     "add_shifted",
     "shift_spectrum",
     "CropBounds",
@@ -269,16 +268,8 @@ def phase_ramp(
     ndarray of complex128
         ``exp(-2 pi i (ky dy + kx dx))``: multiply a frame's ``rfft2`` by it.
     """
-    ey, ex = separable_ramp(shift, shape, columns=columns)
-    return ey[:, None] * ex[None, :]
-
-
-def separable_ramp(
-    shift: np.ndarray, shape: tuple[int, int], *, columns: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The factors ``(ny,)`` and ``(columns,)`` whose outer product is :func:`phase_ramp`."""
     ey, ex = _ramps(np.asarray(shift, dtype=np.float64).reshape(1, 2), shape)
-    return ey[0], ex[0, :columns]
+    return ey[0][:, None] * ex[0][None, :columns]
 
 
 def add_shifted(
