@@ -257,22 +257,27 @@ def _gram(model, frame, y0, y1, x0, x1):  # pragma: no cover - compiled
 
     ``t`` is ``model``, its derivatives five-point central differences (the region
     keeps two pixels from the border), ``f`` the frame. The 15 sums are scalars of the
-    inner loop (a loop over a 5 x 5 array of them ran 5x slower: it was the
-    refinement's largest cost, 2.3 ms per 512^2 frame and step).
+    inner loop (a loop over a 5 x 5 array of them ran 5x slower).
     """
     s00 = s01 = s02 = s03 = s04 = 0.0
     s11 = s12 = s13 = s14 = 0.0
     s22 = s23 = s24 = s33 = s34 = s44 = 0.0
+    n = x1 - x0
     for y in range(y0, y1):
-        for x in range(x0, x1):
-            gy = (
-                8.0 * (model[y + 1, x] - model[y - 1, x]) - (model[y + 2, x] - model[y - 2, x])
-            ) / 12.0
-            gx = (
-                8.0 * (model[y, x + 1] - model[y, x - 1]) - (model[y, x + 2] - model[y, x - 2])
-            ) / 12.0
-            t = model[y, x]
-            f = frame[y, x]
+        # Rows sliced so the inner index never goes below zero: with ``x - 2`` indexing
+        # the loop kept numba's negative-index wrap-around and ran 6x slower (1.1 ms
+        # instead of 0.18 ms per 512^2 frame and step), same sums to the last bit.
+        below2 = model[y - 2, x0 - 2 : x1 + 2]
+        below1 = model[y - 1, x0 - 2 : x1 + 2]
+        row = model[y, x0 - 2 : x1 + 2]
+        above1 = model[y + 1, x0 - 2 : x1 + 2]
+        above2 = model[y + 2, x0 - 2 : x1 + 2]
+        values = frame[y, x0:x1]
+        for i in range(n):
+            gy = (8.0 * (above1[i + 2] - below1[i + 2]) - (above2[i + 2] - below2[i + 2])) / 12.0
+            gx = (8.0 * (row[i + 3] - row[i + 1]) - (row[i + 4] - row[i])) / 12.0
+            t = row[i + 2]
+            f = values[i]
             s00 += gy * gy
             s01 += gy * gx
             s02 += gy * t
@@ -285,9 +290,9 @@ def _gram(model, frame, y0, y1, x0, x1):  # pragma: no cover - compiled
             s22 += t * t
             s23 += t
             s24 += t * f
-            s33 += 1.0
             s34 += f
             s44 += f * f
+        s33 += n
     gram = np.empty((5, 5))
     sums = (s00, s01, s02, s03, s04, s11, s12, s13, s14, s22, s23, s24, s33, s34, s44)
     k = 0
