@@ -7,14 +7,18 @@ moved by known sub-pixel shifts, from a start a few tenths of a pixel off.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 import daskreg
 from daskreg.kernels.correlate import half_plane_mask
 from daskreg.kernels.masks import fourier_mask
-from daskreg.kernels.refine import MAX_STEP, refine_shifts
+from daskreg.kernels.refine import MAX_STEP, mask_columns, refine_shifts
 from daskreg.kernels.shift import crop_bounds, fourier_shift_frames, registered_sum
+from daskreg.method import refinement
+from daskreg.params import RegistrationParams
 from daskreg.synthetic import lattice_series
 
 from .conftest import DATA, requires_data
@@ -142,6 +146,41 @@ def test_template_transformed_on_the_masks_columns_is_the_whole_transform(kind, 
     np.testing.assert_allclose(
         got.spectrum, want.spectrum, rtol=0, atol=1e-9 * abs(want.spectrum).max()
     )
+
+
+@pytest.mark.parametrize(("kind", "n"), [("bandpass", 4.0), ("hann", 2.67)])
+def test_template_from_the_frames_spectra_is_the_registered_sums(kind, n):
+    """The numpy engine sums the frames' spectra (kept for the refinement); the Dask
+    engine transforms the registered sum. Same template on the mask's columns, and the
+    same refinement from either, with the spectra given or transformed per frame."""
+    series = lattice_series(9, (96, 130), lattice="hexagonal", spacing=12.0, dose=20.0, seed=4)
+    start = series.shifts - series.shifts.mean(axis=0) + 0.15
+    start[4] = np.nan
+    used = np.isfinite(start).all(axis=1)
+    analysis = SimpleNamespace(shifts=start, used=used)
+    params = RegistrationParams(mask=kind, n=n)
+    spectra = np.fft.rfft2(series.stack.astype(np.float64))
+    got = refinement.template_of_spectra(spectra, (96, 130), analysis, params)
+    want = refinement.template(registered_sum(series.stack, start), analysis, params)
+    columns = mask_columns(want.mask_half)
+    assert 1 < columns < 130 // 2 + 1
+    # Compared through the mask, as the refinement uses it: the registered sum is real,
+    # so its transform's self-conjugate frequencies (the Nyquist row) are real, where
+    # the sum of shifted spectra is not; the mask is zero there.
+    np.testing.assert_allclose(
+        (got.spectrum * want.mask_half)[:, :columns],
+        (want.spectrum * want.mask_half)[:, :columns],
+        rtol=0,
+        atol=1e-12 * abs(want.spectrum).max(),
+    )
+    assert (got.n_used, got.common) == (want.n_used, want.common) == (8, got.common)
+    np.testing.assert_array_equal(got.mask_half, want.mask_half)
+    per_frame = refinement.refine_block(series.stack, start, want)
+    kept = refinement.refine_block(series.stack, start, got, spectra=spectra)
+    assert per_frame.refined.sum() == 8
+    np.testing.assert_array_equal(kept.refined, per_frame.refined)
+    np.testing.assert_allclose(kept.shifts, per_frame.shifts, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(kept.spectrum, per_frame.spectrum, rtol=0, atol=1e-9)
 
 
 def test_refine_false_gives_the_pair_solve_and_the_result_says_which():

@@ -46,7 +46,7 @@ import numpy as np
 from daskreg.kernels._fft import ifft_into, irfft_into, rfft2_into
 from daskreg.kernels.shift import CropBounds, add_shifted, shift_spectrum
 
-__all__ = ["MAX_STEP", "MIN_REGION", "Refined", "refine_shifts"]
+__all__ = ["MAX_STEP", "MIN_REGION", "Refined", "mask_columns", "refine_shifts"]
 
 #: Gauss-Newton steps from the solve's shift. Measured on the accuracy scenarios: the
 #: second step takes 5-20 % off the RMS error of the first, a third changes nothing.
@@ -94,6 +94,8 @@ def refine_shifts(
     n_used: int,
     mask_half: np.ndarray,
     common: CropBounds,
+    *,
+    spectra: np.ndarray | None = None,
 ) -> Refined:
     """Refine the shifts of a block of frames against the leave-one-out average.
 
@@ -115,6 +117,9 @@ def refine_shifts(
     common : CropBounds
         The region of the aligned frames every used frame covers
         (:func:`daskreg.kernels.shift.crop_bounds` of the solve's shifts).
+    spectra : ndarray of complex128, shape (B, ny, nx // 2 + 1), optional
+        ``rfft2`` of each frame, when already computed (else one transform per frame
+        here).
 
     Returns
     -------
@@ -139,17 +144,16 @@ def refine_shifts(
     refined = np.zeros(n_frames, dtype=bool)
     spectrum = np.zeros((ny, nx // 2 + 1), np.complex128)
     real = np.empty((ny, nx))
-    own = np.empty((ny, nx // 2 + 1), np.complex128)
+    buffer = np.empty((1, ny, nx // 2 + 1), np.complex128) if spectra is None else None
     # The masked template is zero beyond the mask's last column: only those columns
     # are shifted and transformed along y (the rest of the inverse's input stays 0).
-    kept = np.flatnonzero(np.any(mask_half != 0, axis=0))
-    columns = slice(0, int(kept.max()) + 1 if len(kept) else 1)
+    columns = slice(0, mask_columns(mask_half))
     band_mask = mask_half[:, columns] / (n_used - 1)
     work = _Inverse((ny, nx), columns)
     others = np.empty((ny, columns.stop), np.complex128)
     for k in np.flatnonzero(np.isfinite(shifts).all(axis=1)):
         np.copyto(real, frames[k])
-        rfft2_into(real[None], own[None])
+        own = rfft2_into(real[None], buffer)[0] if spectra is None else spectra[k]
         start = shifts[k]
         region = _region(common, start, (ny, nx))
         if region is not None and n_used >= 3:
@@ -164,6 +168,12 @@ def refine_shifts(
                 out[k], sigma[k], refined[k] = step[0], step[1], True
         add_shifted(own, -out[k], (ny, nx), spectrum)
     return Refined(out, sigma, refined, spectrum)
+
+
+def mask_columns(mask_half: np.ndarray) -> int:
+    """Columns of a real-FFT-layout mask up to its last nonzero one (at least 1)."""
+    kept = np.flatnonzero(np.any(mask_half != 0, axis=0))
+    return int(kept.max()) + 1 if len(kept) else 1
 
 
 def _region(

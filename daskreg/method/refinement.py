@@ -1,7 +1,8 @@
 """The method's last step: every frame's shift refined against the average of the others.
 
 Both engines run it the same way: the registered sum with the solve's shifts (the
-template), then :func:`daskreg.kernels.refine.refine_shifts` on blocks of frames, then
+template; the numpy engine sums the frames' spectra, which it keeps for the next step),
+then :func:`daskreg.kernels.refine.refine_shifts` on blocks of frames, then
 :func:`combine`, which re-centres the shifts on the used frames' mean position and
 gives the final average from the blocks' spectra (no further pass over the frames).
 """
@@ -15,15 +16,15 @@ import numpy as np
 
 from daskreg.kernels._fft import irfft2_into, rfft2_into
 from daskreg.kernels.correlate import half_plane_mask
-from daskreg.kernels.refine import Refined, refine_shifts
-from daskreg.kernels.shift import CropBounds, crop_bounds, phase_ramp
+from daskreg.kernels.refine import Refined, mask_columns, refine_shifts
+from daskreg.kernels.shift import CropBounds, add_shifted, crop_bounds, phase_ramp
 from daskreg.method.masks import build_mask
 from daskreg.params import RegistrationParams
 
 if TYPE_CHECKING:
     from daskreg.method.analyse import MatrixAnalysis
 
-__all__ = ["Template", "combine", "refine_block", "template", "wanted"]
+__all__ = ["Template", "combine", "refine_block", "template", "template_of_spectra", "wanted"]
 
 #: Fewest used frames for a refinement: the leave-one-out template of two frames is the
 #: other frame, as noisy as the frame itself.
@@ -63,18 +64,72 @@ def template(
     shape = registered_sum.shape
     spectrum = np.empty((shape[0], shape[1] // 2 + 1), np.complex128)
     rfft2_into(np.asarray(registered_sum, dtype=np.float64)[None], spectrum[None])
+    return _template(spectrum, analysis, _mask_half(params, shape), shape)
+
+
+def template_of_spectra(
+    spectra: np.ndarray,
+    shape: tuple[int, int],
+    analysis: MatrixAnalysis,
+    params: RegistrationParams,
+) -> Template:
+    """As :func:`template`, from the frames' spectra instead of their registered sum.
+
+    Parameters
+    ----------
+    spectra : ndarray of complex128, shape (N, ny, nx // 2 + 1)
+        ``rfft2`` of every frame (the numpy engine computes them once for the template
+        and the refinement; the Dask engine sums the frames where they are).
+    shape : tuple of int
+        The frames' ``(ny, nx)``.
+    analysis : MatrixAnalysis
+    params : RegistrationParams
+
+    Returns
+    -------
+    Template
+        Its spectrum summed over the mask's columns only (zero beyond them): the
+        refinement multiplies the template by the mask and uses no other.
+    """
+    mask_half = _mask_half(params, shape)
+    columns = mask_columns(mask_half)
+    spectrum = np.zeros((shape[0], shape[1] // 2 + 1), np.complex128)
+    for k in np.flatnonzero(np.isfinite(analysis.shifts).all(axis=1)):
+        add_shifted(spectra[k, :, :columns], -analysis.shifts[k], shape, spectrum[:, :columns])
+    return _template(spectrum, analysis, mask_half, shape)
+
+
+def _mask_half(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray:
+    return np.real(half_plane_mask(build_mask(params, shape)))
+
+
+def _template(
+    spectrum: np.ndarray, analysis: MatrixAnalysis, mask_half: np.ndarray, shape: tuple[int, int]
+) -> Template:
     return Template(
-        spectrum,
-        int(analysis.used.sum()),
-        np.real(half_plane_mask(build_mask(params, shape))),
-        crop_bounds(analysis.shifts, shape),
+        spectrum, int(analysis.used.sum()), mask_half, crop_bounds(analysis.shifts, shape)
     )
 
 
-def refine_block(frames: np.ndarray, shifts: np.ndarray, shared: Template) -> Refined:
-    """:func:`~daskreg.kernels.refine.refine_shifts` of one block of frames."""
+def refine_block(
+    frames: np.ndarray,
+    shifts: np.ndarray,
+    shared: Template,
+    *,
+    spectra: np.ndarray | None = None,
+) -> Refined:
+    """:func:`~daskreg.kernels.refine.refine_shifts` of one block of frames.
+
+    ``spectra``: the block's frames' ``rfft2`` when already computed.
+    """
     return refine_shifts(
-        frames, shifts, shared.spectrum, shared.n_used, shared.mask_half, shared.common
+        frames,
+        shifts,
+        shared.spectrum,
+        shared.n_used,
+        shared.mask_half,
+        shared.common,
+        spectra=spectra,
     )
 
 
