@@ -6,22 +6,17 @@ error names the problem, the value seen and the fix.
 
 from __future__ import annotations
 
-import math
-import warnings
-
 import numpy as np
 import xarray as xr
 
-from daskreg._pieces import frame_slices
 from daskreg.errors import ParameterError, StackDtypeError, StackShapeError, TooFewFramesError
+from daskreg.kernels.detector import frame_survey
 from daskreg.params import RegistrationParams
 
 __all__ = ["FRAME_DIMS", "check_stack", "frame_quality"]
 
 FRAME_DIMS = ("frame", "y", "x")
 MIN_FRAMES = 3
-# Frames examined at once by frame_quality (as float64 bytes).
-_PIECE_BYTES = 8 * 2**20
 
 
 def check_stack(stack: xr.DataArray, params: RegistrationParams) -> None:
@@ -110,29 +105,5 @@ def frame_quality(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std : ndarray of float64, shape (F,)
         Standard deviation of the finite pixels (0 for a constant frame).
     """
-    frames = np.asarray(frames)
-    # A few frames at a time: the float64 copy and std's temporaries of a whole 64 MiB
-    # chunk are several times its size (1 GiB workers peaked at 0.8 instead of 0.64 GiB).
-    finite = np.ones(len(frames), dtype=bool)
-    std = np.zeros(len(frames))
-    for piece in frame_slices(len(frames), math.prod(frames.shape[1:]), _PIECE_BYTES):
-        finite[piece], std[piece] = _quality(frames[piece])
-    return finite, std
-
-
-def _quality(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    frames = np.asarray(frames, dtype=np.float64)
-    finite = np.isfinite(frames).all(axis=(1, 2))
-    if finite.all():
-        return finite, frames.std(axis=(1, 2))
-    std = np.zeros(len(frames))
-    if finite.any():
-        std[finite] = frames[finite].std(axis=(1, 2))
-    # Only frames with invalid pixels pay for the NaN-aware statistics.
-    partial = frames[~finite]
-    clean = np.where(np.isfinite(partial), partial, np.nan)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        # An all-NaN frame has no std; it is reported through ``finite``.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        std[~finite] = np.nan_to_num(np.nanstd(clean, axis=(1, 2)))
+    finite, std, _ = frame_survey(frames, moments=False)
     return finite, std

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import daskreg
+from daskreg import validate
 from daskreg.errors import RegistrationWarning
 from daskreg.kernels import detector
 from daskreg.synthetic import lattice_series
@@ -165,6 +166,44 @@ def test_moments_merge_like_one_pass():
     np.testing.assert_allclose(merged.mean, frames.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(merged.std, frames.std(axis=0, ddof=1), rtol=1e-12)
     np.testing.assert_allclose(whole.std, merged.std, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "uint16", "int32", ">f4"])
+def test_frame_survey_is_numpys_statistics(dtype):
+    """The one-pass survey against numpy's two-pass statistics, on frames with a large
+    offset (1e6 over a contrast of ~1), NaN and inf pixels, a constant frame and an
+    all-NaN one, in every dtype it reads as is or converts."""
+    rng = np.random.default_rng(3)
+    frames = 1e6 + rng.normal(size=(9, 33, 40)) * np.arange(1, 10)[:, None, None]
+    if np.dtype(dtype).kind in "ui":
+        frames = np.round(rng.normal(size=frames.shape) * 50 + 3000)
+    frames[4] = frames[4, 0, 0]
+    keep = np.ones(9, dtype=bool)
+    keep[7] = False
+    if np.dtype(dtype).kind == "f":
+        frames[2, 5, 7] = np.nan
+        frames[3, 0, 0] = np.inf
+        frames[6] = np.nan
+    frames = frames.astype(dtype)
+    finite, std, moments = detector.frame_survey(frames, keep=keep)
+    as_float = frames.astype(np.float64)
+    clean = np.where(np.isfinite(as_float), as_float, np.nan)
+    want_finite = np.isfinite(as_float).all(axis=(1, 2))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_std = np.nan_to_num(np.nanstd(clean, axis=(1, 2)))
+    # The constant frame: exactly 0 (numpy's two passes leave 2e-10 of round-off at an
+    # offset of 1e6, and the frame would pass for one with contrast).
+    assert std[4] == 0
+    want_std[4] = 0.0
+    np.testing.assert_array_equal(finite, want_finite)
+    np.testing.assert_allclose(std, want_std, rtol=1e-9, atol=0)
+    summed = want_finite & (want_std > 0) & keep
+    assert moments.count == summed.sum() == (4 if np.dtype(dtype).kind == "f" else 7)
+    block = as_float[summed]
+    np.testing.assert_allclose(moments.mean, block.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(moments.std, block.std(axis=0, ddof=1), rtol=1e-9)
+    assert validate.frame_quality(frames)[1].tolist() == std.tolist()
 
 
 @pytest.fixture(scope="module")

@@ -226,8 +226,9 @@ def _alternated(whole: np.ndarray, centred: np.ndarray, out: np.ndarray, real: t
     columns = out.shape[-1]
     if nx % 2 == 0:
         # Column kx of the frame times (-1)^x is column kx - nx/2 of the frame's, which
-        # for a real frame is the conjugate of column nx/2 - kx.
-        np.conjugate(whole[..., nx // 2 - np.arange(columns)], out=out)
+        # for a real frame is the conjugate of column nx/2 - kx (read through a reversed
+        # view: a fancy index of the columns took 3.5x as long).
+        np.conjugate(whole[..., nx // 2 - columns + 1 : nx // 2 + 1][..., ::-1], out=out)
     else:
         alternate = np.where(np.arange(nx) % 2 == 0, 1, -1).astype(real)
         out[...] = _fft.rfft(centred * alternate, axis=-1)[..., :columns]

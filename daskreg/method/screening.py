@@ -20,7 +20,6 @@ import numpy as np
 from daskreg.errors import NonFiniteError, RegistrationWarning
 from daskreg.kernels import detector
 from daskreg.params import RegistrationParams
-from daskreg.validate import frame_quality
 
 __all__ = [
     "NONFINITE_REASON",
@@ -180,7 +179,7 @@ class Survey:
 
 
 def survey_frames(frames: np.ndarray) -> Survey:
-    """The :class:`Survey` of a block of frames ``(F, ny, nx)``: a light pass, no copy.
+    """The :class:`Survey` of a block of frames ``(F, ny, nx)``: one pass, no copy.
 
     Parameters
     ----------
@@ -190,7 +189,6 @@ def survey_frames(frames: np.ndarray) -> Survey:
     -------
     Survey
     """
-    frames = np.asarray(frames)
-    finite, std = frame_quality(frames)
-    usable = _usable(len(frames), unusable_frames(finite, std))
-    return Survey(finite, std, detector.FrameMoments.of(frames, usable))
+    # One pass: the moments leave out the frames frame_survey finds unusable, which are
+    # unusable_frames' (NaN/inf pixels, no contrast).
+    return Survey(*detector.frame_survey(frames))
