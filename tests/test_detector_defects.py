@@ -277,22 +277,26 @@ def test_real_files_hold_no_hot_pixel(name):
     assert detector.hot_pixels(moments).shape == (0, 2)
 
 
-@pytest.mark.parametrize("shape", [(5, 5), (37, 53), (96, 64)])
-def test_local_median_is_exact_where_it_decides(shape):
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("shape", [(5, 5), (37, 53), (96, 64), (160, 161)])
+def test_local_median_is_exact_where_it_decides(shape, ties):
     """The hot-pixel survey's 5 x 5 median: exact excess, a true upper bound, exact top.
 
     The independent reference is ``scipy.ndimage.median_filter`` (the survey's former
-    kernel, 5x slower at 512^2); a ring of bright pixels makes the bound's worst case.
+    kernel, 5x slower at 512^2); a ring of bright pixels makes the bound's worst case,
+    and integer values make ties (sparse counts).
     """
     from scipy import ndimage
 
     rng = np.random.default_rng(sum(shape))
     image = rng.normal(size=shape)
+    if ties:
+        image = np.round(image).clip(0, None)
     image[1::4, 2::5] += 6.0
     local = detector._LocalMedian(image)
     exact = (image - ndimage.median_filter(image, size=5, mode="mirror")).ravel()
     np.testing.assert_allclose(local.excess(np.arange(image.size)), exact, atol=1e-12)
     assert np.all(local.bound >= exact - 1e-12)
     top = np.sort(exact)[::-1]
-    for rank in (1, 3, min(16, image.size)):
+    for rank in (1, 3, min(16, image.size), min(100, image.size)):
         assert local.top(rank, exact[::7]) == top[rank - 1]
