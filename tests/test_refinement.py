@@ -16,7 +16,7 @@ import daskreg
 from daskreg.kernels.correlate import half_plane_mask
 from daskreg.kernels.masks import fourier_mask
 from daskreg.kernels.refine import MAX_STEP, mask_columns, refine_shifts
-from daskreg.kernels.shift import crop_bounds, fourier_shift_frames, registered_sum
+from daskreg.kernels.shift import add_shifted, crop_bounds, fourier_shift_frames, registered_sum
 from daskreg.method import refinement
 from daskreg.params import RegistrationParams
 from daskreg.synthetic import lattice_series
@@ -150,9 +150,9 @@ def test_template_transformed_on_the_masks_columns_is_the_whole_transform(kind, 
 
 @pytest.mark.parametrize(("kind", "n"), [("bandpass", 4.0), ("hann", 2.67)])
 def test_template_from_the_frames_spectra_is_the_registered_sums(kind, n):
-    """The numpy engine sums the frames' spectra (kept for the refinement); the Dask
-    engine transforms the registered sum. Same template on the mask's columns, and the
-    same refinement from either, with the spectra given or transformed per frame."""
+    """The numpy engine sums the frames' shifted spectra (kept for the refinement); the
+    Dask engine transforms the registered sum. Same template on the mask's columns, and
+    the same refinement from either, with the spectra given or transformed per frame."""
     series = lattice_series(9, (96, 130), lattice="hexagonal", spacing=12.0, dose=20.0, seed=4)
     start = series.shifts - series.shifts.mean(axis=0) + 0.15
     start[4] = np.nan
@@ -160,7 +160,10 @@ def test_template_from_the_frames_spectra_is_the_registered_sums(kind, n):
     analysis = SimpleNamespace(shifts=start, used=used)
     params = RegistrationParams(mask=kind, n=n)
     spectra = np.fft.rfft2(series.stack.astype(np.float64))
-    got = refinement.template_of_spectra(spectra, (96, 130), analysis, params)
+    total = np.zeros_like(spectra[0])
+    for k in np.flatnonzero(used):
+        add_shifted(spectra[k], -start[k], (96, 130), total)
+    got = refinement.template_of_spectrum(total, (96, 130), analysis, params)
     want = refinement.template(registered_sum(series.stack, start), analysis, params)
     columns = mask_columns(want.mask_half)
     assert 1 < columns < 130 // 2 + 1

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LoadedFrames", "load_frames", "measure", "refined_average"]
 
-#: Frames copied to float64 and transformed together (a few MiB: the copies stay in
-#: cache and the transforms still have frames for every core).
-_PIECE_BYTES = 16 * 2**20
-
 
 @dataclass(frozen=True)
 class LoadedFrames:
@@ -161,34 +157,29 @@ def refined_average(
     # Every frame transformed once, for the template and the refinement (the registered
     # sum and the refinement each transformed every frame: a third of the step's time
     # at 40 x 512^2). Within the engine's memory: the pairs' spectra are freed by now.
-    spectra = _frame_spectra(frames)
-    shared = refinement.template_of_spectra(spectra, frames.shape[1:], analysis, params)
-    # Blocks of frames on every core: the kernel's transforms are single frames.
+    # Blocks of frames on every core, each transformed and summed in its thread (the
+    # kernels' transforms are single frames).
+    shape = frames.shape[1:]
+    spectra = np.empty((len(frames), shape[0], shape[1] // 2 + 1), np.complex128)
     bounds = np.linspace(0, len(frames), min(CPU_COUNT, len(frames)) + 1).astype(int)
-    with ThreadPoolExecutor(len(bounds) - 1) as pool:
-        blocks = list(
-            pool.map(
-                lambda ab: refinement.refine_block(
-                    frames[ab[0] : ab[1]],
-                    analysis.shifts[ab[0] : ab[1]],
-                    shared,
-                    spectra=spectra[ab[0] : ab[1]],
-                ),
-                zip(bounds[:-1], bounds[1:], strict=True),
-            )
+    blocks = list(zip(bounds[:-1], bounds[1:], strict=True))
+
+    def transform(ab: tuple[int, int]) -> np.ndarray:
+        total = np.zeros_like(spectra[0])
+        for k in range(*ab):
+            rfft2_into(np.asarray(frames[k : k + 1], dtype=np.float64), spectra[k : k + 1])
+            if np.isfinite(analysis.shifts[k]).all():
+                shift.add_shifted(spectra[k], -analysis.shifts[k], shape, total)
+        return total
+
+    def refine(ab: tuple[int, int]) -> refinement.Refined:
+        a, b = ab
+        return refinement.refine_block(
+            frames[a:b], analysis.shifts[a:b], shared, spectra=spectra[a:b]
         )
-    return refinement.combine(analysis, blocks, frames.shape[1:])
 
-
-def _frame_spectra(frames: np.ndarray) -> np.ndarray:
-    """``rfft2`` of every frame in float64, on every core, a few frames at a time."""
-    n_frames, ny, nx = frames.shape
-    spectra = np.empty((n_frames, ny, nx // 2 + 1), np.complex128)
-    step = max(1, _PIECE_BYTES // (8 * ny * nx))
-    real = np.empty((min(step, n_frames), ny, nx))
-    with scipy.fft.set_workers(-1):
-        for start in range(0, n_frames, step):
-            stop = min(start + step, n_frames)
-            np.copyto(real[: stop - start], frames[start:stop])
-            rfft2_into(real[: stop - start], spectra[start:stop])
-    return spectra
+    with ThreadPoolExecutor(len(blocks)) as pool:
+        total = sum(pool.map(transform, blocks))
+        shared = refinement.template_of_spectrum(total, shape, analysis, params)
+        refined = list(pool.map(refine, blocks))
+    return refinement.combine(analysis, refined, shape)

@@ -16,15 +16,15 @@ import numpy as np
 
 from daskreg.kernels._fft import irfft2_into, rfft2_into
 from daskreg.kernels.correlate import half_plane_mask
-from daskreg.kernels.refine import Refined, mask_columns, refine_shifts
-from daskreg.kernels.shift import CropBounds, add_shifted, crop_bounds, phase_ramp
+from daskreg.kernels.refine import Refined, refine_shifts
+from daskreg.kernels.shift import CropBounds, crop_bounds, phase_ramp
 from daskreg.method.masks import build_mask
 from daskreg.params import RegistrationParams
 
 if TYPE_CHECKING:
     from daskreg.method.analyse import MatrixAnalysis
 
-__all__ = ["Template", "combine", "refine_block", "template", "template_of_spectra", "wanted"]
+__all__ = ["Template", "combine", "refine_block", "template", "template_of_spectrum", "wanted"]
 
 #: Fewest used frames for a refinement: the leave-one-out template of two frames is the
 #: other frame, as noisy as the frame itself.
@@ -64,22 +64,24 @@ def template(
     shape = registered_sum.shape
     spectrum = np.empty((shape[0], shape[1] // 2 + 1), np.complex128)
     rfft2_into(np.asarray(registered_sum, dtype=np.float64)[None], spectrum[None])
-    return _template(spectrum, analysis, _mask_half(params, shape), shape)
+    return template_of_spectrum(spectrum, shape, analysis, params)
 
 
-def template_of_spectra(
-    spectra: np.ndarray,
+def template_of_spectrum(
+    spectrum: np.ndarray,
     shape: tuple[int, int],
     analysis: MatrixAnalysis,
     params: RegistrationParams,
 ) -> Template:
-    """As :func:`template`, from the frames' spectra instead of their registered sum.
+    """As :func:`template`, from the registered sum's spectrum.
 
     Parameters
     ----------
-    spectra : ndarray of complex128, shape (N, ny, nx // 2 + 1)
-        ``rfft2`` of every frame (the numpy engine computes them once for the template
-        and the refinement; the Dask engine sums the frames where they are).
+    spectrum : ndarray of complex128, shape (ny, nx // 2 + 1)
+        ``rfft2`` of the registered sum, or the same sum of the used frames' spectra,
+        each times :func:`~daskreg.kernels.shift.phase_ramp` of minus its shift (the
+        numpy engine sums them as it transforms the frames, and keeps the frames'
+        spectra for the refinement). Only the mask's columns are used.
     shape : tuple of int
         The frames' ``(ny, nx)``.
     analysis : MatrixAnalysis
@@ -88,26 +90,12 @@ def template_of_spectra(
     Returns
     -------
     Template
-        Its spectrum summed over the mask's columns only (zero beyond them): the
-        refinement multiplies the template by the mask and uses no other.
     """
-    mask_half = _mask_half(params, shape)
-    columns = mask_columns(mask_half)
-    spectrum = np.zeros((shape[0], shape[1] // 2 + 1), np.complex128)
-    for k in np.flatnonzero(np.isfinite(analysis.shifts).all(axis=1)):
-        add_shifted(spectra[k, :, :columns], -analysis.shifts[k], shape, spectrum[:, :columns])
-    return _template(spectrum, analysis, mask_half, shape)
-
-
-def _mask_half(params: RegistrationParams, shape: tuple[int, int]) -> np.ndarray:
-    return np.real(half_plane_mask(build_mask(params, shape)))
-
-
-def _template(
-    spectrum: np.ndarray, analysis: MatrixAnalysis, mask_half: np.ndarray, shape: tuple[int, int]
-) -> Template:
     return Template(
-        spectrum, int(analysis.used.sum()), mask_half, crop_bounds(analysis.shifts, shape)
+        spectrum,
+        int(analysis.used.sum()),
+        np.real(half_plane_mask(build_mask(params, shape))),
+        crop_bounds(analysis.shifts, shape),
     )
 
 
