@@ -78,7 +78,13 @@ def sample_indices(n_frames: int, frames: tuple[int, int] | None = None) -> np.n
     return np.unique(np.linspace(start, stop - 1, count).round().astype(int))
 
 
-def resolve(params: RegistrationParams, sample: np.ndarray, *, scale: float = 1.0) -> Resolved:
+def resolve(
+    params: RegistrationParams,
+    sample: np.ndarray,
+    *,
+    scale: float = 1.0,
+    index: np.ndarray | None = None,
+) -> Resolved:
     """Fill in the automatic parameters from a sample of frames.
 
     Parameters
@@ -89,6 +95,9 @@ def resolve(params: RegistrationParams, sample: np.ndarray, *, scale: float = 1.
         pixels or no contrast add nothing to the spectrum.
     scale : float, default 1
         The series' scale (:class:`~daskreg.kernels.detector.FrameCorrection`).
+    index : sequence of int, optional
+        With a whole stack as ``sample``: the sampled frames' indices in it (read
+        where they are; a copy of 16 frames of 512^2 cost as much as their spectrum).
 
     Returns
     -------
@@ -98,7 +107,7 @@ def resolve(params: RegistrationParams, sample: np.ndarray, *, scale: float = 1.
     shape = sample.shape[-2:]
     # Called once per series in the calling process: the transforms use every core.
     with scipy.fft.set_workers(-1):
-        power = lattice_kernels.power_spectrum(sample, scale=scale)
+        power = lattice_kernels.power_spectrum(sample, scale=scale, index=index)
     lattice = lattice_kernels.find_lattice(power, shape)
     changes: dict[str, object] = {}
     notes: dict[str, str] = {}

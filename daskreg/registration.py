@@ -134,7 +134,7 @@ class Registration:
             loaded = self._load()
             index = autoparams.sample_indices(self.n_frames, self._params.frames)
             self._resolved = autoparams.resolve(
-                self._params, loaded.frames[index], scale=loaded.correction.scale
+                self._params, loaded.frames, scale=loaded.correction.scale, index=index
             )
         return self._resolved
 

@@ -181,7 +181,9 @@ def nearest_translation(vectors: np.ndarray, basis: np.ndarray) -> tuple[np.ndar
     return candidates[rows, best] + 0.0, distance[rows, best]
 
 
-def power_spectrum(frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
+def power_spectrum(
+    frames: np.ndarray, *, scale: float = 1.0, index: np.ndarray | None = None
+) -> np.ndarray:
     """Mean power spectrum of Hann-windowed, mean-subtracted frames.
 
     Parameters
@@ -194,6 +196,9 @@ def power_spectrum(frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
         Divide the frames by it first (the series' scale,
         :func:`daskreg.kernels.detector.series_scale`): the single-precision transform
         and its squares then neither overflow nor underflow.
+    index : sequence of int, optional
+        Only these frames of ``frames`` (default all): a sample of a stack without a
+        copy of it.
 
     Returns
     -------
@@ -220,8 +225,6 @@ def power_spectrum(frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim == 2:
         frames = frames[None]
-    if frames.dtype not in (np.float32, np.float64):
-        frames = frames.astype(np.float32)
     ny, nx = frames.shape[-2:]
     # Single precision halves the transforms' cost; the power of the reflections it
     # finds is far above its rounding (1e-7 of the frame's total power). One frame at a
@@ -232,7 +235,10 @@ def power_spectrum(frames: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
     spectrum = np.empty((1, ny, nx // 2 + 1), np.complex64)
     total = np.zeros((ny, nx // 2 + 1))
     used = 0
-    for frame in frames:
+    for k in range(len(frames)) if index is None else index:
+        frame = frames[k]
+        if frame.dtype not in (np.float32, np.float64):
+            frame = frame.astype(np.float32)
         centre_and_window(frame[None], window, data)
         # A NaN or infinite pixel makes the mean, and so every centred pixel, NaN.
         if np.isfinite(data.sum(dtype=np.float64)):

@@ -157,11 +157,17 @@ class PairSetup:
         return tuple(self._joined(list(output)) for output in zip(*pieces, strict=True))
 
     def _joined(self, pieces: list[np.ndarray]) -> np.ndarray:
-        if self.band is not None:
-            # The crop's fancy index leaves frames interleaved (frame is not the slowest
-            # axis): contiguous frames are what the pair kernels read pair by pair.
-            pieces = [np.ascontiguousarray(self.band.crop(piece)) for piece in pieces]
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        if self.band is None:
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        # Each piece's band written into its frames of one contiguous array (frames
+        # contiguous: the pair kernels read them pair by pair).
+        first = self.band.crop(pieces[0][:0])
+        out = np.empty((sum(len(p) for p in pieces), *first.shape[1:]), first.dtype)
+        start = 0
+        for piece in pieces:
+            self.band.crop(piece, out[start : start + len(piece)])
+            start += len(piece)
+        return out
 
     def energy(self, spectra: np.ndarray) -> np.ndarray:
         """Masked energy of each frame (see :func:`~daskreg.kernels.correlate.masked_energy`)."""
