@@ -46,7 +46,9 @@ class RegistrationPlan:
         The spectra of every frame of every series, which the Dask engine spreads over
         its workers (or spills to disk).
     in_memory_bytes : int
-        Peak of the in-memory (numpy) engine: every frame as float64 beside the spectra.
+        Peak of the in-memory (numpy) engine: every frame as float64 beside the pairs'
+        spectra, or, when the shifts are refined, beside every frame's whole spectrum
+        (complex128, kept for the template and the refinement), whichever is larger.
     params : RegistrationParams
     """
 
@@ -108,7 +110,7 @@ def plan(stack: Any, *, chunks: int | None = None, **params: Any) -> Registratio
         frame_chunks=frame_chunks,
         n_pair_blocks=n_pair_blocks(frame_chunks, checked.band),
         spectra_bytes=spectra,
-        in_memory_bytes=prepared.size * 8 + spectra,
+        in_memory_bytes=prepared.size * 8 + max(spectra, _refinement_nbytes(prepared, checked)),
         params=checked,
     )
 
@@ -164,3 +166,9 @@ def dask_layout(stack: Any, params: RegistrationParams, chunks: int | None) -> D
     prepared = prepare_stack(stack, params, chunks)
     frame_chunks = tuple(int(c) for c in prepared.data.chunks[-3])
     return DaskLayout(frame_chunks, n_pair_blocks(frame_chunks, params.band))
+
+
+def _refinement_nbytes(stack: Any, params: RegistrationParams) -> int:
+    """Bytes of the whole spectra the numpy engine's refinement keeps (0 without it)."""
+    ny, nx = stack.shape[-2:]
+    return math.prod(stack.shape[:-2]) * ny * (nx // 2 + 1) * 16 if params.refine else 0

@@ -28,10 +28,15 @@ def test_plan_counts_pairs_and_blocks(n_frames, chunks, band):
     assert p.n_pair_blocks == len(blocks)
     assert sum(p.frame_chunks) == n_frames and max(p.frame_chunks) == chunks
     assert p.frame_range == (0, n_frames) and p.n_series == 1
-    # Frames as float64 beside the spectra; the spectra grow with the number of frames.
-    assert p.in_memory_bytes == stack.size * 8 + p.spectra_bytes
+    # Frames as float64 beside the spectra (the pairs' or, for the refinement, every
+    # frame's whole spectrum); the spectra grow with the number of frames.
+    whole = n_frames * stack.shape[1] * (stack.shape[2] // 2 + 1) * 16
+    assert p.in_memory_bytes == stack.size * 8 + max(p.spectra_bytes, whole)
+    unrefined = daskreg.plan(stack, chunks=chunks, band=band, refine=False)
+    assert unrefined.in_memory_bytes == stack.size * 8 + p.spectra_bytes
     twice = daskreg.plan(da.concatenate([stack, stack]), chunks=chunks, band=band)
     assert 0 < p.spectra_bytes == twice.spectra_bytes / 2
+
 
 def test_plan_refuses_what_register_refuses():
     with pytest.raises(DaskregError, match="band"):
