@@ -355,40 +355,34 @@ def half_shifts(
     frames = np.asarray(frames)
     if spectra is None:
         spectra, parts = setup.spectra(frames, scale=scale, cuts=True)
-    # Each split is a pair (first part, second part) of one frame; the spectra are
-    # linear in the frame, so the second part's are the whole frame's minus the first's.
-    splits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
     index = np.arange(len(frames))
-    for k in range(len(TEAR_ROWS)):
-        if parts is None:  # the full-size path: one part at a time
-            top = setup.spectra(frames, scale=scale, cuts=slice(k, k + 1))[1][:, 0]
-        else:
-            top = np.ascontiguousarray(parts[:, 1 + k])
-        splits.append((1 + k, index, top, spectra - top))
     chosen = index if noise_frames is None else np.flatnonzero(noise_frames)
-    if len(chosen):
-        if parts is None:
-            first = setup.spectra(frames[chosen], scale=scale, checkerboard=True)[1][:, 0]
-        else:
-            first = np.ascontiguousarray(parts[chosen, 0])
-        splits.append((0, chosen, first, spectra[chosen] - first))
     out = np.full((len(frames), N_SPLITS, 2), np.nan)
-    # On the band all splits are measured in one call, which gives every thread whole
-    # batches; the full-size path's spectra are large, and measured split by split.
-    groups = [splits] if setup.band is not None else [[split] for split in splits]
-    for group in groups:
-        first, second = (
-            (group[0][2], group[0][3])
-            if len(group) == 1
-            else (np.concatenate([g[2] for g in group]), np.concatenate([g[3] for g in group]))
-        )
+    if parts is not None:
+        # Every split in one call, on the parts where they are: the first part of split
+        # k of frame f is part f * N_SPLITS + k, the second the frame less it (the
+        # spectra are linear in the frame).
+        first = parts.reshape(-1, *parts.shape[2:])
+        second = (spectra[:, None] - parts).reshape(first.shape)
+        frame = np.concatenate([np.repeat(index, N_SPLITS - 1), chosen])
+        split = np.concatenate([np.tile(np.arange(1, N_SPLITS), len(index)), 0 * chosen])
+        pairs = frame * N_SPLITS + split
+        found = measure_pairs(first, second, pairs, pairs, setup, threads=threads)
+        out[frame, split] = np.where(found.ok[:, None], found.shifts, np.nan)
+        return out
+    # The full-size path: each split a pair (first part, second part) of one frame, made
+    # and measured one at a time (its spectra are large).
+    splits: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    for k in range(len(TEAR_ROWS)):
+        top = setup.spectra(frames, scale=scale, cuts=slice(k, k + 1))[1][:, 0]
+        splits.append((1 + k, index, top, spectra - top))
+    if len(chosen):
+        first = setup.spectra(frames[chosen], scale=scale, checkerboard=True)[1][:, 0]
+        splits.append((0, chosen, first, spectra[chosen] - first))
+    for k, rows, first, second in splits:
         pairs = np.arange(len(first))
         found = measure_pairs(first, second, pairs, pairs, setup, threads=threads)
-        shifts = np.where(found.ok[:, None], found.shifts, np.nan)
-        start = 0
-        for k, rows, part, _ in group:
-            out[rows, k] = shifts[start : start + len(part)]
-            start += len(part)
+        out[rows, k] = np.where(found.ok[:, None], found.shifts, np.nan)
     return out
 
 
