@@ -19,6 +19,7 @@ import daskreg
 from daskreg import validate
 from daskreg.errors import RegistrationWarning
 from daskreg.kernels import detector
+from daskreg.kernels.local_median import LocalMedian
 from daskreg.synthetic import lattice_series
 
 from .conftest import DATA, requires_data, rms_error
@@ -293,7 +294,7 @@ def test_local_median_is_exact_where_it_decides(shape, ties):
     if ties:
         image = np.round(image).clip(0, None)
     image[1::4, 2::5] += 6.0
-    local = detector._LocalMedian(image)
+    local = LocalMedian(image)
     exact = (image - ndimage.median_filter(image, size=5, mode="mirror")).ravel()
     np.testing.assert_allclose(local.excess(np.arange(image.size)), exact, atol=1e-12)
     assert np.all(local.bound >= exact - 1e-12)

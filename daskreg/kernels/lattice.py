@@ -197,8 +197,7 @@ def power_spectrum(
         :func:`daskreg.kernels.detector.series_scale`): the single-precision transform
         and its squares then neither overflow nor underflow.
     index : sequence of int, optional
-        Only these frames of ``frames`` (default all): a sample of a stack without a
-        copy of it.
+        Only these frames of ``frames`` (default all), read where they are.
 
     Returns
     -------
@@ -223,22 +222,18 @@ def power_spectrum(
     (64, 41)
     """
     frames = np.asarray(frames)
-    if frames.ndim == 2:
-        frames = frames[None]
-    ny, nx = frames.shape[-2:]
-    # Single precision halves the transforms' cost; the power of the reflections it
-    # finds is far above its rounding (1e-7 of the frame's total power). One frame at a
-    # time through the same buffers: fresh arrays for the whole sample cost more in page
-    # faults than the transforms.
+    frames, (ny, nx) = frames.reshape(-1, *frames.shape[-2:]), frames.shape[-2:]
+    as_is = frames.dtype in (np.float32, np.float64)
+    # Single precision halves the transforms' cost; the reflections' power is far above
+    # its rounding (1e-7 of the frame's total power). One frame at a time through the
+    # same buffers: fresh arrays for the whole sample cost more in page faults.
     window = (hann_window((ny, nx)) / scale).astype(np.float32)
     data = np.empty((1, ny, nx), np.float32)
     spectrum = np.empty((1, ny, nx // 2 + 1), np.complex64)
     total = np.zeros((ny, nx // 2 + 1))
     used = 0
     for k in range(len(frames)) if index is None else index:
-        frame = frames[k]
-        if frame.dtype not in (np.float32, np.float64):
-            frame = frame.astype(np.float32)
+        frame = frames[k] if as_is else frames[k].astype(np.float32)
         centre_and_window(frame[None], window, data)
         # A NaN or infinite pixel makes the mean, and so every centred pixel, NaN.
         if np.isfinite(data.sum(dtype=np.float64)):
