@@ -32,10 +32,10 @@ def test_ten_series_in_one_graph(monkeypatch):
     )
     results = daskreg.register_series(data, scheduler="threads", chunks=3, progress=False)
     # Each phase is one graph for all ten series: the survey of the frames (quality, hot
-    # pixels, scale), the pairs and their analysis, the registered sums the refinement
-    # starts from, the refinement's blocks (which carry the averages), then the two
-    # example frames each.
-    assert calls == [10, 10, 10, 10, 10]
+    # pixels, scale), the pairs and their analysis, the refinement (the registered sums,
+    # the templates and the blocks, which carry the averages), then the two example
+    # frames each.
+    assert calls == [10, 10, 10, 10]
     assert len(results) == 10
     for k, (result, stack) in enumerate(zip(results, stacks, strict=True)):
         assert float(result.dataset["temperature"]) == data["temperature"].values[k]
