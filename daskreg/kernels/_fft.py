@@ -47,25 +47,18 @@ def backend() -> str:
     return "pocketfft" if _pocketfft is not None else "scipy"
 
 
-def rfft(x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.ndarray:
-    """``scipy.fft.rfft(x, axis=axis)``, written into ``out`` if given (returned)."""
+def rfft(x: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.fft.rfft(x, axis=axis)``."""
     if _ducc is not None:
-        return _ducc.r2c(x, axes=(axis,), forward=True, out=out, nthreads=_threads())
-    return _copied(scipy.fft.rfft(x, axis=axis), out)
+        return _ducc.r2c(x, axes=(axis,), forward=True, nthreads=_threads())
+    return scipy.fft.rfft(x, axis=axis)
 
 
-def fft(x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.ndarray:
-    """``scipy.fft.fft(x, axis=axis)``, written into ``out`` if given (may be ``x``)."""
+def fft(x: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.fft.fft(x, axis=axis)``."""
     if _ducc is not None:
-        return _ducc.c2c(x, axes=(axis,), forward=True, out=out, nthreads=_threads())
-    return _copied(scipy.fft.fft(x, axis=axis), out)
-
-
-def _copied(result: np.ndarray, out: np.ndarray | None) -> np.ndarray:
-    if out is None:
-        return result
-    out[...] = result
-    return out
+        return _ducc.c2c(x, axes=(axis,), forward=True, nthreads=_threads())
+    return scipy.fft.fft(x, axis=axis)
 
 
 def _threads() -> int:

@@ -139,13 +139,8 @@ class PairSetup:
         rows = slice(None) if cuts is True and self.band is not None else cuts
         weights = None if rows in (False, True) else _top_weights(self.shape[0])[rows]
         checkerboard = checkerboard or (cuts is True and weights is not None)
-        band = self.band
-        outputs: list[list[np.ndarray]] | list[np.ndarray] = []
-        for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES):
-            # On the band each piece's spectra are this thread's scratch, cropped at once
-            # into one contiguous array per output (frames contiguous: the pair kernels
-            # read them pair by pair).
-            result = correlate.frame_spectra(
+        pieces = [
+            correlate.frame_spectra(
                 frames[piece],
                 dtype=self.params.spectrum_dtype,
                 kx_max=kx_max,
@@ -153,27 +148,26 @@ class PairSetup:
                 scale=scale,
                 row_weights=weights,
                 checkerboard=checkerboard,
-                reuse=band is not None,
             )
-            result = result if isinstance(result, tuple) else (result,)
-            if band is None:
-                outputs.append(list(result))
-                continue
-            if not outputs:
-                outputs = [
-                    np.empty((len(frames), *band.crop(r[:0]).shape[1:]), r.dtype) for r in result
-                ]
-            for r, out in zip(result, outputs, strict=True):
-                band.crop(r, out[piece])
-        if band is None:
-            joined = [
-                o[0] if len(o) == 1 else np.concatenate(o) for o in zip(*outputs, strict=True)
-            ]
-        else:
-            joined = list(outputs)
+            for piece in frame_slices(len(frames), math.prod(self.shape), _SPECTRA_PIECE_BYTES)
+        ]
         if weights is None and not checkerboard:
-            return (joined[0], None) if cuts else joined[0]
-        return tuple(joined)
+            whole = self._joined(pieces)
+            return (whole, None) if cuts else whole
+        return tuple(self._joined(list(output)) for output in zip(*pieces, strict=True))
+
+    def _joined(self, pieces: list[np.ndarray]) -> np.ndarray:
+        if self.band is None:
+            return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        # Each piece's band written into its frames of one contiguous array (frames
+        # contiguous: the pair kernels read them pair by pair).
+        first = self.band.crop(pieces[0][:0])
+        out = np.empty((sum(len(p) for p in pieces), *first.shape[1:]), first.dtype)
+        start = 0
+        for piece in pieces:
+            self.band.crop(piece, out[start : start + len(piece)])
+            start += len(piece)
+        return out
 
     def energy(self, spectra: np.ndarray) -> np.ndarray:
         """Masked energy of each frame (see :func:`~daskreg.kernels.correlate.masked_energy`)."""
