@@ -56,8 +56,14 @@ def test_long_drift_right_or_flagged(lattice, spacing, dose, step, seed):
     """A drift long for the frame (40-70 px over 20 frames of 256^2): far pairs hop
     systematically towards zero. Right, or flagged with a sigma that covers the error."""
     series = lattice_series(
-        20, (256, 256), lattice=lattice, spacing=spacing, dose=dose, read_noise=1.0,
-        drift_step=step, seed=seed,
+        20,
+        (256, 256),
+        lattice=lattice,
+        spacing=spacing,
+        dose=dose,
+        read_noise=1.0,
+        drift_step=step,
+        seed=seed,
     )
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
@@ -216,6 +222,38 @@ def test_halves_from_the_whole_frames_spectra_are_the_two_pass_ones(band_limited
     )
     for found in (alone, one_pass, shared):
         np.testing.assert_allclose(found, expected, atol=1e-3, equal_nan=True)
+
+
+@pytest.mark.parametrize("band_limited", [None, False])
+def test_spectra_made_in_pieces_are_the_spectra_made_at_once(band_limited, monkeypatch):
+    # A stack is transformed a few frames at a time, each piece's band cropped into its
+    # frames of one output: pieces of 2 and 3 frames against one piece of all 7 (and
+    # against numpy for the whole spectra).
+    from daskreg.kernels.correlate import hann_window
+    from daskreg.method import pairs
+    from daskreg.params import RegistrationParams
+
+    frames = lattice_series(7, (64, 80), dose=20, seed=2).stack
+    setup = pairs.pair_setup(RegistrationParams.reference(), (64, 80), band_limited=band_limited)
+    assert (setup.band is None) == (band_limited is False)
+    at_once = setup.spectra(frames, scale=2.0, cuts=True)
+    for frames_per_piece in (2, 3):
+        monkeypatch.setattr(pairs, "_SPECTRA_PIECE_BYTES", frames_per_piece * 64 * 80 * 8)
+        pieces = setup.spectra(frames, scale=2.0, cuts=True)
+        assert len(pieces) == 2
+        for got, want in zip(pieces, at_once, strict=True):
+            if want is None:
+                assert got is None
+                continue
+            assert got.flags.c_contiguous
+            # Single precision: a transform's rounding depends on its batch (SIMD lanes).
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * abs(want).max())
+    centred = (frames - frames.mean(axis=(1, 2), keepdims=True)) * hann_window((64, 80)) / 2
+    whole = np.fft.rfft2(centred)
+    if setup.band is not None:
+        whole = setup.band.crop(whole)
+    scale = abs(whole).max()
+    np.testing.assert_allclose(at_once[0], whole, rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("seed", [5, 9])
