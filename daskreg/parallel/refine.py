@@ -68,8 +68,7 @@ def refine_series(
     for k in todo:
         analysis = analysed[k].analysis
         # The template is a task of the same graph (one round trip to the cluster, not
-        # two: at 40 x 512^2 on two workers the round trip was a tenth of the run); the
-        # workers that refine fetch it once each.
+        # two, and no scatter); the workers that refine fetch it once each.
         mean = reduce.aligned_average(data[k], analysis.shifts)
         shared = dask.delayed(_template, pure=True)(
             mean, dask.delayed(analysis, traverse=False), params[k]
